@@ -320,3 +320,24 @@ def test_overrides_reach_the_saved_config(generator, lpips, own_images):
     config = result.states[0].config
     assert config["steps"] == 3 and config["lr"] == 0.02 and config["lpips_weight"] == 0.5
     assert dataclasses.asdict(METHODS["sphinx"][1]).keys() == config.keys()
+
+
+# --- the faithful default -------------------------------------------------------------
+
+def test_sphinx_without_overrides_keeps_the_authors_trajectory():
+    """``method=sphinx`` stays the authors' algorithm: options of ours must not move it."""
+    import importlib.util
+    from pathlib import Path
+
+    golden_dir = Path(__file__).resolve().parents[1] / "data" / "golden"
+    spec = importlib.util.spec_from_file_location("make_golden", golden_dir / "make_sphinx_trajectory.py")
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    if not maker.FIXTURES.is_dir():
+        pytest.skip(f"reference fixtures not found at {maker.FIXTURES}")
+    generator, images, lpips = maker.golden_inputs()
+    result = invert(generator, images, maker.IDS, method="sphinx", lpips=lpips, steps=maker.STEPS, seed=5)
+    golden = torch.load(golden_dir / "sphinx_trajectory.pt", weights_only=True)
+    torch.testing.assert_close(result.loss_history, golden["loss_history"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(result.reconstructions, golden["reconstructions"], rtol=0, atol=1e-4)  # thread count moves the last digits
+    torch.testing.assert_close(result.vicinity_spread, golden["vicinity_spread"], rtol=1e-4, atol=1e-5)
