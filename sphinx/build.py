@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import netrc
 import os
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sphinx import resolvers  # noqa: F401  (registers ${scaled_steps:...} before any config resolves)
 from sphinx.errors import ConfigError, DownloadError, SphinxError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
@@ -26,7 +26,7 @@ from sphinx.inversion.loop import resolve_method
 
 log = logging.getLogger(__name__)
 
-SPHINX_METHODS = ("sphinx", "sphinx_ps", "sphinx_ps_pc")
+SPHINX_METHODS = ("sphinx", "sphinx_warm", "sphinx_ps", "sphinx_ps_pc")
 STEP_FIELDS = ("steps", "noise_steps", "pivot_steps")
 DEFAULT_BOTTLENECK = 32
 
@@ -56,7 +56,14 @@ def build_generator(cfg: DictConfig) -> Generator:
 
 
 def build_method(cfg: DictConfig, *, batch_size: int) -> MethodSpec:
-    """Method options from ``method``, ``head``, ``regularizer`` and ``steps_scale``, validated."""
+    """Method options from ``method``, ``head`` and ``regularizer``, validated.
+
+    ``steps_scale`` reaches the step counts through their ``${scaled_steps:...}`` defaults
+    (:mod:`sphinx.resolvers`); a count given explicitly is used as given.
+    """
+    scale = float(cfg.steps_scale)
+    if not scale > 0:
+        raise ConfigError(f"steps_scale must be positive, got {scale}")
     options = OmegaConf.to_container(cfg.method, resolve=True)
     name = options.pop("name")
     is_sphinx = name in SPHINX_METHODS
@@ -70,15 +77,14 @@ def build_method(cfg: DictConfig, *, batch_size: int) -> MethodSpec:
         if "noise_regularize" not in options:
             raise ConfigError(f"regularizer.noise_regularize applies to methods w and pti, not method={name}")
         options["noise_regularize"] = float(cfg.regularizer.noise_regularize)
-    scale = float(cfg.steps_scale)
-    if not scale > 0:
-        raise ConfigError(f"steps_scale must be positive, got {scale}")
-    for field in STEP_FIELDS:
-        if field in options:
-            options[field] = max(1, math.ceil(options[field] * scale)) if options[field] else 0
     _, implementation, config = resolve_method(name, options)  # rejects unknown keys
     implementation.validate(config, batch_size=batch_size)
     return MethodSpec(name, dataclasses.asdict(config))
+
+
+def step_counts(method: MethodSpec) -> dict[str, int]:
+    """The step counts a method runs with, e.g. ``{"steps": 500}`` or PTI's pivot and tuning steps."""
+    return {field: method.options[field] for field in STEP_FIELDS if field in method.options}
 
 
 def build_degradation(cfg: DictConfig, *, resolution: int):

@@ -6,7 +6,9 @@ beside it, when the run finished) and writes, into one output folder:
 - ``report.md``: one table per metric (rows = methods, columns = degradations, cells mean ± std),
   the image counts, and SPHInX against the best baseline for each degradation and metric;
 - ``report.csv``: the same numbers in long format, one row per (cell, metric);
-- ``report.png``: grouped bar charts of the PSNR, SSIM and LPIPS means ± std.
+- ``report.png``: grouped bar charts of the PSNR, SSIM and LPIPS means ± std;
+- ``curves.md`` and ``curves.png``, when the runs recorded quality curves (``curves.csv``):
+  each method's quality against optimizer steps and seconds (:mod:`sphinx.report_curves`).
 
 Usage::
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sphinx.errors import SphinxError
+from sphinx.report_curves import CURVES_NAME, curves_markdown, curves_png, read_curves
 
 RESULTS_NAME = "results.csv"
 SUMMARY_NAME = "summary.json"
@@ -55,7 +59,7 @@ LOWER_IS_BETTER = frozenset({"lpips"})
 REPORT_CSV_COLUMNS = ("generator", "data", "method", "degradation", "metric", "mean", "std", "n")
 UNKNOWN_DATA = "unknown"
 # Known names come in the order a reader expects; anything else follows, alphabetically.
-METHOD_ORDER = ("sphinx", "sphinx_ps", "sphinx_ps_pc", "w", "wplus", "wplus_noise", "pti")
+METHOD_ORDER = ("sphinx", "sphinx_warm", "sphinx_ps", "sphinx_ps_pc", "w", "wplus", "wplus_noise", "pti")
 DEGRADATION_ORDER = ("none", "denoise", "inpaint", "superres", "compressed_sensing", "colorize")
 _MAX_NAMES_IN_WARNING = 5
 
@@ -133,6 +137,8 @@ class Report:
     markdown: Path
     csv: Path
     png: Path
+    curves_markdown: Path | None = None
+    curves_png: Path | None = None
 
     def cell(
         self,
@@ -224,6 +230,13 @@ def build_report(
     _write_atomic(report.markdown, _markdown(report).encode("utf-8"))
     _write_atomic(report.csv, _long_csv(report).encode("utf-8"))
     _write_atomic(report.png, _plot(report))
+    curve_files = [path.parent / CURVES_NAME for path in paths if (path.parent / CURVES_NAME).is_file()]
+    curves = [c for c in read_curves(curve_files) if c.steps.size > 1] if curve_files else []
+    if curves:
+        report = dataclasses.replace(report, curves_markdown=out_dir / "curves.md", curves_png=out_dir / "curves.png")
+        _write_atomic(report.curves_markdown, curves_markdown(curves, title=f"Quality versus budget: {title}")
+                      .encode("utf-8"))
+        _write_atomic(report.curves_png, curves_png(curves, title=f"Quality versus budget: {title}"))
     return report
 
 
@@ -742,7 +755,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in report.warnings:
         print(f"sphinx.report: warning: {warning}", file=sys.stderr)
     print(report.markdown.read_text(encoding="utf-8"), end="")
-    print(f"\nwrote {report.markdown}, {report.csv}, {report.png}")
+    written = [report.markdown, report.csv, report.png, report.curves_markdown, report.curves_png]
+    print(f"\nwrote {', '.join(str(path) for path in written if path is not None)}")
     return 0
 
 

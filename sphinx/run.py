@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from sphinx import resolvers  # noqa: F401  (so that --cfg job --resolve knows ${scaled_steps:...})
 from sphinx.errors import ConfigError, SphinxError
 
 log = logging.getLogger("sphinx.run")
@@ -76,7 +77,7 @@ def run(cfg: DictConfig) -> dict | None:
     if not trainer.is_global_zero:
         return None
     summary = writer.finalize(config=OmegaConf.to_container(cfg, resolve=True), experiment=cfg.experiment_name,
-                              data=_data_name(cfg))
+                              data=_data_name(cfg), steps=build.step_counts(method))
     _log_tables(logger, writer, summary)
     _print_summary(summary, run_dir)
     return summary
@@ -104,8 +105,9 @@ def _log_tables(logger, writer, summary: dict) -> None:
 def _print_summary(summary: dict, run_dir: Path) -> None:
     parts = [f"{name} {values['mean']:.4g} ± {values['std']:.2g}"
              for name, values in summary["metrics"].items() if values["mean"] is not None]
+    steps = ", ".join(f"{count} {field.replace('_', ' ')}" for field, count in summary["steps"].items())
     print(f"{summary['method']} / {summary['degradation']}: {summary['ok']} ok, {summary['failed']} failed; "
-          f"{'; '.join(parts)}\nresults: {run_dir / 'results.csv'}", flush=True)
+          f"{steps}; {'; '.join(parts)}\nresults: {run_dir / 'results.csv'}", flush=True)
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")

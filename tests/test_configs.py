@@ -54,12 +54,12 @@ def test_every_experiment_composes_with_the_plus_syntax(hydra_conf, experiment):
 
 def test_method_configs_name_every_registered_method_with_its_source_defaults(hydra_conf):
     assert set(options("method")) == set(METHODS)
-    for name, (_, defaults) in METHODS.items():
+    for name, (implementation, defaults) in METHODS.items():
         cfg = composed(f"method={name}")
         assert cfg.method.name == name
         spec = build_method(cfg, batch_size=cfg.batch_size)
         assert spec.name == name
-        for key, value in vars(defaults).items():
+        for key, value in vars(implementation.complete(defaults)).items():
             assert spec.options[key] == value, (name, key)
 
 
@@ -75,6 +75,20 @@ def test_steps_scale_shrinks_every_step_count(hydra_conf):
     assert (spec.options["steps"], spec.options["noise_steps"]) == (800, 300)
     pti = build_method(composed("method=pti", "steps_scale=0.1"), batch_size=1)
     assert (pti.options["pivot_steps"], pti.options["steps"]) == (45, 35)
+
+
+def test_an_explicit_step_count_runs_as_given_whatever_the_scale(hydra_conf):
+    for experiment in ("ood_faces", "restoration", "ablation", "budget"):
+        for method in ("sphinx", "wplus", "pti"):
+            cfg = composed(f"+experiment={experiment}", f"method={method}", "method.steps=30")
+            assert build_method(cfg, batch_size=1).options["steps"] == 30, (experiment, method)
+
+
+def test_wplus_noise_splits_an_explicit_step_count_in_its_ratio(hydra_conf):
+    spec = build_method(composed("method=wplus_noise", "method.steps=80"), batch_size=4)
+    assert (spec.options["steps"], spec.options["noise_steps"]) == (80, 30)
+    spec = build_method(composed("method=wplus_noise", "method.steps=80", "method.noise_steps=5"), batch_size=4)
+    assert spec.options["noise_steps"] == 5
 
 
 def test_head_and_regularizer_reach_sphinx_and_are_refused_elsewhere(hydra_conf):

@@ -45,13 +45,15 @@ def tiny(fixtures_root) -> list[str]:
 
 def test_the_readme_main_command_runs_offline_on_the_demo_prior_with_reduced_steps(tmp_path):
     run_dir = tmp_path / "main"
-    result = sphinx_run("+experiment=ood_faces", "steps_scale=0.01", "data.limit=3", "logger=none",
+    result = sphinx_run("+experiment=ood_faces", "method.steps=30", "data.limit=3", "logger=none",
                         f"hydra.run.dir={run_dir}", cwd=tmp_path)
     rows = read_rows(run_dir)
     assert [r["image"] for r in rows] == ["astronaut", "chelsea", "coffee"]
-    assert all(r["status"] == "ok" and r["generator"] == "demo" and r["steps"] == "50" for r in rows)
-    assert "sphinx / none: 3 ok, 0 failed" in result.stdout
-    assert json.loads((run_dir / "summary.json").read_text())["experiment"] == "ood_faces"
+    # An explicit step count runs as given, whatever the experiment's steps_scale.
+    assert all(r["status"] == "ok" and r["generator"] == "demo" and r["steps"] == "30" for r in rows)
+    assert "sphinx_warm / none: 3 ok, 0 failed; 30 steps;" in result.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["experiment"] == "ood_faces" and summary["steps"] == {"steps": 30}
 
 
 def test_a_run_writes_every_output_and_its_states_re_render(tiny, tmp_path, fixtures_root):
@@ -65,8 +67,16 @@ def test_a_run_writes_every_output_and_its_states_re_render(tiny, tmp_path, fixt
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["count"] == 3 and summary["ok"] == 3 and summary["method"] == "sphinx"
     assert summary["metrics"]["psnr"]["mean"] == pytest.approx(np.mean([float(r["psnr"]) for r in rows]), abs=1e-3)
-    assert summary["config"]["batch_size"] == 2
-    assert Image.open(run_dir / "comparison.png").size == (3 * 32, 3 * 32)
+    assert summary["config"]["batch_size"] == 2 and summary["steps"] == {"steps": 20}
+    # target | reconstruction | error (no observation column without a degradation), 256 px tiles
+    width, height = Image.open(run_dir / "comparison.png").size
+    assert width == 3 * 256 + 4 * 4 and height > 3 * 256
+    assert Image.open(run_dir / "comparison_small.png").size[0] < width
+    with open(run_dir / "curves.csv", newline="") as stream:
+        curve_rows = list(csv.DictReader(stream))
+    chelsea = [r for r in curve_rows if r["image"] == "chelsea"]
+    assert chelsea[0]["step"] == "0" and chelsea[-1]["step"] == "20"
+    assert float(chelsea[-1]["psnr"]) == pytest.approx(float(rows[1]["psnr"]), abs=1e-4)
     assert (run_dir / "failures.csv").read_text().strip() == "image,reason"
     generator = load_generator(fixtures_root / "rosinality" / "tiny_g32.pt")
     folder = run_dir / "images" / "chelsea"

@@ -29,6 +29,7 @@ class Preset:
         sha256: The published SHA-256 as 64 hex digits; None where no published hash is known.
         resolution: The generator's output size in pixels (square).
         description: One line: dataset and source.
+        filename: The cached copy's name, where the URL's path does not end in one.
     """
 
     name: str
@@ -36,11 +37,16 @@ class Preset:
     sha256: str | None
     resolution: int
     description: str
+    filename: str | None = None
 
 
 _ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
 _ADA_SOURCE = "StyleGAN2-ADA (NVlabs stylegan2-ada-pytorch)"
 _NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files"
+# The PyTorch port's conversion of NVIDIA's stylegan2-ffhq-config-f.pkl: the file the SPHInX
+# authors' README fetches (Google Drive id below, via gdown) and loads truncated to 256 px.
+SPHINX_AUTHORS_DRIVE_ID = "1JCBiKY_yUixTa6F1eflABL88T4cii2GR"
+_DRIVE = "https://drive.usercontent.google.com/download"
 
 # NVIDIA publishes no checksums for these files, so none is recorded here.
 # `demo` is the small prior shipped inside the package (experiments/demo_prior/README.md).
@@ -96,6 +102,14 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 sha256=None,
                 resolution=512,
                 description=f"BreCaHAD breast cancer histology, {_ADA_SOURCE}",
+            ),
+            Preset(
+                name="stylegan2-ffhq-config-f",
+                url=f"{_DRIVE}?id={SPHINX_AUTHORS_DRIVE_ID}&export=download&confirm=t",
+                sha256=None,
+                resolution=1024,
+                description="FFHQ faces, StyleGAN2 config-f converted by the PyTorch port (the SPHInX authors' file)",
+                filename="stylegan2-ffhq-config-f.pt",
             ),
             Preset(
                 name="demo",
@@ -158,7 +172,7 @@ def _resolve_preset(preset: Preset, *, progress: bool) -> Path:
                 f"{preset.sha256}; reinstall sphinx"
             )
         return path
-    return download(preset.url, sha256=preset.sha256, progress=progress)
+    return download(preset.url, sha256=preset.sha256, filename=preset.filename, progress=progress)
 
 
 def _package_file(url: str) -> Path:

@@ -68,8 +68,16 @@ class StyleHead(BatchedHead):
 
     @classmethod
     def initialize(cls, ids: Sequence, n_latent: int, style_dim: int, *, seed: int,
-                   bottleneck: int = BOTTLENECK, device: torch.device | str = "cpu") -> StyleHead:
-        """Fresh heads with PyTorch's default Linear init, image i's drawn from (seed, id)."""
+                   bottleneck: int = BOTTLENECK, device: torch.device | str = "cpu",
+                   anchor: torch.Tensor | None = None, output_scale: float = 1.0) -> StyleHead:
+        """Fresh heads with PyTorch's default Linear init, image i's drawn from (seed, id).
+
+        Args:
+            anchor: optional W ``[style_dim]`` (e.g. the mean W): adds a trained output bias
+                ``[n_latent, style_dim]`` started there, so the head starts near that latent
+                instead of at a random point (not in the authors' code).
+            output_scale: multiplies the last decoder layer's initial weights and biases.
+        """
         encoder_dims = [style_dim, style_dim // 2, style_dim // 4, bottleneck]
         decoder_dims = [bottleneck, 64, 128, style_dim]
         per_image: dict[str, list[torch.Tensor]] = {}
@@ -84,7 +92,12 @@ class StyleHead(BatchedHead):
             for k in range(3):
                 per_image.setdefault(f"decoder.{k}.weight", []).append(torch.stack([r[k][0] for r in rows]))
                 per_image.setdefault(f"decoder.{k}.bias", []).append(torch.stack([r[k][1] for r in rows]))
-        return cls({name: torch.stack(values).to(device).requires_grad_() for name, values in per_image.items()})
+        tensors = {name: torch.stack(values) for name, values in per_image.items()}
+        tensors["decoder.2.weight"] *= output_scale
+        tensors["decoder.2.bias"] *= output_scale
+        if anchor is not None:
+            tensors["output.bias"] = anchor.detach().cpu().float().expand(len(ids), n_latent, style_dim).clone()
+        return cls({name: t.to(device).requires_grad_() for name, t in tensors.items()})
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         """Map inputs z ``[B, n_latent, d]`` to W+ ``[B, n_latent, d]``."""
@@ -97,6 +110,8 @@ class StyleHead(BatchedHead):
             h = torch.einsum("bli,bloi->blo", h, self.tensors[f"decoder.{k}.weight"])
             h = h + self.tensors[f"decoder.{k}.bias"]  # [B, L, out]
             h = torch.relu(h) if k == 0 else h
+        if "output.bias" in self.tensors:
+            h = h + self.tensors["output.bias"]  # [B, L, d]
         return h
 
 
@@ -116,17 +131,27 @@ class ContentHead(BatchedHead):
     WIDTHS = (CONTENT_INPUT_SHAPE[0], 32, 128)
 
     @classmethod
-    def initialize(cls, ids: Sequence, out_channels: int, *, seed: int,
-                   device: torch.device | str = "cpu") -> ContentHead:
-        """Fresh heads: conv weights ~ N(0, 1) (scaled at run time), biases 0."""
+    def initialize(cls, ids: Sequence, out_channels: int, *, seed: int, device: torch.device | str = "cpu",
+                   anchor: torch.Tensor | None = None, output_scale: float = 1.0) -> ContentHead:
+        """Fresh heads: conv weights ~ N(0, 1) (scaled at run time), biases 0.
+
+        Args:
+            anchor: optional 4x4 input ``[C4, 4, 4]`` (e.g. the generator's learned constant):
+                adds a trained output bias started there, so the head starts at the input the
+                generator was trained with instead of a random one (not in the authors' code).
+            output_scale: multiplies the last convolution's initial weights.
+        """
         dims = [*cls.WIDTHS, out_channels]
         tensors: dict[str, torch.Tensor] = {}
         draws = [image_generator(seed, image_id, "content_head") for image_id in ids]
         for k in range(3):
             tensors[f"conv.{k}.weight"] = torch.stack([torch.randn(dims[k + 1], dims[k], generator=d)
                                                        for d in draws])
+        tensors["conv.2.weight"] *= output_scale
         for k in range(2):
             tensors[f"activation.{k}.bias"] = torch.zeros(len(draws), dims[k + 1])
+        if anchor is not None:
+            tensors["output.bias"] = anchor.detach().cpu().float().expand(len(draws), *anchor.shape[-3:]).clone()
         return cls({name: t.to(device).requires_grad_() for name, t in tensors.items()})
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
@@ -137,5 +162,7 @@ class ContentHead(BatchedHead):
             h = torch.einsum("bihw,boi->bohw", h, weight / math.sqrt(weight.shape[2]))
             if k < 2:
                 h = F.leaky_relu(h + self.tensors[f"activation.{k}.bias"][:, :, None, None], 0.2) * math.sqrt(2)
+        if "output.bias" in self.tensors:
+            h = h + self.tensors["output.bias"]  # [B, C4, 4, 4]
         return h
 

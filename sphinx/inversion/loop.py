@@ -15,6 +15,7 @@ from sphinx.degradations import Degradation, NoDegradation, build_degradation
 from sphinx.errors import ConfigError, ImageError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
+from sphinx.inversion.curves import CurveRecorder, QualityCurve, log_spaced_steps
 from sphinx.inversion.methods import METHODS, Method
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.schedules import projector_lr_factor
@@ -63,6 +64,7 @@ class InversionResult:
         messages: why an image failed (with the step), else ``""``.
         vicinity_spread: per-image std of PSNR over fresh draws (SPHInX), else None.
         seconds: wall time of the call.
+        curve: each image's quality at log-spaced steps, or None when not recorded.
     """
 
     ids: tuple[str, ...]
@@ -76,6 +78,7 @@ class InversionResult:
     messages: tuple[str, ...]
     vicinity_spread: torch.Tensor | None
     seconds: float
+    curve: QualityCurve | None = None
 
 
 def resolve_method(method: str, overrides: dict) -> tuple[str, type[Method], object]:
@@ -88,7 +91,7 @@ def resolve_method(method: str, overrides: dict) -> tuple[str, type[Method], obj
     if unknown:
         raise ConfigError(f"method '{method}' has no option {', '.join(unknown)}; its options are "
                           f"{', '.join(sorted(known))}")
-    config = dataclasses.replace(defaults, **overrides)
+    config = implementation.complete(dataclasses.replace(defaults, **overrides))
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if field.name.endswith("steps") and (not isinstance(value, int) or value < 0):
@@ -137,6 +140,7 @@ def invert(
     seed: int = 0,
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     callback: Callable[[StepReport], None] | None = None,
+    record_curve: bool = True,
     **overrides,
 ) -> InversionResult:
     """Invert a batch of images into a frozen generator.
@@ -160,6 +164,8 @@ def invert(
         lpips: the perceptual distance ``(x, y) -> [B]``; built (LPIPS-VGG, v0.1) when needed
             and not given.
         callback: called with a :class:`StepReport` after every step.
+        record_curve: score each image against its clean target at log-spaced steps
+            (:mod:`sphinx.inversion.curves`); the result's ``curve``.
         **overrides: any of the method's hyperparameters (``steps``, ``lr``, ``lpips_weight``,
             ``mse_weight``, ...); see the method's config class.
 
@@ -202,6 +208,7 @@ def invert(
     history: list[torch.Tensor] = []
     total_steps = sum(s.steps for s in stages)
     all_params = [p for s in stages for g in s.groups for p in g.params]
+    recorder = CurveRecorder(clean, steps=log_spaced_steps(total_steps), lpips=lpips) if record_curve else None
     global_step = 0
     for stage in stages:
         stage_params = {id(p) for g in stage.groups for p in g.params}
@@ -215,6 +222,9 @@ def invert(
             for group, spec in zip(optimizer.param_groups, stage.groups):
                 group["lr"] = spec.lr * (factor if spec.scheduled else 1.0)
             images = method_instance.render(stage, global_step, progress)
+            if recorder is not None and recorder.wants(global_step):
+                reported = images if method_instance.renders_reported_image(stage) else method_instance.render_final()
+                recorder.record(global_step, reported, failed)
             terms = objective(operator(images, step=global_step), with_lpips=stage.lpips_weight > 0)
             loss = stage.mse_weight * terms["mse"]
             if "lpips" in terms:
@@ -257,6 +267,8 @@ def invert(
     for index in failed.nonzero().flatten().tolist():
         messages[index] = messages[index] or "non-finite reconstruction"
     reconstructions[failed] = math.nan
+    if recorder is not None:
+        recorder.record(global_step, reconstructions, failed)
     if spread is not None:
         spread[failed] = math.nan
     config_dict = dataclasses.asdict(config)
@@ -267,7 +279,8 @@ def invert(
         observation_previews=operator.preview(observation).detach(), states=states,
         loss_history=torch.stack(history) if history else torch.empty(0, len(ids)),
         status=tuple("failed" if bad else "ok" for bad in failed.tolist()), messages=tuple(messages),
-        vicinity_spread=spread, seconds=time.perf_counter() - started)
+        vicinity_spread=spread, seconds=time.perf_counter() - started,
+        curve=recorder.curve() if recorder is not None else None)
 
 
 def _zero_failed_gradients(params: Sequence[torch.Tensor], failed: torch.Tensor) -> None:

@@ -26,9 +26,20 @@ from sphinx.inversion import StepReport, invert, save_state
 from sphinx.inversion.objective import pool_for_lpips
 from sphinx.lit.outputs import OutputWriter
 from sphinx.metrics.image_quality import psnr, ssim
+from sphinx.panels import comparison_grid, score_label
 
 log = logging.getLogger(__name__)
 LOSS_LOG_EVERY = 10
+PANEL_TILE = 128
+
+
+def _per_image_curve(result, index: int) -> dict | None:
+    """Image ``index``'s quality curve, its seconds as this image's share of the batch's time."""
+    if result.curve is None:
+        return None
+    curve = result.curve.for_image(index)
+    curve["seconds"] = [round(s / len(result.ids), 4) for s in curve["seconds"]]
+    return curve
 
 
 class MeanAndSpread(Metric):
@@ -115,7 +126,7 @@ class InversionModule(pl.LightningModule):
         for name, values in scores.items():
             if values is not None and ok.any():
                 self.metrics[name].update(values[ok])
-        self._log_panel(images, result)
+        self._log_panel(images, result, scores)
 
     @torch.no_grad()
     def _score(self, reconstructions: torch.Tensor, targets: torch.Tensor, ok: torch.Tensor) -> dict:
@@ -142,7 +153,8 @@ class InversionModule(pl.LightningModule):
             "psnr": value("psnr"), "ssim": value("ssim"), "lpips": value("lpips"),
             "vicinity_spread": float(spread[index]) if ok and spread is not None else None,
             "steps": int(result.loss_history.shape[0]), "seconds": seconds,
-            "status": result.status[index], "message": result.messages[index]})
+            "status": result.status[index], "message": result.messages[index],
+            "curve": _per_image_curve(result, index) if ok else None})
 
     def _record_failure(self, image_id: str, position: int, reason: str) -> None:
         stem = image_id_to_filename(image_id)
@@ -170,16 +182,20 @@ class InversionModule(pl.LightningModule):
             self.logger.log_metrics({"inversion/loss": loss}, step=self._logged_steps)
             self._logged_steps += 1
 
-    def _log_panel(self, targets: torch.Tensor, result) -> None:
-        """target | observation | reconstruction, one row per image, for W&B."""
+    def _log_panel(self, targets: torch.Tensor, result, scores: dict) -> None:
+        """The run's comparison panel (titled columns, scored rows) of this batch, for W&B."""
         log_image = getattr(self.logger, "log_image", None)
         if log_image is None:
             return
-        rows = [np.concatenate([to_uint8(targets[i]), to_uint8(result.observation_previews[i]),
-                                to_uint8(torch.nan_to_num(result.reconstructions[i], nan=-1.0))], axis=1)
-                for i in range(len(result.ids))]
-        log_image(key="panels", images=[np.concatenate(rows, axis=0)], caption=[", ".join(result.ids)],
-                  step=self._logged_steps)
+        count = len(result.ids)
+        reconstructions = [to_uint8(torch.nan_to_num(result.reconstructions[i], nan=-1.0)) for i in range(count)]
+        observations = None if self.degradation.name == "none" else \
+            [to_uint8(result.observation_previews[i]) for i in range(count)]
+        labels = [score_label(result.ids[i], *(float(scores[m][i]) if result.status[i] == "ok" else None
+                                               for m in ("psnr", "ssim"))) for i in range(count)]
+        panel = comparison_grid([to_uint8(targets[i]) for i in range(count)], reconstructions,
+                                observations=observations, row_labels=labels, tile_side=PANEL_TILE)
+        log_image(key="panels", images=[panel], caption=[", ".join(result.ids)], step=self._logged_steps)
 
     def on_test_epoch_end(self) -> None:
         if self._image_bar is not None:

@@ -2,8 +2,9 @@
 
 Each image's outputs land as soon as its batch ends, each file atomically, and its
 ``record.json`` last: a record on disk means the image is done, which is what resuming reads.
-The run-level tables (results.csv, summary.json, failures.csv, comparison.png) are rebuilt
-from all records at the end, so a resumed run ends with the same tables as an uninterrupted one.
+The run-level tables (results.csv, curves.csv, summary.json, failures.csv, comparison.png) are
+rebuilt from all records at the end, so a resumed run ends with the same tables as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sphinx.panels import comparison_grid, score_label
+
 RESULT_COLUMNS = ("image", "method", "degradation", "generator", "psnr", "ssim", "lpips",
                   "vicinity_spread", "steps", "seconds", "status")
 METRICS = ("psnr", "ssim", "lpips", "vicinity_spread")
+CURVE_COLUMNS = ("image", "method", "degradation", "generator", "step", "seconds", "psnr", "ssim", "lpips")
+COMPARISON_TILE = 256
+# The README copy: small enough to show inline, still large enough to judge a reconstruction.
+SMALL_COMPARISON_TILE = 96
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -86,8 +93,18 @@ class OutputWriter:
     def write_png(self, stem: str, name: str, pixels: np.ndarray) -> None:
         atomic_write_bytes(self.image_dir(stem) / f"{name}.png", png_bytes(pixels))
 
-    def finalize(self, *, config: dict, experiment: str | None, data: str) -> dict:
-        """Write results.csv, failures.csv, summary.json and comparison.png; returns the summary."""
+    def finalize(self, *, config: dict, experiment: str | None, data: str, steps: dict[str, int] | None = None) -> dict:
+        """Write results.csv, curves.csv, failures.csv, summary.json and comparison.png.
+
+        Args:
+            config: the resolved run config (stored in the summary).
+            experiment: the experiment's name.
+            data: what the images are (a folder or the bundled samples).
+            steps: the step counts the method ran with (e.g. ``{"steps": 500}``).
+
+        Returns:
+            The summary.
+        """
         records = self.records()
         lines = io.StringIO()
         writer = csv.DictWriter(lines, fieldnames=RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -95,6 +112,7 @@ class OutputWriter:
         for record in records:
             writer.writerow({k: _cell(record.get(k)) for k in RESULT_COLUMNS})
         atomic_write_text(self.run_dir / "results.csv", lines.getvalue())
+        self._write_curves(records)
 
         failures = io.StringIO()
         failure_writer = csv.writer(failures, lineterminator="\n")
@@ -107,7 +125,7 @@ class OutputWriter:
         ok = [r for r in records if r["status"] == "ok"]
         summary = {
             "experiment": experiment, "method": self.method, "degradation": self.degradation,
-            "generator": self.generator, "data": data, "count": len(records), "ok": len(ok),
+            "generator": self.generator, "data": data, "steps": steps or {}, "count": len(records), "ok": len(ok),
             "failed": len(records) - len(ok),
             "metrics": {m: _mean_std([r.get(m) for r in ok]) for m in METRICS},
             "seconds": sum(r.get("seconds") or 0 for r in records),
@@ -117,19 +135,40 @@ class OutputWriter:
         self._write_comparison([r for r in ok])
         return summary
 
+    def _write_curves(self, records: Iterable[dict]) -> None:
+        """curves.csv: every image's quality at each recorded step, one row per (image, step)."""
+        lines = io.StringIO()
+        writer = csv.DictWriter(lines, fieldnames=CURVE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            curve = record.get("curve") or {}
+            for point in range(len(curve.get("step", []))):
+                row = {"image": record["image"], "method": record["method"], "degradation": record["degradation"],
+                       "generator": record["generator"]}
+                row.update({k: _cell(curve[k][point]) if k in curve else "" for k in CURVE_COLUMNS[4:]})
+                writer.writerow(row)
+        atomic_write_text(self.run_dir / "curves.csv", lines.getvalue())
+
     def _write_comparison(self, records: Iterable[dict]) -> None:
-        """One row per image: target | observation | reconstruction."""
-        rows = []
+        """comparison.png (and comparison_small.png): target | observation | reconstruction | error."""
+        names = ("target", "observation", "reconstruction")
+        tiles, labels = {name: [] for name in names}, []
         for record in records:
             folder = self.image_dir(record["stem"])
             try:
-                tiles = [np.asarray(Image.open(folder / f"{n}.png").convert("RGB"))
-                         for n in ("target", "observation", "reconstruction")]
+                loaded = {n: np.asarray(Image.open(folder / f"{n}.png").convert("RGB")) for n in names}
             except OSError:
                 continue
-            rows.append(np.concatenate(tiles, axis=1))
-        if rows:
-            atomic_write_bytes(self.run_dir / "comparison.png", png_bytes(np.concatenate(rows, axis=0)))
+            for name in names:
+                tiles[name].append(loaded[name])
+            labels.append(score_label(record["image"], record.get("psnr"), record.get("ssim")))
+        if not labels:
+            return
+        observations = tiles["observation"] if self.degradation != "none" else None
+        for file_name, side in (("comparison.png", COMPARISON_TILE), ("comparison_small.png", SMALL_COMPARISON_TILE)):
+            grid = comparison_grid(tiles["target"], tiles["reconstruction"], observations=observations,
+                                   row_labels=labels, tile_side=side)
+            atomic_write_bytes(self.run_dir / file_name, png_bytes(grid))
 
 
 def _cell(value) -> str:

@@ -27,6 +27,11 @@ EXPECTED = {
     ),
 }
 
+# the SPHInX authors' generator: the PyTorch port's conversion of FFHQ config-f (a .pt on Drive)
+AUTHORS = {"stylegan2-ffhq-config-f": (
+    "https://drive.usercontent.google.com/download?id=1JCBiKY_yUixTa6F1eflABL88T4cii2GR&export=download&confirm=t",
+    1024)}
+
 # shipped inside the package, so they resolve offline
 SHIPPED = {"demo": ("package://sphinx/assets/demo_prior.pt", 64)}
 
@@ -39,7 +44,15 @@ def _offline_private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 def test_registered_presets_are_exactly_the_published_and_shipped_ones() -> None:
-    assert {name: (preset.url, preset.resolution) for name, preset in PRESETS.items()} == {**EXPECTED, **SHIPPED}
+    assert {name: (preset.url, preset.resolution) for name, preset in PRESETS.items()} == {
+        **EXPECTED, **AUTHORS, **SHIPPED}
+
+
+def test_the_authors_generator_is_cached_under_its_published_file_name() -> None:
+    preset = PRESETS["stylegan2-ffhq-config-f"]
+    assert preset.filename == "stylegan2-ffhq-config-f.pt" and preset.sha256 is None
+    with pytest.raises(DownloadError, match="stylegan2-ffhq-config-f.pt"):
+        resolve_checkpoint("stylegan2-ffhq-config-f")  # offline: says where to put the file
 
 
 def test_shipped_demo_prior_is_pinned_to_its_sha256() -> None:

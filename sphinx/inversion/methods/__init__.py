@@ -15,6 +15,8 @@ METHODS = MappingProxyType({
     "sphinx": (Sphinx, SphinxConfig()),
     "sphinx_ps": (Sphinx, SphinxConfig(content_head=False, optimize_noise=False)),
     "sphinx_ps_pc": (Sphinx, SphinxConfig(content_head=True, optimize_noise=False)),
+    # Ours, not the authors': full SPHInX with the content head started at G's constant input.
+    "sphinx_warm": (Sphinx, SphinxConfig(content_init="constant")),
     "w": (ProjectW, WConfig()),
     "wplus": (ProjectWPlus, WPlusConfig()),
     "wplus_noise": (ProjectWPlusNoise, WPlusNoiseConfig()),

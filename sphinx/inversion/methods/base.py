@@ -69,6 +69,11 @@ class Method(ABC):
         self.device = generator.input.input.device
 
     @classmethod
+    def complete(cls, config):
+        """The config with every option left to the method (None) filled in."""
+        return config
+
+    @classmethod
     def validate(cls, config, *, batch_size: int) -> None:
         """Raise :class:`sphinx.errors.ConfigError` for a config that cannot work."""
 
@@ -87,6 +92,13 @@ class Method(ABC):
         most 256 px), or None when the run has none.
         """
         return None
+
+    def renders_reported_image(self, stage: Stage) -> bool:
+        """Whether :meth:`render` in ``stage`` gives what :meth:`render_final` would now.
+
+        When it does, quality curves score the step's own image instead of rendering again.
+        """
+        return False
 
     def after_step(self, stage: Stage) -> None:
         """Hook run after each optimizer step (e.g. noise renormalization)."""

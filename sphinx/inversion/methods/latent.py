@@ -3,6 +3,7 @@ Image2StyleGAN++ (W+, then noise). Facts in shared METHODS.md, sections 3 and 4.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -134,6 +135,9 @@ class ProjectWPlus(Method):
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
         return self.generator.synthesis(self.w_plus, noise=self.noise)
 
+    def renders_reported_image(self, stage: Stage) -> bool:
+        return True
+
     @torch.no_grad()
     def render_final(self) -> torch.Tensor:
         return self.generator.synthesis(self.w_plus, noise=self.noise)
@@ -156,14 +160,15 @@ class WPlusNoiseConfig:
 
     Attributes:
         steps: total Adam steps of both stages (8000).
-        noise_steps: how many of them optimize the noise, after the W+ stage (3000).
+        noise_steps: how many of them optimize the noise, after the W+ stage; None gives the
+            noise the default share of ``steps`` (3000 of 8000), so ``steps`` alone can be set.
         lr: constant learning rate of both stages (0.01).
         lpips_weight, mse_weight: perceptual + pixel loss, unit weights.
         w_avg_samples: z draws for the mean W that every row starts from.
     """
 
     steps: int = 8000
-    noise_steps: int = 3000
+    noise_steps: int | None = None
     lr: float = 0.01
     lpips_weight: float = 1.0
     mse_weight: float = 1.0
@@ -174,6 +179,13 @@ class ProjectWPlusNoise(ProjectWPlus):
     """W+ with the stored noise held fixed, then the noise maps with W+ held fixed."""
 
     name = "wplus_noise"
+    NOISE_SHARE = 3000 / 8000  # the default split: 5000 W+ steps, then 3000 noise steps
+
+    @classmethod
+    def complete(cls, config: WPlusNoiseConfig) -> WPlusNoiseConfig:
+        if config.noise_steps is not None:
+            return config
+        return dataclasses.replace(config, noise_steps=round(config.steps * cls.NOISE_SHARE))
 
     @classmethod
     def validate(cls, config: WPlusNoiseConfig, *, batch_size: int) -> None:

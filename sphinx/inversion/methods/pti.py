@@ -122,6 +122,9 @@ class PivotalTuning(Method):
         # As in PTI, tuning renders the pivot with the generator's stored noise.
         return _tuned_synthesis(g, self.delta, broadcast_rows(self.w.detach(), g.n_latent))
 
+    def renders_reported_image(self, stage: Stage) -> bool:
+        return stage.name == "tune"  # the pivot search renders with jitter and its own noise
+
     def regularization(self, stage: Stage, step: int, perceptual) -> torch.Tensor | None:
         if stage.name == "pivot":
             return self.config.noise_regularize * noise_regularization(self.noise.maps)

@@ -14,11 +14,17 @@ import torch
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.heads import BOTTLENECK, CONTENT_INPUT_SHAPE, ContentHead, StyleHead
-from sphinx.inversion.methods.base import Method, ParamGroup, Stage
+from sphinx.inversion.methods.base import Method, ParamGroup, Stage, w_statistics
 from sphinx.inversion.noise import NoiseMaps
 from sphinx.seeding import per_image_randn
 
 SCHEDULES = ("style_only", "all")
+STYLE_INITS = ("random", "w_avg")
+CONTENT_INITS = ("random", "constant")
+# Last-layer scale of a warm-started head when none is given: the head then starts within a
+# small neighbourhood of its anchor, yet every draw still moves its output (measured, README).
+WARM_START_SCALE = 0.01
+W_AVG_SAMPLES = 10_000  # as the W and W+ baselines start from
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,16 @@ class SphinxConfig:
         vicinal: draw fresh head inputs every step; off = one fixed draw (an ablation).
         bottleneck: width of the style head's encoder output.
         spread_draws: fresh draws rendered to measure the vicinity spread (0 to skip).
+        style_init: ``random`` (the authors': the head's output starts wherever its random
+            weights put it) or ``w_avg`` (a trained output bias per W+ row, started at the mean
+            W, so the head starts near the generator's average image).
+        style_init_scale: multiplies the style head's last-layer initial weights; None means
+            1 for ``random`` and 0.01 for ``w_avg``.
+        content_init: ``random`` (the authors': the 4x4 input starts wherever the random head
+            puts it) or ``constant`` (a trained output bias started at the generator's learned
+            constant input, so the head starts at the input the generator was trained with).
+        content_init_scale: multiplies the content head's last-layer initial weights; None means
+            1 for ``random`` and 0.01 for ``constant``.
     """
 
     steps: int = 5000
@@ -52,6 +68,16 @@ class SphinxConfig:
     vicinal: bool = True
     bottleneck: int = BOTTLENECK
     spread_draws: int = 8
+    style_init: str = "random"
+    style_init_scale: float | None = None
+    content_init: str = "random"
+    content_init_scale: float | None = None
+
+
+def _init_scale(scale: float | None, anchor: torch.Tensor | None) -> float:
+    if scale is not None:
+        return scale
+    return 1.0 if anchor is None else WARM_START_SCALE
 
 
 class Sphinx(Method):
@@ -63,14 +89,27 @@ class Sphinx(Method):
     def validate(cls, config: SphinxConfig, *, batch_size: int) -> None:
         if config.schedule not in SCHEDULES:
             raise ConfigError(f"method.schedule must be one of {', '.join(SCHEDULES)}, got '{config.schedule}'")
+        if config.style_init not in STYLE_INITS:
+            raise ConfigError(f"method.style_init must be one of {', '.join(STYLE_INITS)}, got '{config.style_init}'")
+        if config.content_init not in CONTENT_INITS:
+            raise ConfigError(f"method.content_init must be one of {', '.join(CONTENT_INITS)}, "
+                              f"got '{config.content_init}'")
+        for name in ("style_init_scale", "content_init_scale"):
+            value = getattr(config, name)
+            if value is not None and not value >= 0:
+                raise ConfigError(f"method.{name} must be non-negative (or null for the default), got {value!r}")
 
     def __init__(self, generator: Generator, ids, config: SphinxConfig, *, seed: int) -> None:
         super().__init__(generator, ids, config, seed=seed)
         g = generator
-        self.style_head = StyleHead.initialize(self.ids, g.n_latent, g.style_dim, seed=seed,
-                                               bottleneck=config.bottleneck, device=self.device)
-        self.content_head = (ContentHead.initialize(self.ids, g.channels[4], seed=seed, device=self.device)
-                             if config.content_head else None)
+        style_anchor = w_statistics(g, W_AVG_SAMPLES)[0] if config.style_init == "w_avg" else None
+        self.style_head = StyleHead.initialize(
+            self.ids, g.n_latent, g.style_dim, seed=seed, bottleneck=config.bottleneck, device=self.device,
+            anchor=style_anchor, output_scale=_init_scale(config.style_init_scale, style_anchor))
+        content_anchor = g.input.input[0] if config.content_init == "constant" else None  # [C4, 4, 4]
+        self.content_head = ContentHead.initialize(
+            self.ids, g.channels[4], seed=seed, device=self.device, anchor=content_anchor,
+            output_scale=_init_scale(config.content_init_scale, content_anchor)) if config.content_head else None
         self.noise = NoiseMaps(self.ids, g.noise_resolutions, seed=seed, device=self.device) \
             if config.optimize_noise else None
         # The reported image comes from one fixed draw per image, stored with its state.
@@ -106,6 +145,9 @@ class Sphinx(Method):
         if not self.config.vicinal:
             return self._synthesize(self.final_z, self.final_s)
         return self._synthesize(self._draw_z(step), self._draw_s(step))
+
+    def renders_reported_image(self, stage: Stage) -> bool:
+        return not self.config.vicinal  # without fresh draws every step renders the final draw
 
     @torch.no_grad()
     def render_final(self) -> torch.Tensor:

@@ -1,0 +1,69 @@
+"""Runs the README's main command and rewrites the README block that shows its result.
+
+    python experiments/main_command/regenerate.py
+
+It runs ``python -m sphinx.run +experiment=ood_faces`` on one CPU thread (OMP_NUM_THREADS=1),
+copies the run's small comparison picture next to this script, and replaces the text between
+the ``main-command`` markers in README.md with the printed summary, the wall time and the
+picture. Nothing in that block is written by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+README = ROOT / "README.md"
+BEGIN, END = "<!-- main-command:begin -->", "<!-- main-command:end -->"
+COMMAND = ["python", "-m", "sphinx.run", "+experiment=ood_faces"]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        run_dir = Path(scratch) / "run"
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        started = time.perf_counter()
+        finished = subprocess.run([sys.executable, *COMMAND[1:], f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                                  env=environment, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if finished.returncode != 0:
+            sys.exit(f"the main command failed:\n{finished.stderr[-3000:]}")
+        summary = [line for line in finished.stdout.splitlines() if line.strip()][-2:]
+        summary[-1] = "results: outputs/ood_faces/<date>/results.csv"
+        shutil.copyfile(run_dir / "comparison_small.png", HERE / "comparison_small.png")
+        shutil.copyfile(run_dir / "comparison.png", HERE / "comparison.png")
+    block = "\n".join([
+        BEGIN,
+        "Expected end of its output (the last digits vary with the CPU thread count):",
+        "",
+        "```",
+        *summary,
+        "```",
+        "",
+        f"It took {seconds:.0f} s of wall time on one CPU thread of the 2-core CI machine. Its `comparison.png` "
+        "(here at the small size the run also writes, `comparison_small.png`; full size: "
+        "[`experiments/main_command/comparison.png`](experiments/main_command/comparison.png)):",
+        "",
+        "![target | reconstruction | error for the 7 bundled samples](experiments/main_command/comparison_small.png)",
+        "",
+        "Regenerate this block with `python experiments/main_command/regenerate.py`.",
+        END,
+    ])
+    text = README.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        sys.exit(f"{README}: the {BEGIN} ... {END} markers are missing")
+    head, rest = text.split(BEGIN, 1)
+    README.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
+    print("\n".join(summary))
+    print(f"wall time {seconds:.1f} s; README.md updated")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""OmegaConf resolvers of sphinx's configs, registered once by the entry points.
+
+``${scaled_steps:5000}`` in a method config is the source's step count times the run's
+``steps_scale``. Because it is an interpolation, a step count given explicitly
+(``method.steps=30``) replaces it and runs exactly as given: the scale shrinks only defaults.
+"""
+
+from __future__ import annotations
+
+import math
+
+from omegaconf import OmegaConf
+
+from sphinx.errors import ConfigError
+
+
+def scaled_steps(count: int, *, _root_) -> int:
+    """``count`` times ``steps_scale`` (rounded up, at least 1; 0 stays 0)."""
+    scale = float(_root_.get("steps_scale", 1.0))
+    if not scale > 0:
+        raise ConfigError(f"steps_scale must be positive, got {scale}")
+    return max(1, math.ceil(int(count) * scale)) if count else 0
+
+
+def register() -> None:
+    """Register the resolvers (idempotent)."""
+    OmegaConf.register_new_resolver("scaled_steps", scaled_steps, replace=True)
+
+
+register()
