@@ -19,7 +19,7 @@ from sphinx.metrics.image_quality import psnr
 from sphinx.metrics.lpips import LPIPS
 
 SHORT = {  # enough steps to exercise every stage of every method
-    "sphinx": dict(steps=20), "sphinx_ps": dict(steps=20), "sphinx_ps_pc": dict(steps=20),
+    "sphinx": dict(steps=20), "sphinx_warm": dict(steps=20), "sphinx_ps": dict(steps=20), "sphinx_ps_pc": dict(steps=20),
     "w": dict(steps=20), "wplus": dict(steps=20), "wplus_noise": dict(steps=20, noise_steps=10),
     "pti": dict(pivot_steps=10, steps=10),
 }
@@ -341,3 +341,42 @@ def test_sphinx_without_overrides_keeps_the_authors_trajectory():
     torch.testing.assert_close(result.loss_history, golden["loss_history"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(result.reconstructions, golden["reconstructions"], rtol=0, atol=1e-4)  # thread count moves the last digits
     torch.testing.assert_close(result.vicinity_spread, golden["vicinity_spread"], rtol=1e-4, atol=1e-5)
+
+
+# --- warm starts (ours, options with names) --------------------------------------------------
+
+def test_a_constant_content_start_begins_at_the_generators_input_and_still_moves_with_each_draw(generator):
+    constant = generator.input.input[0]
+    warm = ContentHead.initialize(["a"], generator.channels[4], seed=0, anchor=constant, output_scale=0.01)
+    draws = [warm(torch.randn(1, 8, 4, 4, generator=torch.Generator().manual_seed(k)))[0] for k in range(2)]
+    for output in draws:
+        assert (output - constant).abs().mean() < 0.05 * constant.abs().mean()
+    assert not torch.equal(draws[0], draws[1])  # the vicinal draw still reaches the output
+    authors = ContentHead.initialize(["a"], generator.channels[4], seed=0)
+    assert "output.bias" not in authors.tensors
+    torch.testing.assert_close(authors.tensors["conv.2.weight"] * 0.01, warm.tensors["conv.2.weight"])
+
+
+def test_a_mean_w_style_start_begins_near_the_mean_w(generator):
+    mean_w = torch.randn(generator.style_dim)
+    warm = StyleHead.initialize(["a"], generator.n_latent, generator.style_dim, seed=0, anchor=mean_w,
+                                output_scale=0.01)
+    rows = warm(torch.randn(1, generator.n_latent, generator.style_dim))[0]
+    assert (rows - mean_w).abs().max() < 0.05 * mean_w.abs().max()
+
+
+def test_sphinx_warm_is_full_sphinx_with_the_content_head_anchored(generator, lpips, own_images):
+    _, config = METHODS["sphinx_warm"]
+    assert (config.content_head, config.optimize_noise, config.vicinal) == (True, True, True)
+    assert (config.content_init, config.style_init) == ("constant", "random")
+    result = invert(generator, own_images[:1], IDS[:1], method="sphinx_warm", lpips=lpips, steps=3)
+    assert "content_head.output.bias" in result.states[0].tensors
+    authors = invert(generator, own_images[:1], IDS[:1], method="sphinx", lpips=lpips, steps=3)
+    assert "content_head.output.bias" not in authors.states[0].tensors
+
+
+@pytest.mark.parametrize("option, value", [("content_init", "zeros"), ("style_init", "mean"),
+                                           ("content_init_scale", -1.0)])
+def test_unknown_warm_starts_are_refused_before_any_compute(generator, own_images, option, value):
+    with pytest.raises(ConfigError, match=option):
+        invert(generator, own_images[:1], IDS[:1], method="sphinx", steps=1, **{option: value})
