@@ -3,7 +3,7 @@
     python experiments/main_command/regenerate.py
 
 It runs ``python -m sphinx.run +experiment=ood_faces`` on one CPU thread (OMP_NUM_THREADS=1),
-copies the run's small comparison picture next to this script, and replaces the text between
+copies the run's comparison pictures next to this script, and replaces the text between
 the ``main-command`` markers in README.md with the printed summary, the wall time and the
 picture. Nothing in that block is written by hand.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-README = ROOT / "README.md"
-BEGIN, END = "<!-- main-command:begin -->", "<!-- main-command:end -->"
+sys.path.insert(0, str(HERE.parent))
+from readme_block import replace_block  # noqa: E402
 COMMAND = ["python", "-m", "sphinx.run", "+experiment=ood_faces"]
 
 
@@ -40,7 +40,6 @@ def main() -> None:
         shutil.copyfile(run_dir / "comparison_small.png", HERE / "comparison_small.png")
         shutil.copyfile(run_dir / "comparison.png", HERE / "comparison.png")
     block = "\n".join([
-        BEGIN,
         "Expected end of its output (the last digits vary with the CPU thread count):",
         "",
         "```",
@@ -54,13 +53,8 @@ def main() -> None:
         "![target | reconstruction | error for the 7 bundled samples](experiments/main_command/comparison_small.png)",
         "",
         "Regenerate this block with `python experiments/main_command/regenerate.py`.",
-        END,
     ])
-    text = README.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        sys.exit(f"{README}: the {BEGIN} ... {END} markers are missing")
-    head, rest = text.split(BEGIN, 1)
-    README.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
+    replace_block("main-command", block)
     print("\n".join(summary))
     print(f"wall time {seconds:.1f} s; README.md updated")
 

@@ -4,12 +4,13 @@ Inverts the 7 bundled OOD samples into the demo prior for 500 steps (the main jo
 MSE only (offline: no VGG weights), one batch per variant, and prints PSNR / SSIM means and
 the vicinity spread. Run from the repository root::
 
-    python experiments/warm_start/compare.py            # writes results.md next to this script
+    python experiments/warm_start/compare.py   # writes results.md here and the README's table
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from sphinx.inversion import invert
 from sphinx.metrics.image_quality import psnr, ssim
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from readme_block import replace_block  # noqa: E402
+
 MSE_ONLY = dict(lpips_weight=0.0, mse_weight=1.0)
 VARIANTS = {  # name -> (method, overrides)
     "wplus": ("wplus", {}),
@@ -38,6 +42,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's table")
     args = parser.parse_args()
     torch.set_num_threads(1)
     generator = load_generator("demo")
@@ -59,6 +64,8 @@ def main() -> None:
         lines.append(line)
     lines += ["", f"Command: `python experiments/warm_start/compare.py --steps {args.steps}`"]
     args.out.write_text("\n".join(lines) + "\n")
+    if not args.no_readme and args.variants == list(VARIANTS):
+        replace_block("warm-start", "\n".join(lines))
     print("\n".join(lines))
 
 
