@@ -71,10 +71,12 @@ def read_curves(paths: Sequence[Path]) -> list[MethodCurve]:
             rows = list(csv.DictReader(stream))
         fresh: dict[tuple[str, str, str], dict[int, dict[str, float]]] = defaultdict(dict)
         for row in rows:
+            if any(row.get(name) is None for name in ("step", "seconds", *CURVE_METRICS)):
+                continue  # a truncated last line
             try:
                 step = int(row["step"])
-            except (KeyError, TypeError, ValueError):
-                continue  # a truncated last line
+            except ValueError:
+                continue
             fresh[(row["method"], row["degradation"], row["image"])][step] = {
                 name: _number(row.get(name)) for name in ("seconds", *CURVE_METRICS)}
         for (method, degradation, image), points in fresh.items():

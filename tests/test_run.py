@@ -181,7 +181,9 @@ def test_an_offline_wandb_run_holds_the_panels_and_the_results_table(tiny, tmp_p
                f"hydra.run.dir={run_dir}", cwd=tmp_path)
     (offline_run,) = list((run_dir / "wandb").glob("offline-run-*"))
     media = offline_run / "files" / "media"
-    assert list(media.glob("images/panels_*.png"))
+    (panel,) = list(media.glob("images/panels_*.png"))
+    width, height = Image.open(panel).size  # the labelled comparison: 3 columns of 128 px tiles
+    assert width == 3 * 128 + 4 * 4 and height > 2 * 128
     (table,) = list(media.glob("table/results_*.table.json"))
     content = json.loads(table.read_text())
     assert content["columns"][:2] == ["image", "method"] and len(content["data"]) == 2
