@@ -198,12 +198,17 @@ def curves_png(curves: Sequence[MethodCurve], *, title: str) -> bytes:
         for curve in (c for c in curves if c.degradation == degradation):
             colour = colours(methods.index(curve.method) % 10)
             mean, std = curve.mean[metric], curve.std[metric]
-            for axis, x in ((axes[row, 0], np.maximum(curve.steps, 1)), (axes[row, 1], np.maximum(curve.seconds, 1e-3))):
-                axis.plot(x, mean, color=colour, label=f"{curve.method} (n={curve.images})", linewidth=1.8)
-                axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
+            after_start = curve.steps > 0  # step 0 took no time: it has no place on a log time axis
+            for axis, x, keep in ((axes[row, 0], curve.steps, slice(None)), (axes[row, 1], curve.seconds, after_start)):
+                axis.plot(x[keep], mean[keep], color=colour, label=f"{curve.method} (n={curve.images})", linewidth=1.8)
+                axis.fill_between(x[keep], (mean - std)[keep], (mean + std)[keep], color=colour, alpha=0.15,
+                                  linewidth=0)
         for column, label in enumerate(("optimizer steps", "seconds per image")):
             axis = axes[row, column]
-            axis.set_xscale("log")
+            if column == 0:
+                axis.set_xscale("symlog", linthresh=1)  # linear from 0 to 1 step, log beyond
+            else:
+                axis.set_xscale("log")
             axis.set_xlabel(label)
             axis.set_ylabel(METRIC_LABELS[metric])
             axis.set_title(f"{METRIC_LABELS[metric]} vs {label} — {degradation}")
