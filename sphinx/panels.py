@@ -90,9 +90,9 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     """Shorten ``text`` with an ellipsis until it fits in ``width`` pixels."""
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "…", font=font) > width:
+    while text and draw.textlength(text + "...", font=font) > width:
         text = text[:-1]
-    return text + "…"
+    return text + "..."
 
 
 def comparison_grid(targets: Sequence[np.ndarray], reconstructions: Sequence[np.ndarray], *,
@@ -108,7 +108,7 @@ def comparison_grid(targets: Sequence[np.ndarray], reconstructions: Sequence[np.
         tile_side: size each tile is shown at.
     """
     titles = ["target", *(["observation"] if observations is not None else []), "reconstruction",
-              f"|error| (yellow ≥ {ERROR_FULL_SCALE:g})"]
+              f"|error| (yellow: {ERROR_FULL_SCALE:g} or more)"]
     rows = []
     for index, (target, reconstruction) in enumerate(zip(targets, reconstructions)):
         seen = [observations[index]] if observations is not None else []
