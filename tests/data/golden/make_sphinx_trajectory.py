@@ -20,7 +20,7 @@ from sphinx.inversion import invert
 from sphinx.metrics.lpips import LPIPS
 
 HERE = Path(__file__).resolve().parent
-FIXTURES = Path(os.environ.get("SPHINX_FIXTURES", HERE.parents[2].parent / "shared" / "fixtures"))
+FIXTURES = Path(os.environ.get("SPHINX_FIXTURES", HERE.parent / "fixtures"))
 IDS = ["cat.png", "dog.png"]
 STEPS = 30
 
