@@ -1,0 +1,28 @@
+# Two commands from a fresh clone (README "Quick start"):
+#   make demo   set up .venv and run the main job on the embedded demo prior
+#   make test   set up .venv and run the test suite (what CI runs)
+# torch is chosen explicitly: the CPU wheel by default; for a CUDA build, e.g.
+#   make test TORCH=torch TORCH_INDEX=https://download.pytorch.org/whl/cu121
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+
+.PHONY: install demo test
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(BIN)/pip install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/python -m sphinx.run +experiment=ood_faces
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
