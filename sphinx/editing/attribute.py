@@ -297,7 +297,7 @@ def learn_attribute(
         messages[index] = messages[index] or "non-finite reconstruction"
     reconstructions[failed] = math.nan
     config_dict = dataclasses.asdict(config)
-    factor_tensor = torch.tensor(factors)
+    factor_tensor = torch.tensor(factors, dtype=torch.float64)  # the factors exactly as given
     states = tuple(
         InversionState(name, image_id, seed, config_dict, describe(generator),
                        {**method_instance.state(index), DIRECTION_KEY: direction[index].detach().clone(),
