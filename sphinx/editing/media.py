@@ -22,31 +22,35 @@ def _upscaled(frame: torch.Tensor, scale: int) -> Image.Image:
 
 def labelled_strip(frames: torch.Tensor, labels: Sequence[str], *, scale: int = 2,
                    title: str | None = None) -> np.ndarray:
-    """Frames side by side, each with its label underneath, on white.
+    """Frames side by side (one or more rows), each column labelled underneath, on white.
 
     Args:
-        frames: ``[F, 3, H, W]`` in [-1, 1].
-        labels: one short label per frame.
+        frames: ``[F, 3, H, W]``, or ``[R, F, 3, H, W]`` for R rows, in [-1, 1].
+        labels: one short label per column.
         scale: nearest-neighbour upscaling, so that small generators' frames stay visible.
         title: a line above the strip.
 
     Returns:
         ``[height, width, 3]`` uint8 pixels.
     """
-    if len(labels) != frames.shape[0]:
-        raise ValueError(f"need one label per frame: {frames.shape[0]} frames, {len(labels)} labels")
-    side = frames.shape[-1] * scale
+    rows = frames[None] if frames.ndim == 4 else frames
+    if len(labels) != rows.shape[1]:
+        raise ValueError(f"need one label per frame: {rows.shape[1]} frames, {len(labels)} labels")
+    side = rows.shape[-1] * scale
     top = LABEL_HEIGHT if title else 0
-    canvas = Image.new("RGB", (len(labels) * (side + GAP) - GAP, top + side + LABEL_HEIGHT), "white")
+    height = top + len(rows) * (side + GAP) - GAP + LABEL_HEIGHT
+    canvas = Image.new("RGB", (len(labels) * (side + GAP) - GAP, height), "white")
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
     if title:
         draw.text((2, 1), title, fill="black", font=font)
-    for index, (frame, label) in enumerate(zip(frames, labels)):
-        left = index * (side + GAP)
-        canvas.paste(_upscaled(frame, scale), (left, top))
+    for row_index, row in enumerate(rows):
+        for index, frame in enumerate(row):
+            canvas.paste(_upscaled(frame, scale), (index * (side + GAP), top + row_index * (side + GAP)))
+    for index, label in enumerate(labels):
         width = draw.textlength(label, font=font)
-        draw.text((left + max(0, (side - width) / 2), top + side + 1), label, fill="black", font=font)
+        draw.text((index * (side + GAP) + max(0, (side - width) / 2), height - LABEL_HEIGHT + 1), label,
+                  fill="black", font=font)
     return np.asarray(canvas)
 
 

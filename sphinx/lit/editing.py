@@ -64,12 +64,14 @@ class EditWriter(OutputWriter):
         return path.relative_to(self.run_dir).as_posix()
 
     def write_frames(self, folder: Path, frames: torch.Tensor, labels: Sequence[str], *, title: str,
-                     frame_ms: int) -> np.ndarray:
-        """frames/NN.png, walk.gif and strip.png in ``folder``; returns the strip's pixels."""
+                     frame_ms: int, references: torch.Tensor | None = None) -> np.ndarray:
+        """frames/NN.png, walk.gif and strip.png (with a row of ``references`` under the frames,
+        if given) in ``folder``; returns the strip's pixels."""
         for index, frame in enumerate(frames):
             atomic_write_bytes(folder / "frames" / f"{index:02d}.png", png_bytes(to_uint8(frame)))
         atomic_write_bytes(folder / "walk.gif", gif_bytes(frames, duration_ms=frame_ms))
-        strip = labelled_strip(frames, labels, title=title)
+        rows = frames if references is None else torch.stack([frames, references.to(frames)])
+        strip = labelled_strip(rows, labels, title=title)
         atomic_write_bytes(folder / "strip.png", png_bytes(strip))
         return strip
 
@@ -164,9 +166,12 @@ class EditModule(InversionModule):
             edit = AttributeEdit.of(state)
             alphas, factors = edit.walk(density=o["walk_density"], extend=o["walk_extend"])
             frames = render_attribute(self.generator, state, alphas)
-            labels = [f"{transform.label(f)} α{a:.1f}" for f, a in zip(factors.tolist(), alphas.tolist())]
-            title = f"{image_id}: {transform.name} walk (factor, alpha); learned at {common['factors']}"
-            strip = self.writer.write_frames(folder, frames, labels, title=title, frame_ms=o["frame_ms"])
+            labels = [f"{transform.label(f)} a={a:.1f}" for f, a in zip(factors.tolist(), alphas.tolist())]
+            title = (f"{image_id} - top: walk G(w + a D), bottom: {transform.name} T(x, factor); "
+                     f"learned at {common['factors']}")
+            references = torch.cat([transform(images[index:index + 1], f) for f in factors.tolist()])
+            strip = self.writer.write_frames(folder, frames, labels, title=title, frame_ms=o["frame_ms"],
+                                             references=references)
             measures = attribute_measures(self.generator, state, images[index], transform, held_out=o["held_out"])
             self._record(image_id, positions[image_id], {
                 **common, "alphas": " ".join(f"{a:.4g}" for a in edit.alphas.tolist()), **measures,
@@ -203,7 +208,7 @@ class EditModule(InversionModule):
         frames = apply_direction(self.generator, state, self.edit.direction, strengths=o["strengths"],
                                  layers=o["layers"])
         labels = [f"{s:+g}" for s in o["strengths"]]
-        title = f"{image_id}: {self.edit.direction_name}, layers {o['layers'][0]}..{o['layers'][1]}"
+        title = f"{image_id} - {self.edit.direction_name} on W+ rows {o['layers'][0]}..{o['layers'][1]}, by strength"
         strip = self.writer.write_frames(folder, frames, labels, title=title, frame_ms=o["frame_ms"])
         self.media.append((image_id, strip, folder / "walk.gif"))
         # How far the largest step moves the image from the inversion (mean abs, [-1, 1] units).
@@ -237,7 +242,8 @@ def morph_pairs(generator, writer: EditWriter, *, frames: int, frame_ms: int, or
         measures = morph_measures(clip, render_state(generator, states[0]), render_state(generator, states[1]))
         folder = writer.run_dir / MORPH_DIR / f"{image_id_to_filename(first)}__{image_id_to_filename(second)}"
         labels = [f"{t:.2f}" for t in torch.linspace(0, 1, frames).tolist()]
-        writer.write_frames(folder, clip, labels, title=f"{first} -> {second}", frame_ms=frame_ms)
+        writer.write_frames(folder, clip, labels, title=f"{first} -> {second}, by interpolation weight",
+                            frame_ms=frame_ms)
         rows.append({"image": f"{first} -> {second}", "edit": "morph", "method": writer.method,
                      "generator": writer.generator, "first": first, "second": second, "frames": frames,
                      **measures, "strip": writer.relative(folder / "strip.png"), "status": "ok"})

@@ -282,3 +282,44 @@ def test_the_strip_has_one_labelled_tile_per_frame_and_the_gif_every_frame(tmp_p
 
     with Image.open(path) as gif:
         assert gif.n_frames == 4 and gif.size == (32, 32)
+
+
+# --- acceptance on the demo prior -----------------------------------------------------------
+
+DEMO_STEPS = 80  # W+ steps; a few seconds per 10 steps for 2 images x 3 factors on one core
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from sphinx.data import BundledSamples
+
+    generator = load_generator("demo")
+    samples = BundledSamples(resolution=generator.resolution, names=["astronaut", "chelsea"])
+    return generator, torch.stack([samples[i].image for i in range(len(samples))]), list(samples.ids)
+
+
+def learn_on_demo(demo, transform: str, factors, held_out: float):
+    generator, targets, ids = demo
+    result = learn_attribute(generator, targets, ids, transform=transform, factors=factors, method="wplus",
+                             steps=DEMO_STEPS, lpips_weight=0.0, attribute_lr=0.05)
+    assert result.status == ("ok", "ok")
+    measures = [attribute_measures(generator, state, targets[i], build_transform(transform), held_out=[held_out])
+                for i, state in enumerate(result.states)]
+    return generator, result, measures
+
+
+@pytest.mark.slow
+def test_demo_brightness_walk_brightens_monotonically_and_predicts_a_held_out_gain(demo):
+    generator, result, measures = learn_on_demo(demo, "brightness", (1.0, 1.3, 1.6), 1.45)
+    for state, scores in zip(result.states, measures):
+        alphas, _ = AttributeEdit.of(state).walk(density=2, extend=0)
+        brightness = render_attribute(generator, state, alphas).mean(dim=(1, 2, 3))
+        assert (brightness[1:] > brightness[:-1]).all(), brightness
+        assert scores["psnr_heldout@1.45"] > scores["psnr_identity@1.45"] + 1, scores
+
+
+@pytest.mark.slow
+def test_demo_rotate_held_out_frame_beats_the_unrotated_reconstruction(demo):
+    _, _, measures = learn_on_demo(demo, "rotate", (0.0, 22.5, 45.0), 30.0)
+    for scores in measures:
+        assert scores["psnr_heldout@30"] > scores["psnr_identity@30"], scores
