@@ -11,7 +11,6 @@ increasing by at least ``margin``. Batched and seeded per image like :func:`inve
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,14 +23,12 @@ from sphinx.editing.transforms import Transform, build_transform, check_factors
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.loop import ADAM_BETAS, StepReport, _check_targets, _zero_failed_gradients, resolve_method
+from sphinx.inversion.loop import (StepReport, _check_targets, descend, isolate_failures, resolve_method, schedule,
+                                   stage_optimizer, weighted_loss)
 from sphinx.inversion.methods.base import ParamGroup
 from sphinx.inversion.objective import ReconstructionLoss
-from sphinx.inversion.schedules import projector_lr_factor
 from sphinx.inversion.state import InversionState
 from sphinx.seeding import per_image_randn
-
-log = logging.getLogger(__name__)
 
 DIRECTION_KEY = "attribute.direction"
 ALPHAS_KEY = "attribute.alphas"
@@ -242,45 +239,28 @@ def learn_attribute(
     global_step = 0
     for stage in stages:
         groups = (*stage.groups, attribute_group)
-        stage_params = {id(p) for g in groups for p in g.params}
-        for p in all_params:  # only this stage's tensors collect gradients
-            p.requires_grad_(id(p) in stage_params)
-        optimizer = torch.optim.Adam([{"params": list(g.params), "lr": g.lr} for g in groups], betas=ADAM_BETAS)
+        optimizer = stage_optimizer(groups, all_params)
         for step in range(stage.steps):
             progress = step / stage.steps
-            factor = projector_lr_factor(progress, rampup=stage.rampup, rampdown=stage.rampdown)
-            for group, spec in zip(optimizer.param_groups, groups):
-                group["lr"] = spec.lr * (factor if spec.scheduled else 1.0)
+            schedule(optimizer, stage, groups, progress)
             inputs = method_instance.inputs(stage, global_step, progress)
             images = render_shifted(generator, inputs, direction, alphas())  # [B, K, 3, H, W]
             per_factor = [objective(images[:, k], with_lpips=stage.lpips_weight > 0)
                           for k, objective in enumerate(objectives)]
             # The authors average each reconstruction term over the K targets.
             terms = {key: torch.stack([t[key] for t in per_factor]).mean(dim=0) for key in per_factor[0]}
-            terms["monotonicity"] = monotonicity_hinge(learned, margin=margin)
-            loss = stage.mse_weight * terms["mse"] + mono_weight * terms["monotonicity"]
-            if "lpips" in terms:
-                loss = loss + stage.lpips_weight * terms["lpips"]
+            hinge = monotonicity_hinge(learned, margin=margin)
             penalty = method_instance.regularization(stage, global_step, objectives[0].perceptual)
-            if penalty is not None:
-                terms["regularization"] = penalty
-                loss = loss + penalty
-            newly_failed = ~torch.isfinite(loss) & ~failed
-            for index in newly_failed.nonzero().flatten().tolist():
-                messages[index] = f"non-finite loss at step {global_step} ({stage.name})"
-                log.warning("image %s failed: %s", ids[index], messages[index])
-            failed |= newly_failed
-            loss = torch.where(failed, torch.full_like(loss, math.nan), loss)
+            loss = weighted_loss(stage, terms, penalty) + mono_weight * hinge
+            terms["monotonicity"] = hinge
+            loss = isolate_failures(loss, failed, messages, ids, f"step {global_step} ({stage.name})")
             history.append(loss.detach())
             if callback is not None:
                 callback(StepReport(stage.name, global_step, total_steps, loss.detach(),
                                     {k: v.detach() for k, v in terms.items()}))
             if failed.all():
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss[~failed].sum().backward()
-            _zero_failed_gradients(all_params, failed)
-            optimizer.step()
+            descend(optimizer, loss, failed, all_params)
             method_instance.after_step(stage)
             global_step += 1
         if failed.all():
