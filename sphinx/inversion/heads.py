@@ -46,9 +46,9 @@ class BatchedHead:
     def parameters(self) -> list[torch.Tensor]:
         return list(self.tensors.values())
 
-    def state(self, index: int) -> dict[str, torch.Tensor]:
-        """Image ``index``'s weights, detached, without the image axis."""
-        return {self.PREFIX + n: t[index].detach().clone() for n, t in self.tensors.items()}
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """The live weights ``[B, ...]`` under their state names (prefixed)."""
+        return {self.PREFIX + n: t for n, t in self.tensors.items()}
 
 
 class StyleHead(BatchedHead):

@@ -16,7 +16,7 @@ from sphinx.errors import ConfigError, ImageError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.curves import CurveRecorder, QualityCurve, log_spaced_steps
-from sphinx.inversion.methods import METHODS, Method
+from sphinx.inversion.methods import METHODS, Method, ParamGroup, Stage
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.schedules import projector_lr_factor
 from sphinx.inversion.state import InversionState
@@ -211,34 +211,17 @@ def invert(
     recorder = CurveRecorder(clean, steps=log_spaced_steps(total_steps), lpips=lpips) if record_curve else None
     global_step = 0
     for stage in stages:
-        stage_params = {id(p) for g in stage.groups for p in g.params}
-        for p in all_params:  # only this stage's tensors collect gradients
-            p.requires_grad_(id(p) in stage_params)
-        optimizer = torch.optim.Adam([{"params": list(g.params), "lr": g.lr} for g in stage.groups],
-                                     betas=ADAM_BETAS)
+        optimizer = stage_optimizer(stage.groups, all_params)
         for step in range(stage.steps):
             progress = step / stage.steps
-            factor = projector_lr_factor(progress, rampup=stage.rampup, rampdown=stage.rampdown)
-            for group, spec in zip(optimizer.param_groups, stage.groups):
-                group["lr"] = spec.lr * (factor if spec.scheduled else 1.0)
+            schedule(optimizer, stage, stage.groups, progress)
             images = method_instance.render(stage, global_step, progress)
             if recorder is not None and recorder.wants(global_step):
                 reported = images if method_instance.renders_reported_image(stage) else method_instance.render_final()
                 recorder.record(global_step, reported, failed)
             terms = objective(operator(images, step=global_step), with_lpips=stage.lpips_weight > 0)
-            loss = stage.mse_weight * terms["mse"]
-            if "lpips" in terms:
-                loss = loss + stage.lpips_weight * terms["lpips"]
-            penalty = method_instance.regularization(stage, global_step, objective.perceptual)
-            if penalty is not None:
-                terms["regularization"] = penalty
-                loss = loss + penalty
-            newly_failed = ~torch.isfinite(loss) & ~failed
-            for index in newly_failed.nonzero().flatten().tolist():
-                messages[index] = f"non-finite loss at step {global_step} ({stage.name})"
-                log.warning("image %s failed: %s", ids[index], messages[index])
-            failed |= newly_failed
-            loss = torch.where(failed, torch.full_like(loss, math.nan), loss)
+            loss = weighted_loss(stage, terms, method_instance.regularization(stage, global_step, objective.perceptual))
+            loss = isolate_failures(loss, failed, messages, ids, f"step {global_step} ({stage.name})")
             history.append(loss.detach())
             if callback is not None:
                 callback(StepReport(stage.name, global_step, total_steps, loss.detach(),
@@ -250,10 +233,7 @@ def invert(
                 log.info("stage %s stopped at step %d: LPIPS <= %g", stage.name, step, stage.lpips_stop)
                 global_step += stage.steps - step
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss[~failed].sum().backward()
-            _zero_failed_gradients(all_params, failed)
-            optimizer.step()
+            descend(optimizer, loss, failed, all_params)
             method_instance.after_step(stage)
             global_step += 1
         if failed.all():
@@ -281,6 +261,56 @@ def invert(
         status=tuple("failed" if bad else "ok" for bad in failed.tolist()), messages=tuple(messages),
         vicinity_spread=spread, seconds=time.perf_counter() - started,
         curve=recorder.curve() if recorder is not None else None)
+
+
+# --- one step's pieces, shared with sphinx.editing's attribute learner ---------------------
+
+def stage_optimizer(groups: Sequence[ParamGroup], all_params: Sequence[torch.Tensor]) -> torch.optim.Adam:
+    """Adam over a stage's groups; only their tensors collect gradients."""
+    stage_params = {id(p) for g in groups for p in g.params}
+    for p in all_params:
+        p.requires_grad_(id(p) in stage_params)
+    return torch.optim.Adam([{"params": list(g.params), "lr": g.lr} for g in groups], betas=ADAM_BETAS)
+
+
+def schedule(optimizer: torch.optim.Adam, stage: Stage, groups: Sequence[ParamGroup], progress: float) -> None:
+    """Set each group's lr for this point of the stage (the projector ramp on scheduled groups)."""
+    factor = projector_lr_factor(progress, rampup=stage.rampup, rampdown=stage.rampdown)
+    for group, spec in zip(optimizer.param_groups, groups):
+        group["lr"] = spec.lr * (factor if spec.scheduled else 1.0)
+
+
+def weighted_loss(stage: Stage, terms: dict[str, torch.Tensor], penalty: torch.Tensor | None) -> torch.Tensor:
+    """The stage's weighted reconstruction terms plus a per-image penalty, ``[B]``; the penalty
+    is recorded in ``terms`` as ``regularization``."""
+    loss = stage.mse_weight * terms["mse"]
+    if "lpips" in terms:
+        loss = loss + stage.lpips_weight * terms["lpips"]
+    if penalty is not None:
+        terms["regularization"] = penalty
+        loss = loss + penalty
+    return loss
+
+
+def isolate_failures(loss: torch.Tensor, failed: torch.Tensor, messages: list[str], ids: Sequence[str],
+                     where: str) -> torch.Tensor:
+    """Mark images whose loss is not finite as failed (``failed`` and ``messages`` in place);
+    returns the loss with every failed image's entry NaN."""
+    newly_failed = ~torch.isfinite(loss) & ~failed
+    for index in newly_failed.nonzero().flatten().tolist():
+        messages[index] = f"non-finite loss at {where}"
+        log.warning("image %s failed: %s", ids[index], messages[index])
+    failed |= newly_failed
+    return torch.where(failed, torch.full_like(loss, math.nan), loss)
+
+
+def descend(optimizer: torch.optim.Adam, loss: torch.Tensor, failed: torch.Tensor,
+            params: Sequence[torch.Tensor]) -> None:
+    """One Adam step on the sum of the healthy images' losses."""
+    optimizer.zero_grad(set_to_none=True)
+    loss[~failed].sum().backward()
+    _zero_failed_gradients(params, failed)
+    optimizer.step()
 
 
 def _zero_failed_gradients(params: Sequence[torch.Tensor], failed: torch.Tensor) -> None:

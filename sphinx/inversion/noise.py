@@ -47,8 +47,9 @@ class NoiseMaps:
             noise_map -= noise_map.mean(dim=(1, 2, 3), keepdim=True)
             noise_map *= noise_map.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
 
-    def state(self, index: int) -> dict[str, torch.Tensor]:
-        return {f"noise.{layer}": m[index].detach().clone() for layer, m in enumerate(self.maps)}
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """The live maps ``[B, 1, r, r]`` under their state names."""
+        return {f"noise.{layer}": m for layer, m in enumerate(self.maps)}
 
 
 def noise_regularization(maps: Sequence[torch.Tensor]) -> torch.Tensor:

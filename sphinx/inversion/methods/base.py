@@ -10,7 +10,30 @@ from typing import ClassVar
 
 import torch
 
+from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
+
+
+@dataclass(frozen=True)
+class GeneratorInputs:
+    """What ``G.synthesis`` is called with for a batch: the W+ latents, noise and 4x4 input.
+
+    Editing (attribute directions, morphing, latent directions) works on these, whatever the
+    method that produced them.
+
+    Attributes:
+        ws: W+ latents ``[B, n_latent, style_dim]``.
+        noise: one map per layer, each ``[B or 1, 1, r, r]``; None: the generator's stored maps.
+        content: the 4x4 input ``[B, C4, 4, 4]``; None: the generator's learned constant.
+    """
+
+    ws: torch.Tensor
+    noise: list[torch.Tensor] | None = None
+    content: torch.Tensor | None = None
+
+    def render(self, generator: Generator) -> torch.Tensor:
+        """``G.synthesis`` of these inputs: images ``[B, 3, H, W]``."""
+        return generator.synthesis(self.ws, noise=self.noise, input=self.content)
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,9 @@ class Method(ABC):
     """
 
     name: ClassVar[str]
+    # Whether the image is G.synthesis of GeneratorInputs (False for PTI, whose per-image
+    # generator weights are part of the image): only such methods can be edited in W+.
+    latent_inputs: ClassVar[bool] = False
 
     def __init__(self, generator: Generator, ids: Sequence[str], config, *, seed: int) -> None:
         self.generator = generator
@@ -112,14 +138,43 @@ class Method(ABC):
         """Images from a fresh draw of the method's random inputs, or None if it has none."""
         return None
 
-    @abstractmethod
     def state(self, index: int) -> dict[str, torch.Tensor]:
         """Image ``index``'s tensors: enough for :meth:`render_state` to re-render it."""
+        return {name: t[index].detach().clone() for name, t in self.tensors().items()}
 
     @classmethod
     @abstractmethod
     def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> torch.Tensor:
         """Re-render one saved image ``[1, 3, H, W]`` from :meth:`state`'s tensors."""
+
+    def inputs(self, stage: Stage | None, step: int, progress: float) -> GeneratorInputs:
+        """The generator inputs of a training step (``stage`` None: of the fixed final draw).
+
+        Only for methods with ``latent_inputs``; their :meth:`render` is ``G.synthesis`` of these.
+        """
+        raise ConfigError(f"method {self.name} has no W+ input to edit; use sphinx, its variants, w, wplus "
+                          "or wplus_noise")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The live per-image tensors (image axis first), named as in :meth:`state`."""
+        raise ConfigError(f"method {self.name} cannot start from a saved state; use sphinx, its variants, w, "
+                          "wplus or wplus_noise")
+
+    @torch.no_grad()
+    def restore(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
+        """Overwrite every image's tensors with its saved :meth:`state` (one dict per image)."""
+        for name, tensor in self.tensors().items():
+            missing = [i for i, s in enumerate(states) if name not in s]
+            if missing:
+                raise ConfigError(f"saved state of image {self.ids[missing[0]]} has no tensor '{name}'; it was "
+                                  f"made with other options of method {self.name}")
+            tensor.copy_(torch.stack([s[name] for s in states]).to(tensor))
+
+    @classmethod
+    def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> GeneratorInputs:
+        """The generator inputs ``[1, ...]`` that :meth:`render_state` renders."""
+        raise ConfigError(f"a method {cls.name} state has no W+ input to edit; invert with sphinx, its "
+                          "variants, w, wplus or wplus_noise")
 
 
 _W_STATISTICS: "weakref.WeakKeyDictionary[Generator, dict]" = weakref.WeakKeyDictionary()

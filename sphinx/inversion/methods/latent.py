@@ -10,7 +10,7 @@ import torch
 
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.methods.base import Method, ParamGroup, Stage, broadcast_rows, w_statistics
+from sphinx.inversion.methods.base import GeneratorInputs, Method, ParamGroup, Stage, broadcast_rows, w_statistics
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import jitter_scale
 from sphinx.seeding import per_image_randn
@@ -52,6 +52,7 @@ class ProjectW(Method):
     """One W per image broadcast to every layer, plus regularized, renormalized noise maps."""
 
     name = "w"
+    latent_inputs = True
 
     def __init__(self, generator: Generator, ids, config: WConfig, *, seed: int) -> None:
         super().__init__(generator, ids, config, seed=seed)
@@ -66,14 +67,18 @@ class ProjectW(Method):
         return [Stage("w", c.steps, groups, lpips_weight=c.lpips_weight, mse_weight=c.mse_weight,
                       rampup=c.rampup, rampdown=c.rampdown)]
 
-    def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
+    def inputs(self, stage: Stage | None, step: int, progress: float) -> GeneratorInputs:
+        if stage is None:
+            return GeneratorInputs(broadcast_rows(self.w, self.generator.n_latent), self.noise.maps)
         c = self.config
         scale = jitter_scale(progress, w_std=self.w_std, initial_factor=c.initial_noise_factor,
                              ramp_length=c.noise_ramp_length)
         jitter = per_image_randn((self.generator.style_dim,), self.ids, self.seed, "w_jitter", step,
                                  device=self.device) * scale
-        ws = broadcast_rows(self.w + jitter, self.generator.n_latent)
-        return self.generator.synthesis(ws, noise=self.noise.maps)
+        return GeneratorInputs(broadcast_rows(self.w + jitter, self.generator.n_latent), self.noise.maps)
+
+    def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
+        return self.inputs(stage, step, progress).render(self.generator)
 
     def regularization(self, stage: Stage, step: int, perceptual) -> torch.Tensor:
         return self.config.noise_regularize * noise_regularization(self.noise.maps)
@@ -85,16 +90,19 @@ class ProjectW(Method):
     def render_final(self) -> torch.Tensor:
         # The optimized noise is part of the fit; NVIDIA's script re-renders with the stored
         # noise instead, which we do not copy (see README, "Deviations").
-        return self.generator.synthesis(broadcast_rows(self.w, self.generator.n_latent), noise=self.noise.maps)
+        return self.inputs(None, 0, 1.0).render(self.generator)
 
-    def state(self, index: int) -> dict[str, torch.Tensor]:
-        return {"w": self.w[index].detach().clone(), **self.noise.state(index)}
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"w": self.w, **self.noise.named_tensors()}
 
     @classmethod
     @torch.no_grad()
     def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config: WConfig) -> torch.Tensor:
-        ws = broadcast_rows(tensors["w"][None], generator.n_latent)
-        return generator.synthesis(ws, noise=_saved_noise(generator, tensors))
+        return cls.state_inputs(generator, tensors, config).render(generator)
+
+    @classmethod
+    def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor], config: WConfig) -> GeneratorInputs:
+        return GeneratorInputs(broadcast_rows(tensors["w"][None], generator.n_latent), _saved_noise(generator, tensors))
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,7 @@ class ProjectWPlus(Method):
     """One latent per layer (W+), started at the mean W; the generator's stored noise."""
 
     name = "wplus"
+    latent_inputs = True
 
     def __init__(self, generator: Generator, ids, config, *, seed: int) -> None:
         super().__init__(generator, ids, config, seed=seed)
@@ -132,23 +141,30 @@ class ProjectWPlus(Method):
         return [Stage("w+", c.steps, (ParamGroup((self.w_plus,), c.lr, scheduled=False),),
                       lpips_weight=c.lpips_weight, mse_weight=c.mse_weight)]
 
+    def inputs(self, stage: Stage | None, step: int, progress: float) -> GeneratorInputs:
+        return GeneratorInputs(self.w_plus, self.noise)
+
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
-        return self.generator.synthesis(self.w_plus, noise=self.noise)
+        return self.inputs(stage, step, progress).render(self.generator)
 
     def renders_reported_image(self, stage: Stage) -> bool:
         return True
 
     @torch.no_grad()
     def render_final(self) -> torch.Tensor:
-        return self.generator.synthesis(self.w_plus, noise=self.noise)
+        return self.inputs(None, 0, 1.0).render(self.generator)
 
-    def state(self, index: int) -> dict[str, torch.Tensor]:
-        return {"w_plus": self.w_plus[index].detach().clone()}
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"w_plus": self.w_plus}
 
     @classmethod
     @torch.no_grad()
     def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> torch.Tensor:
-        return generator.synthesis(tensors["w_plus"][None], noise=_saved_noise(generator, tensors))
+        return cls.state_inputs(generator, tensors, config).render(generator)
+
+    @classmethod
+    def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> GeneratorInputs:
+        return GeneratorInputs(tensors["w_plus"][None], _saved_noise(generator, tensors))
 
 
 @dataclass(frozen=True)
@@ -205,7 +221,5 @@ class ProjectWPlusNoise(ProjectWPlus):
                 Stage("noise", c.noise_steps, (ParamGroup(tuple(self.noise), c.lr, scheduled=False),),
                       lpips_weight=c.lpips_weight, mse_weight=c.mse_weight)]
 
-    def state(self, index: int) -> dict[str, torch.Tensor]:
-        tensors = super().state(index)
-        tensors.update({f"noise.{i}": n[index].detach().clone() for i, n in enumerate(self.noise)})
-        return tensors
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {**super().tensors(), **{f"noise.{i}": n for i, n in enumerate(self.noise)}}

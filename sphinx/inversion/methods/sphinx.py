@@ -14,7 +14,7 @@ import torch
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.heads import BOTTLENECK, CONTENT_INPUT_SHAPE, ContentHead, StyleHead
-from sphinx.inversion.methods.base import Method, ParamGroup, Stage, w_statistics
+from sphinx.inversion.methods.base import GeneratorInputs, Method, ParamGroup, Stage, w_statistics
 from sphinx.inversion.noise import NoiseMaps
 from sphinx.seeding import per_image_randn
 
@@ -84,6 +84,7 @@ class Sphinx(Method):
     """Per-image style head (+ optional content head and noise maps) against a frozen G."""
 
     name = "sphinx"
+    latent_inputs = True
 
     @classmethod
     def validate(cls, config: SphinxConfig, *, batch_size: int) -> None:
@@ -136,42 +137,50 @@ class Sphinx(Method):
         return [Stage("sphinx", c.steps, tuple(groups), lpips_weight=c.lpips_weight, mse_weight=c.mse_weight,
                       rampup=c.rampup, rampdown=c.rampdown)]
 
-    def _synthesize(self, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def _inputs(self, z: torch.Tensor, s: torch.Tensor) -> GeneratorInputs:
         content = self.content_head(s) if self.content_head is not None else None
         noise = self.noise.maps if self.noise is not None else None
-        return self.generator.synthesis(self.style_head(z), noise=noise, input=content)
+        return GeneratorInputs(self.style_head(z), noise, content)
+
+    def inputs(self, stage: Stage | None, step: int, progress: float) -> GeneratorInputs:
+        if stage is None or not self.config.vicinal:
+            return self._inputs(self.final_z, self.final_s)
+        return self._inputs(self._draw_z(step), self._draw_s(step))
 
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
-        if not self.config.vicinal:
-            return self._synthesize(self.final_z, self.final_s)
-        return self._synthesize(self._draw_z(step), self._draw_s(step))
+        return self.inputs(stage, step, progress).render(self.generator)
 
     def renders_reported_image(self, stage: Stage) -> bool:
         return not self.config.vicinal  # without fresh draws every step renders the final draw
 
     @torch.no_grad()
     def render_final(self) -> torch.Tensor:
-        return self._synthesize(self.final_z, self.final_s)
+        return self.inputs(None, 0, 1.0).render(self.generator)
 
     @torch.no_grad()
     def render_vicinity(self, draw: int) -> torch.Tensor:
-        return self._synthesize(self._draw_z("spread", draw), self._draw_s("spread", draw))
+        return self._inputs(self._draw_z("spread", draw), self._draw_s("spread", draw)).render(self.generator)
 
-    def state(self, index: int) -> dict[str, torch.Tensor]:
-        tensors = self.style_head.state(index)
+    def tensors(self) -> dict[str, torch.Tensor]:
+        tensors = self.style_head.named_tensors()
         if self.content_head is not None:
-            tensors.update(self.content_head.state(index))
+            tensors.update(self.content_head.named_tensors())
         if self.noise is not None:
-            tensors.update(self.noise.state(index))
-        tensors["final_z"] = self.final_z[index].clone()
-        tensors["final_s"] = self.final_s[index].clone()
+            tensors.update(self.noise.named_tensors())
+        tensors["final_z"] = self.final_z
+        tensors["final_s"] = self.final_s
         return tensors
 
     @classmethod
     @torch.no_grad()
     def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config: SphinxConfig) -> torch.Tensor:
+        return cls.state_inputs(generator, tensors, config).render(generator)
+
+    @classmethod
+    def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor],
+                     config: SphinxConfig) -> GeneratorInputs:
         ws = StyleHead.from_states([tensors])(tensors["final_z"][None])
         content = ContentHead.from_states([tensors])(tensors["final_s"][None]) if config.content_head else None
         noise = [tensors[f"noise.{i}"][None] for i in range(generator.num_noise_layers)] \
             if config.optimize_noise else None
-        return generator.synthesis(ws, noise=noise, input=content)
+        return GeneratorInputs(ws, noise, content)

@@ -1,0 +1,114 @@
+"""W+ edits of a method's generator inputs: row-normalized directions, shifts, saved states.
+
+Every editable method renders ``G.synthesis`` of :class:`GeneratorInputs`; the functions here
+move the W+ part of those inputs and render the result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from sphinx.errors import CheckpointError, ConfigError
+from sphinx.generators.checkpoints import describe
+from sphinx.generators.stylegan2 import Generator
+from sphinx.inversion.methods.base import GeneratorInputs
+from sphinx.inversion.state import InversionState, method_config
+
+
+def normalize_rows(direction: torch.Tensor) -> torch.Tensor:
+    """Each W+ row of a direction scaled to unit L2 norm, as the authors' ``D / ||D||``.
+
+    Args:
+        direction: ``[..., n_latent, style_dim]``.
+
+    Returns:
+        Same shape; every ``[style_dim]`` row has norm 1.
+    """
+    return direction / direction.norm(dim=-1, keepdim=True)
+
+
+def repeat_inputs(inputs: GeneratorInputs, ws: torch.Tensor) -> GeneratorInputs:
+    """``inputs`` with W+ replaced by ``ws`` ``[B * K, n_latent, style_dim]`` (image-major).
+
+    Each image's noise maps and 4x4 input are repeated for its K latents; maps shared by the
+    whole batch (leading 1) stay shared.
+    """
+    batch = inputs.ws.shape[0]
+    copies = ws.shape[0] // batch
+    repeat = lambda t: t.repeat_interleave(copies, dim=0) if t.shape[0] == batch and copies > 1 else t
+    noise = [repeat(n) for n in inputs.noise] if inputs.noise is not None else None
+    content = repeat(inputs.content) if inputs.content is not None else None
+    return GeneratorInputs(ws, noise, content)
+
+
+def render_shifted(generator: Generator, inputs: GeneratorInputs, direction: torch.Tensor,
+                   alphas: torch.Tensor) -> torch.Tensor:
+    """Render ``G(w + alpha_k * D / ||D||_row)`` for every image and alpha.
+
+    Args:
+        generator: the frozen generator.
+        inputs: one image's or a batch's inputs, W+ ``[B, n_latent, style_dim]``.
+        direction: ``[B, n_latent, style_dim]`` (unnormalized).
+        alphas: ``[B, K]``.
+
+    Returns:
+        ``[B, K, 3, H, W]``.
+    """
+    batch, count = alphas.shape
+    ws = inputs.ws[:, None] + alphas[:, :, None, None] * normalize_rows(direction)[:, None]  # [B, K, L, d]
+    images = repeat_inputs(inputs, ws.flatten(0, 1)).render(generator)  # [B * K, 3, H, W]
+    return images.unflatten(0, (batch, count))
+
+
+def check_state_generator(state: InversionState, generator: Generator, *, source: str | os.PathLike | None = None) -> None:
+    """Refuse a state made with a generator of another architecture, in one line."""
+    expected = describe(generator)
+    if state.generator != expected:
+        where = f"{source}: " if source is not None else f"inversion state of image {state.image_id}: "
+        raise CheckpointError(f"{where}made with another generator ({state.generator}), not this one ({expected}); "
+                              "edit it with the generator it was inverted with")
+
+
+def state_inputs(generator: Generator, state: InversionState, *, source: str | os.PathLike | None = None,
+                 explicit: bool = False) -> GeneratorInputs:
+    """The generator inputs ``[1, ...]`` a saved state renders, on the generator's device.
+
+    Args:
+        generator: the generator the state was made with (checked).
+        state: a saved inversion of an editable method.
+        source: the state's file, named in errors.
+        explicit: fill in the generator's stored noise and learned constant where the method
+            used them, so that every field is a tensor (for interpolation).
+    """
+    check_state_generator(state, generator, source=source)
+    implementation, config = method_config(state)
+    if not implementation.latent_inputs:
+        where = f"{source}: " if source is not None else ""
+        raise ConfigError(f"{where}a method {state.method} state has no W+ input to edit; invert with sphinx, "
+                          "its variants, w, wplus or wplus_noise")
+    device = generator.input.input.device
+    tensors = {k: v.to(device) for k, v in state.tensors.items()}
+    with torch.no_grad():
+        inputs = implementation.state_inputs(generator, tensors, config)
+    if not explicit:
+        return inputs
+    noise = inputs.noise if inputs.noise is not None else generator.stored_noise()
+    content = inputs.content if inputs.content is not None else generator.input.input
+    return GeneratorInputs(inputs.ws, [n.detach() for n in noise], content.detach())
+
+
+def layer_mask(generator: Generator, layers: Sequence[int | None]) -> torch.Tensor:
+    """``[n_latent, 1]`` mask of the W+ rows ``start <= row < stop`` (stop None: to the last)."""
+    if len(layers) != 2:
+        raise ConfigError(f"layers must be [start, stop], got {list(layers)}")
+    start, stop = layers
+    stop = generator.n_latent if stop is None else stop
+    if not 0 <= start < stop <= generator.n_latent:
+        raise ConfigError(f"layers must satisfy 0 <= start < stop <= {generator.n_latent} (this generator's W+ "
+                          f"rows), got [{start}, {stop}]")
+    mask = torch.zeros(generator.n_latent, 1)
+    mask[start:stop] = 1
+    return mask.to(generator.input.input.device)

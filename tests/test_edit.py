@@ -1,0 +1,161 @@
+"""`python -m sphinx.edit` end to end: the three edits, their files, resume, bad input, W&B."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from PIL import Image
+from test_run import read_rows, sphinx_run
+
+from sphinx.edit import build_edit
+from sphinx.editing import AttributeEdit
+from sphinx.errors import SphinxError
+from sphinx.generators import load_generator
+from sphinx.inversion import invert, load_state, save_state
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def sphinx_edit(*args: str, cwd: Path, check: bool = True):
+    return sphinx_run(*args, cwd=cwd, check=check, module="sphinx.edit")
+
+
+@pytest.fixture
+def tiny(fixtures_root) -> list[str]:
+    return ["generator=custom", f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}", "logger=none"]
+
+
+def one_error_line(result) -> str:
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    return errors[0]
+
+
+# --- configs --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("edit_*.yaml")))
+def test_every_edit_experiment_composes_on_the_demo_prior(experiment):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="editing", overrides=[f"+experiment={experiment}"])
+        assert cfg.experiment_name == experiment and cfg.generator.source == "demo"
+        assert cfg.edit.kind in ("attribute", "morph", "direction")
+        for option in sorted(p.stem for p in (CONF / "edit").glob("*.yaml")):
+            assert compose(config_name="editing", overrides=[f"edit={option}"]).edit.kind
+    GlobalHydra.instance().clear()
+
+
+# --- the CI command -------------------------------------------------------------------------
+
+def test_edit_rotate_runs_offline_on_the_demo_prior_and_writes_every_output(tmp_path):
+    run_dir = tmp_path / "rotate"
+    result = sphinx_edit("+experiment=edit_rotate", "steps_scale=0.01", "logger=none", f"hydra.run.dir={run_dir}",
+                         cwd=tmp_path)
+    assert "edit attribute / sphinx: 2 ok, 0 failed" in result.stdout
+    rows = read_rows(run_dir)
+    assert [r["image"] for r in rows] == ["astronaut", "chelsea"]
+    for row in rows:
+        assert row["status"] == "ok" and row["transform"] == "rotate" and row["factors"] == "0 22.5 45"
+        assert row["steps"] == "50" and row["alphas"].startswith("0 ")
+        for column in ("psnr@0", "psnr@22.5", "psnr@45", "psnr_learned", "psnr_heldout@30", "psnr_identity@30"):
+            assert float(row[column]) > 5, column
+        folder = run_dir / "images" / row["image"]
+        assert len(list((folder / "frames").glob("*.png"))) == 7  # 0, midpoints, 2 learned, 1 beyond each end
+        with Image.open(folder / "walk.gif") as gif:
+            assert gif.n_frames == 12 and gif.size == (128, 128)  # forth and back, upscaled 2x
+        assert Image.open(folder / "strip.png").size[0] == 7 * 128 + 6 * 2
+        edit = AttributeEdit.of(load_state(folder / "state.pt"))
+        assert edit.direction.shape == (10, 256) and edit.factors.tolist() == [0, 22.5, 45]
+        assert " ".join(f"{a:.4g}" for a in edit.alphas.tolist()) == row["alphas"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["edit"] == "attribute" and summary["ok"] == 2 and "psnr_heldout" in summary["metrics"]
+    assert (run_dir / "overview.png").is_file()
+
+
+# --- morph and directions, on the tiny generator ----------------------------------------------
+
+def test_morph_inverts_then_morphs_each_image_into_the_next_with_exact_ends(tiny, tmp_path):
+    run_dir = tmp_path / "morph"
+    sphinx_edit(*tiny, "edit=morph", "data.limit=3", "method.steps=10", "edit.frames=5", f"hydra.run.dir={run_dir}",
+                cwd=tmp_path)
+    rows = read_rows(run_dir)
+    assert [(r["first"], r["second"]) for r in rows] == [("astronaut", "chelsea"), ("chelsea", "coffee")]
+    for row in rows:
+        assert row["edit"] == "morph" and float(row["endpoint_error"]) <= 1e-5 and float(row["smoothness"]) >= 1
+        folder = run_dir / "morphs" / f"{row['first']}__{row['second']}"
+        assert len(list((folder / "frames").glob("*.png"))) == 5 and (folder / "walk.gif").is_file()
+
+
+def test_a_direction_edits_a_finished_run_and_a_rerun_resumes(tiny, tmp_path):
+    inverted = tmp_path / "inverted"
+    sphinx_run(*tiny, "data.limit=2", "method.steps=10", f"hydra.run.dir={inverted}", cwd=tmp_path)
+    direction = tmp_path / "d.npy"
+    np.save(direction, np.linspace(-1, 1, 64, dtype=np.float32))
+    run_dir = tmp_path / "direction"
+    common = [*tiny, "edit=direction", f"edit.source={direction}", "edit.strengths=[-2,0,2]", "edit.layers=[0,4]",
+              f"edit.states_from={inverted}", f"hydra.run.dir={run_dir}"]
+    sphinx_edit(*common, "data.limit=1", cwd=tmp_path)
+    first_record = (run_dir / "images" / "astronaut" / "record.json").read_text()
+    result = sphinx_edit(*common, "data.limit=2", cwd=tmp_path)
+    assert "resuming" in result.stderr + result.stdout
+    assert (run_dir / "images" / "astronaut" / "record.json").read_text() == first_record  # not redone
+    rows = read_rows(run_dir)
+    assert [r["image"] for r in rows] == ["astronaut", "chelsea"]
+    for row in rows:
+        assert row["direction"] == "d.npy" and row["layers"] == "0:4" and float(row["change"]) > 0
+        assert row["steps"] == "0"  # loaded, not inverted again
+        saved = np.asarray(Image.open(run_dir / "images" / row["image"] / "frames" / "01.png"))
+        original = np.asarray(Image.open(inverted / "images" / row["image"] / "reconstruction.png"))
+        assert np.abs(saved.astype(int) - original.astype(int)).max() <= 1  # strength 0 re-renders the state
+
+
+# --- bad input: one line, before any compute ---------------------------------------------------
+
+def test_a_state_of_another_generator_fails_before_any_compute_with_one_line(tiny, fixtures_root, tmp_path):
+    other = load_generator(fixtures_root / "rosinality" / "tiny_g64.pt")
+    result = invert(other, torch.zeros(1, 3, 64, 64), ["astronaut"], steps=1, lpips_weight=0.0)
+    save_state(result.states[0], tmp_path / "other" / "images" / "astronaut" / "state.pt")
+    run_dir = tmp_path / "run"
+    line = one_error_line(sphinx_edit(*tiny, "edit=morph", "data.limit=1", f"edit.states_from={tmp_path / 'other'}",
+                                      f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False))
+    assert "astronaut/state.pt: made with another generator (64 px" in line
+    assert not (run_dir / "images").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["edit=direction", "edit.source={tmp}/wrong.npy"], "wrong.npy: a direction must have shape [64] or [8, 64]"),
+    (["edit=direction", "edit.source={tmp}/missing.pt"], "missing.pt: no such direction file"),
+    (["edit.factors=[0,45,22.5]"], "factors must be strictly increasing"),
+    (["edit.factors=[10,20]"], "must be rotate's identity 0"),
+    (["edit=direction", "edit.layers=[5,2]"], "layers must satisfy"),
+    (["method=pti"], "no W+ input"),
+    (["edit=morph", "edit.states_from={tmp}/nowhere"], "nowhere: edit.states_from must be a sphinx.run dir"),
+])
+def test_bad_edit_options_are_refused_in_one_line(tiny, tmp_path, overrides, message):
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 7), dtype=np.float32))
+    generator = load_generator(tiny[1].split("=", 1)[1])
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="editing", overrides=[*tiny, *(o.format(tmp=tmp_path) for o in overrides)])
+    GlobalHydra.instance().clear()
+    with pytest.raises(SphinxError) as refused:
+        build_edit(cfg, generator, ["astronaut"], cfg.method.name, "none")
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.slow
+def test_an_offline_wandb_edit_run_logs_the_strips_and_the_gifs(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    sphinx_edit(*[a for a in tiny if a != "logger=none"], "logger=wandb", "logger.mode=offline", "data.limit=1",
+                "method.steps=3", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    (offline_run,) = list((run_dir / "wandb").glob("offline-run-*"))
+    media = offline_run / "files" / "media"
+    assert list(media.glob("images/strips_*.png"))
+    assert list(media.glob("videos/walks_*.gif"))
