@@ -12,7 +12,6 @@ import math
 import time
 import warnings
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The committed quality-versus-budget report: every method of +experiment=budget on the demo
+# prior, then sphinx.report into this folder. Each method is its own run dir under RUNS, so a
+# killed run resumes where it stopped (finished images are skipped); JOBS methods run at once.
+#   bash experiments/budget/run.sh                 # all 7 bundled samples
+#   LIMIT=3 bash experiments/budget/run.sh         # the first 3 (data.limit=3)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${RUNS:-outputs/budget}
+JOBS=${JOBS:-2}
+LIMIT=${LIMIT:-null}
+METHODS=(sphinx sphinx_warm wplus_noise sphinx_ps sphinx_ps_pc wplus w pti)
+mkdir -p "$RUNS"
+printf '%s\n' "${METHODS[@]}" | xargs -P "$JOBS" -I{} env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+  python -m sphinx.run +experiment=budget method={} data.limit="$LIMIT" logger=none \
+  hydra.run.dir="$RUNS/{}" > "$RUNS/log.txt" 2>&1
+python -m sphinx.report "$RUNS"/* --out experiments/budget
