@@ -24,3 +24,7 @@ class ConfigError(SphinxError, ValueError):
 
 class ImageError(SphinxError, ValueError):
     """An input image that cannot be used: unreadable, or of the wrong shape or range."""
+
+
+class OutputError(SphinxError, OSError):
+    """A result that cannot be written: a read-only folder, a full disk."""

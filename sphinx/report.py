@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sphinx.errors import SphinxError
+from sphinx.files import atomic_write_bytes
 
 RESULTS_NAME = "results.csv"
 SUMMARY_NAME = "summary.json"
@@ -696,13 +697,7 @@ def _plot(report: Report) -> bytes:
 
 def _write_atomic(path: Path, content: bytes) -> None:
     # a report being rewritten is never seen half-written by a notebook or a sync job
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(content)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, content)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from sphinx.errors import CheckpointError
+from sphinx.files import atomic_open
 from sphinx.generators.stylegan2 import Generator
 
 STATE_FORMAT = "sphinx.inversion_state/1"
@@ -44,17 +44,10 @@ class InversionState:
 def save_state(state: InversionState, path: str | os.PathLike) -> Path:
     """Write a state atomically (temp file, then rename); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": STATE_FORMAT, **dataclasses.asdict(state)}
     payload["tensors"] = {k: v.detach().cpu() for k, v in state.tensors.items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as stream:
+        torch.save(payload, stream)
     return path
 
 

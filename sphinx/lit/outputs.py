@@ -14,33 +14,17 @@ import json
 import math
 import os
 import statistics
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from sphinx.files import atomic_write_bytes, atomic_write_text
+
 RESULT_COLUMNS = ("image", "method", "degradation", "generator", "psnr", "ssim", "lpips",
                   "vicinity_spread", "steps", "seconds", "status")
 METRICS = ("psnr", "ssim", "lpips", "vicinity_spread")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see either nothing or all of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
