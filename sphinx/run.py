@@ -41,15 +41,12 @@ def run(cfg: DictConfig) -> dict | None:
     from sphinx.lit.outputs import OutputWriter
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    build.check_run_options(cfg)
     options = build.trainer_options(cfg)
     if HydraConfig.get().mode == RunMode.MULTIRUN and (options.get("strategy") not in (None, "auto")
                                                         or options.get("devices") not in (1, "1")):
         raise ConfigError("a Hydra multirun cannot launch Lightning DDP (its ranks would re-run the sweep); "
                           "run each configuration as its own job, or use the submitit launcher")
-    if cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
-    if cfg.seed is None:
-        raise ConfigError("seed must be an integer; results are seeded per image from it")
 
     generator = build.build_generator(cfg)
     dataset = build.build_dataset(cfg, resolution=generator.resolution)
@@ -113,7 +110,7 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except SphinxError as error:
-        log.error("%s", error)
+        # once, on stderr: logging it too would print it a second time through Hydra's console handler
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
 

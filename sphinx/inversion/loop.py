@@ -91,6 +91,7 @@ def resolve_method(method: str, overrides: dict) -> tuple[str, type[Method], obj
     config = dataclasses.replace(defaults, **overrides)
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
+        _check_option_type(method, field.name, value, getattr(defaults, field.name))
         if field.name.endswith("steps") and (not isinstance(value, int) or value < 0):
             raise ConfigError(f"method.{field.name} must be a non-negative integer, got {value!r}")
         if field.name in ("lr", "pivot_lr") and not value > 0:
@@ -98,6 +99,18 @@ def resolve_method(method: str, overrides: dict) -> tuple[str, type[Method], obj
         if field.name.endswith("_weight") and value < 0:
             raise ConfigError(f"method.{field.name} must be non-negative, got {value!r}")
     return method, implementation, config
+
+
+def _check_option_type(method: str, name: str, value, default) -> None:
+    """An option must have its default's type (an int is fine where a float is expected)."""
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+    if kinds is None or value is None and default is None:
+        return
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[type(default)]
+        raise ConfigError(f"method.{name} of method '{method}' must be {expected}, got {value!r}")
+    if isinstance(default, int) and not isinstance(default, bool) and value < 0:
+        raise ConfigError(f"method.{name} must be non-negative, got {value!r}")
 
 
 def _check_targets(generator: Generator, targets: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
