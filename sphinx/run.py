@@ -34,8 +34,12 @@ def without_lpips(options: dict) -> dict:
 def run(cfg: DictConfig) -> dict | None:
     """Build everything from ``cfg`` (checking it), invert the pending images, write the tables."""
     import pytorch_lightning as pl
+    from pytorch_lightning.utilities import rank_zero_only
 
     from sphinx import build
+    from sphinx.files import remove_temporaries
+    from sphinx.generators.checkpoints import describe
+    from sphinx.lit.resume import check_resume, run_fingerprint
     from sphinx.lit.datamodule import InversionDataModule
     from sphinx.lit.module import InversionModule
     from sphinx.lit.outputs import OutputWriter
@@ -56,6 +60,14 @@ def run(cfg: DictConfig) -> dict | None:
     if lpips is None:
         method = build.MethodSpec(method.name, without_lpips(method.options))
     generator_name = build.describe_generator(generator, cfg)
+    first_rank = rank_zero_only.rank == 0  # the trainer does not exist yet; DDP ranks rerun this function
+    fingerprint = run_fingerprint(cfg, method_name=method.name, method_options=method.options,
+                                  generator=describe(generator), lpips=lpips is not None)
+    check_resume(run_dir, fingerprint, allow_change=bool(cfg.allow_config_change), write=first_rank)
+    if first_rank:
+        removed = remove_temporaries(run_dir)  # left by writes that a kill cut short
+        if removed:
+            log.info("removed %d temporary files of interrupted writes in %s", removed, run_dir)
     writer = OutputWriter(run_dir, method=method.name, degradation=degradation.name, generator=str(cfg.generator.source))
     done = writer.done_ids()
     if done:
@@ -66,7 +78,7 @@ def run(cfg: DictConfig) -> dict | None:
     logger = build.build_logger(cfg, run_dir=run_dir, method=method.name, degradation=degradation.name)
     trainer = pl.Trainer(**options, logger=logger, default_root_dir=str(run_dir))
     module = InversionModule(generator, method=method, degradation=degradation, seed=int(cfg.seed), lpips=lpips,
-                             writer=writer)
+                             writer=writer, earlier=[r for r in writer.records() if r["image"] in done])
     datamodule = InversionDataModule(dataset, batch_size=int(cfg.batch_size), done=done)
     trainer.test(module, datamodule=datamodule, verbose=False)
     trainer.strategy.barrier()

@@ -203,6 +203,7 @@ def test_an_unwritable_output_folder_is_one_line_naming_the_file(tiny, tmp_path)
     (run_dir / "images").write_text("a file where the images folder belongs")
     result = sphinx_run(*tiny, "data.limit=1", "steps_scale=0.0004", f"hydra.run.dir={run_dir}", cwd=tmp_path,
                         check=False)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    # a progress bar may share the line, ended by a carriage return
+    errors = [line.split("\r")[-1] for line in result.stderr.splitlines() if "error: " in line]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert len(errors) == 1 and "cannot write" in errors[0] and str(run_dir / "images") in errors[0]

@@ -15,6 +15,7 @@ from sphinx.degradations import Degradation, NoDegradation, build_degradation
 from sphinx.errors import ConfigError, ImageError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
+from sphinx.inversion.checkpointing import BatchCheckpoint
 from sphinx.inversion.methods import METHODS, Method
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.schedules import projector_lr_factor
@@ -150,6 +151,7 @@ def invert(
     seed: int = 0,
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     callback: Callable[[StepReport], None] | None = None,
+    checkpoint: BatchCheckpoint | None = None,
     **overrides,
 ) -> InversionResult:
     """Invert a batch of images into a frozen generator.
@@ -173,6 +175,8 @@ def invert(
         lpips: the perceptual distance ``(x, y) -> [B]``; built (LPIPS-VGG, v0.1) when needed
             and not given.
         callback: called with a :class:`StepReport` after every step.
+        checkpoint: saves the batch's optimization state while it runs and restores it when it
+            holds this very batch (see :mod:`sphinx.inversion.checkpointing`); None: never.
         **overrides: any of the method's hyperparameters (``steps``, ``lr``, ``lpips_weight``,
             ``mse_weight``, ...); see the method's config class.
 
@@ -182,6 +186,7 @@ def invert(
     Raises:
         ConfigError: options that cannot work, before any compute.
         ImageError: targets of the wrong shape, type or range.
+        RunInterrupted: a stop was requested through ``checkpoint``; the state is saved.
     """
     started = time.perf_counter()
     ids = [str(i) for i in (ids if ids is not None else range(targets.shape[0]))]
@@ -216,13 +221,24 @@ def invert(
     total_steps = sum(s.steps for s in stages)
     all_params = [p for s in stages for g in s.groups for p in g.params]
     global_step = 0
-    for stage in stages:
+    identity = {"ids": list(ids), "method": name, "config": dataclasses.asdict(config), "seed": seed}
+    resume = checkpoint.restore(identity, all_params) if checkpoint is not None else None
+    if resume is not None:
+        global_step, history = resume.global_step, list(resume.records["history"])
+        failed, messages = resume.records["failed"].to(device), list(resume.records["messages"])
+    for stage_index, stage in enumerate(stages):
+        if resume is not None and stage_index < resume.stage:
+            continue
         stage_params = {id(p) for g in stage.groups for p in g.params}
         for p in all_params:  # only this stage's tensors collect gradients
             p.requires_grad_(id(p) in stage_params)
         optimizer = torch.optim.Adam([{"params": list(g.params), "lr": g.lr} for g in stage.groups],
                                      betas=ADAM_BETAS)
-        for step in range(stage.steps):
+        first_step = 0
+        if resume is not None and stage_index == resume.stage:
+            optimizer.load_state_dict(resume.optimizer)
+            first_step = resume.step
+        for step in range(first_step, stage.steps):
             progress = step / stage.steps
             factor = projector_lr_factor(progress, rampup=stage.rampup, rampdown=stage.rampdown)
             for group, spec in zip(optimizer.param_groups, stage.groups):
@@ -259,6 +275,10 @@ def invert(
             optimizer.step()
             method_instance.after_step(stage)
             global_step += 1
+            if checkpoint is not None:
+                checkpoint.after_step(identity, stage=stage_index, step=step + 1, global_step=global_step,
+                                      total_steps=total_steps, params=all_params, optimizer=optimizer,
+                                      records={"history": history, "failed": failed, "messages": messages})
         if failed.all():
             break
     for p in all_params:

@@ -11,6 +11,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -63,10 +64,11 @@ class InversionModule(pl.LightningModule):
         lpips: the LPIPS network (loss and metric), or None without it.
         writer: where outputs go.
         progress: show progress bars (rank 0).
+        earlier: records of the images a resumed run already has, counted in the logged metrics.
     """
 
     def __init__(self, generator: nn.Module, *, method: MethodSpec, degradation, seed: int, lpips: nn.Module | None,
-                 writer: OutputWriter, progress: bool = True) -> None:
+                 writer: OutputWriter, progress: bool = True, earlier: Sequence[dict] = ()) -> None:
         super().__init__()
         self.generator = generator
         self.lpips = lpips
@@ -76,8 +78,15 @@ class InversionModule(pl.LightningModule):
         self.metrics = nn.ModuleDict({name: MeanAndSpread() for name in ("psnr", "ssim", "lpips")})
         self._logged_steps = 0
         self._image_bar = None
+        self.earlier = [record for record in earlier if record.get("status") == "ok"]
 
     def on_test_start(self) -> None:
+        if self.trainer.is_global_zero:
+            # Metrics logged after a resume cover every image, as results.csv does.
+            for name, metric in self.metrics.items():
+                values = [r[name] for r in self.earlier if r.get(name) is not None]
+                if values:
+                    metric.update(torch.tensor(values, dtype=torch.float64, device=self.device))
         if self.progress and self.trainer.is_global_zero:
             total = len(self.trainer.test_dataloaders.sampler)
             self._image_bar = tqdm(total=total, desc="images", unit="img", position=0)
@@ -102,7 +111,8 @@ class InversionModule(pl.LightningModule):
         except Exception as error:  # one batch's crash must not lose the others' results
             log.exception("batch %s failed", ids)
             for image_id in ids:
-                self._record_failure(image_id, positions[image_id], f"inversion crashed: {error}".splitlines()[0])
+                self._record_failure(image_id, positions[image_id], f"inversion crashed: {error}".splitlines()[0],
+                                     retry=True)
             return
         finally:
             if step_bar is not None:
@@ -144,11 +154,12 @@ class InversionModule(pl.LightningModule):
             "steps": int(result.loss_history.shape[0]), "seconds": seconds,
             "status": result.status[index], "message": result.messages[index]})
 
-    def _record_failure(self, image_id: str, position: int, reason: str) -> None:
+    def _record_failure(self, image_id: str, position: int, reason: str, *, retry: bool = False) -> None:
         stem = image_id_to_filename(image_id)
+        # retry: the batch crashed, not the image; the next run tries it again (see OutputWriter.done_ids)
         self.writer.write_record(stem, {"image": image_id, "index": position, "stem": stem, "psnr": None,
                                         "ssim": None, "lpips": None, "vicinity_spread": None, "steps": 0,
-                                        "seconds": 0.0, "status": "failed", "message": reason})
+                                        "seconds": 0.0, "status": "failed", "message": reason, "retry": retry})
 
     def _step_bar(self):
         if not (self.progress and self.trainer.is_global_zero):

@@ -50,8 +50,12 @@ class OutputWriter:
         return self.images_dir / stem
 
     def done_ids(self) -> set[str]:
-        """Ids of images with a record on disk (finished, or failed for good)."""
-        return {record["image"] for record in self.records()}
+        """Ids of images with a record on disk (finished, or failed for good).
+
+        A record marked ``retry`` (its batch crashed, through no fault of the image) is not done:
+        the next run inverts it again.
+        """
+        return {record["image"] for record in self.records() if not record.get("retry")}
 
     def records(self) -> list[dict]:
         """Every image record, in dataset order."""
