@@ -15,7 +15,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from sphinx.errors import ConfigError, SphinxError
+from sphinx.errors import ConfigError, RunInterrupted, SphinxError
+from sphinx.lit.preemption import StopSignals, exit_status
 
 log = logging.getLogger("sphinx.run")
 
@@ -45,6 +46,8 @@ def run(cfg: DictConfig) -> dict | None:
     from sphinx.lit.outputs import OutputWriter
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    stop = StopSignals()
+    stop.install()
     build.check_run_options(cfg)
     options = build.trainer_options(cfg)
     if HydraConfig.get().mode == RunMode.MULTIRUN and (options.get("strategy") not in (None, "auto")
@@ -78,9 +81,12 @@ def run(cfg: DictConfig) -> dict | None:
     logger = build.build_logger(cfg, run_dir=run_dir, method=method.name, degradation=degradation.name)
     trainer = pl.Trainer(**options, logger=logger, default_root_dir=str(run_dir))
     module = InversionModule(generator, method=method, degradation=degradation, seed=int(cfg.seed), lpips=lpips,
-                             writer=writer, earlier=[r for r in writer.records() if r["image"] in done])
+                             writer=writer, earlier=[r for r in writer.records() if r["image"] in done],
+                             checkpoint_every=int(cfg.checkpoint_every), stop=stop)
     datamodule = InversionDataModule(dataset, batch_size=int(cfg.batch_size), done=done)
     trainer.test(module, datamodule=datamodule, verbose=False)
+    if stop.received:  # it came after the last step of the last batch: the records are complete
+        raise RunInterrupted(stop.received)
     trainer.strategy.barrier()
     if not trainer.is_global_zero:
         return None
@@ -125,6 +131,12 @@ def main(cfg: DictConfig) -> None:
         # once, on stderr: logging it too would print it a second time through Hydra's console handler
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except RunInterrupted as stopped:
+        run_dir = HydraConfig.get().runtime.output_dir
+        saved = "; the batch in flight was saved" if stopped.saved is not None else ""
+        print(f"stopped by {stopped.signal_name}{saved}; to resume, rerun the same command with "
+              f"hydra.run.dir={run_dir}", file=sys.stderr, flush=True)
+        sys.exit(exit_status(stopped.signal_name))
 
 
 if __name__ == "__main__":

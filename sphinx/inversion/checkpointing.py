@@ -18,28 +18,13 @@ from pathlib import Path
 
 import torch
 
-from sphinx.errors import CheckpointError
+from sphinx.errors import CheckpointError, RunInterrupted
 from sphinx.files import atomic_open
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "sphinx.batch_checkpoint/1"
-
-
-class RunInterrupted(BaseException):
-    """A stop was requested (SIGTERM, SIGINT); the batch in flight saved its state first.
-
-    A ``BaseException``, like ``KeyboardInterrupt``: a per-batch ``except Exception`` must not
-    record it as the batch's crash.
-
-    Attributes:
-        signal_name: ``"SIGTERM"``, ``"SIGINT"``, ...
-        saved: the checkpoint file written, or None when no batch was in flight.
-    """
-
-    def __init__(self, signal_name: str, saved: Path | None = None) -> None:
-        super().__init__(f"stopped by {signal_name}")
-        self.signal_name, self.saved = signal_name, saved
+__all__ = ["BatchCheckpoint", "LoopPosition", "RunInterrupted"]
 
 
 @dataclass(frozen=True)

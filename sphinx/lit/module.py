@@ -24,8 +24,11 @@ from sphinx.build import MethodSpec
 from sphinx.data.datasets import image_id_to_filename
 from sphinx.data.images import to_uint8
 from sphinx.inversion import StepReport, invert, save_state
+from sphinx.errors import RunInterrupted
+from sphinx.inversion.checkpointing import BatchCheckpoint
 from sphinx.inversion.objective import pool_for_lpips
 from sphinx.lit.outputs import OutputWriter
+from sphinx.lit.preemption import StopSignals
 from sphinx.metrics.image_quality import psnr, ssim
 
 log = logging.getLogger(__name__)
@@ -65,10 +68,14 @@ class InversionModule(pl.LightningModule):
         writer: where outputs go.
         progress: show progress bars (rank 0).
         earlier: records of the images a resumed run already has, counted in the logged metrics.
+        checkpoint_every: save each batch's optimization state every this many steps (0: only
+            when stopped).
+        stop: the process's SIGTERM/SIGINT handler; a signal stops the run at the next step.
     """
 
     def __init__(self, generator: nn.Module, *, method: MethodSpec, degradation, seed: int, lpips: nn.Module | None,
-                 writer: OutputWriter, progress: bool = True, earlier: Sequence[dict] = ()) -> None:
+                 writer: OutputWriter, progress: bool = True, earlier: Sequence[dict] = (),
+                 checkpoint_every: int = 0, stop: StopSignals | None = None) -> None:
         super().__init__()
         self.generator = generator
         self.lpips = lpips
@@ -79,8 +86,12 @@ class InversionModule(pl.LightningModule):
         self._logged_steps = 0
         self._image_bar = None
         self.earlier = [record for record in earlier if record.get("status") == "ok"]
+        self.checkpoint_every, self.stop = checkpoint_every, stop
 
     def on_test_start(self) -> None:
+        if self.stop is not None:
+            self.stop.install()  # in place of Lightning's, which would finish the batch and exit 0
+            self.stop.deferring = True
         if self.trainer.is_global_zero:
             # Metrics logged after a resume cover every image, as results.csv does.
             for name, metric in self.metrics.items():
@@ -92,6 +103,8 @@ class InversionModule(pl.LightningModule):
             self._image_bar = tqdm(total=total, desc="images", unit="img", position=0)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
+        if self.stop is not None and self.stop.received:
+            raise RunInterrupted(self.stop.received)
         positions = batch["positions"]
         for image_id, reason in batch["failures"]:
             self._record_failure(image_id, positions[image_id], reason)
@@ -103,11 +116,13 @@ class InversionModule(pl.LightningModule):
     def _invert_batch(self, images: torch.Tensor, ids: list[str], positions: dict) -> None:
         started = time.perf_counter()
         step_bar = self._step_bar()
+        checkpoint = BatchCheckpoint(self.writer.inflight_path(ids), every=self.checkpoint_every,
+                                     stop_requested=self.stop.requested if self.stop is not None else lambda: None)
         try:
             with torch.enable_grad():
                 result = invert(self.generator, images, ids, method=self.method.name, degradation=self.degradation,
                                 seed=self.seed, lpips=self.lpips, callback=lambda r: self._on_step(r, step_bar),
-                                **self.method.options)
+                                checkpoint=checkpoint, **self.method.options)
         except Exception as error:  # one batch's crash must not lose the others' results
             log.exception("batch %s failed", ids)
             for image_id in ids:
@@ -122,6 +137,7 @@ class InversionModule(pl.LightningModule):
         scores = self._score(result.reconstructions, images, ok)
         for index, image_id in enumerate(ids):
             self._write_image(index, image_id, positions[image_id], images, result, scores, seconds)
+        checkpoint.discard()  # the records are on disk now
         for name, values in scores.items():
             if values is not None and ok.any():
                 self.metrics[name].update(values[ok])
@@ -191,6 +207,10 @@ class InversionModule(pl.LightningModule):
                 for i in range(len(result.ids))]
         log_image(key="panels", images=[np.concatenate(rows, axis=0)], caption=[", ".join(result.ids)],
                   step=self._logged_steps)
+
+    def on_test_end(self) -> None:
+        if self.stop is not None:
+            self.stop.deferring = False  # between batches no state is at stake: stop at once
 
     def on_test_epoch_end(self) -> None:
         if self._image_bar is not None:

@@ -9,6 +9,7 @@ from all records at the end, so a resumed run ends with the same tables as an un
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -25,6 +26,7 @@ from sphinx.files import atomic_write_bytes, atomic_write_text
 RESULT_COLUMNS = ("image", "method", "degradation", "generator", "psnr", "ssim", "lpips",
                   "vicinity_spread", "steps", "seconds", "status")
 METRICS = ("psnr", "ssim", "lpips", "vicinity_spread")
+INFLIGHT_FOLDER = "inflight"
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -48,6 +50,19 @@ class OutputWriter:
 
     def image_dir(self, stem: str) -> Path:
         return self.images_dir / stem
+
+    def inflight_path(self, ids: Iterable[str]) -> Path:
+        """The in-flight checkpoint of the batch of ``ids`` (see ``sphinx.inversion.checkpointing``)."""
+        digest = hashlib.sha1("\n".join(ids).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return self.run_dir / INFLIGHT_FOLDER / f"{digest}.pt"
+
+    def remove_inflight(self) -> None:
+        """Delete the in-flight checkpoints of a finished run (batches that may have been re-formed)."""
+        folder = self.run_dir / INFLIGHT_FOLDER
+        for path in folder.glob("*.pt"):
+            path.unlink(missing_ok=True)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
     def done_ids(self) -> set[str]:
         """Ids of images with a record on disk (finished, or failed for good).
@@ -102,6 +117,7 @@ class OutputWriter:
             "config": config,
         }
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=1))
+        self.remove_inflight()
         self._write_comparison([r for r in ok])
         return summary
 
