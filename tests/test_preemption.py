@@ -71,7 +71,9 @@ def test_sigkill_and_sigterm_inside_batches_resume_to_the_uninterrupted_results(
     assert not strays, strays
 
 
-def test_sigterm_stops_a_batch_within_seconds_with_its_state_saved(tiny, tmp_path):
+@pytest.mark.parametrize("kind", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_a_batch_within_seconds_with_its_state_saved(tiny, tmp_path, kind):
     run_dir = tmp_path / "run"
     process = launch([*tiny, "data.limit=1", "steps_scale=1", "checkpoint_every=100", f"hydra.run.dir={run_dir}"],
                      tmp_path)
@@ -80,9 +82,10 @@ def test_sigterm_stops_a_batch_within_seconds_with_its_state_saved(tiny, tmp_pat
         time.sleep(0.02)  # inside the 5000 steps of the only batch
     periodic = newest_save(run_dir)
     sent = time.monotonic()
-    os.killpg(process.pid, signal.SIGTERM)
+    os.killpg(process.pid, kind)
     _, stderr = process.communicate(timeout=60)
     assert time.monotonic() - sent < STOP_WITHIN_S
-    assert process.returncode == 143 and "stopped by SIGTERM; the batch in flight was saved" in stderr, stderr
+    assert process.returncode == 128 + kind, stderr[-2000:]
+    assert f"stopped by {kind.name}; the batch in flight was saved" in stderr
     assert newest_save(run_dir) > periodic  # saved at the stop, not only at the last periodic save
     assert len(list((run_dir / "inflight").glob("*.pt"))) == 1 and not (run_dir / "results.csv").exists()

@@ -221,10 +221,11 @@ def invert(
     total_steps = sum(s.steps for s in stages)
     all_params = [p for s in stages for g in s.groups for p in g.params]
     global_step = 0
-    identity = {"ids": list(ids), "method": name, "config": dataclasses.asdict(config), "seed": seed}
+    identity = {"ids": list(ids), "method": name, "config": dataclasses.asdict(config), "seed": seed,
+                "degradation": type(degradation).__name__}
     resume = checkpoint.restore(identity, all_params) if checkpoint is not None else None
     if resume is not None:
-        global_step, history = resume.global_step, list(resume.records["history"])
+        global_step, history = resume.global_step, [h.to(device) for h in resume.records["history"]]
         failed, messages = resume.records["failed"].to(device), list(resume.records["messages"])
     for stage_index, stage in enumerate(stages):
         if resume is not None and stage_index < resume.stage:

@@ -221,7 +221,9 @@ class InversionModule(pl.LightningModule):
             with warnings.catch_warnings():  # a rank may have had no image to update with
                 warnings.simplefilter("ignore", UserWarning)
                 mean, spread = metric.compute()  # every rank takes part in the reduction
-            if metric.count > 0:
+            # After compute, `count` is this rank's own again; an idle rank must still log (a
+            # collective), so every rank decides on the total.
+            if self.trainer.strategy.reduce(metric.count.clone(), reduce_op="sum") > 0:
                 # Already reduced over ranks, so every rank logs the same value.
                 self.log(f"test/{name}", mean.float(), sync_dist=True)
                 self.log(f"test/{name}_std", spread.float(), sync_dist=True)
