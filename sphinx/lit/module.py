@@ -103,13 +103,18 @@ class InversionModule(pl.LightningModule):
             self._image_bar = tqdm(total=total, desc="images", unit="img", position=0)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        if self.stop is not None and self.stop.received:
-            raise RunInterrupted(self.stop.received)
-        positions = batch["positions"]
-        for image_id, reason in batch["failures"]:
-            self._record_failure(image_id, positions[image_id], reason)
-        if batch["ids"]:
-            self._invert_batch(batch["images"], batch["ids"], positions)
+        try:
+            if self.stop is not None and self.stop.received:
+                raise RunInterrupted(self.stop.received)
+            positions = batch["positions"]
+            for image_id, reason in batch["failures"]:
+                self._record_failure(image_id, positions[image_id], reason)
+            if batch["ids"]:
+                self._invert_batch(batch["images"], batch["ids"], positions)
+        except RunInterrupted:
+            if self._image_bar is not None:  # closed now, so that the resume hint is the last line
+                self._image_bar.close()
+            raise
         if self._image_bar is not None:
             self._image_bar.update(len(batch["ids"]) + len(batch["failures"]))
 
