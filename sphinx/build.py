@@ -50,6 +50,44 @@ def instantiate_leaf(node: DictConfig, what: str, **kwargs):
         raise ConfigError(f"cannot build {what}: {cause or failed}") from None
 
 
+# Options that must be set, with what to set them to.
+_MISSING_HINTS = {"data.path": "data=folder needs data.path=/folder/of/images",
+                  "generator.source": "generator=custom needs generator.source=<.pt/.pkl file, URL or preset>"}
+_GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def check_run_options(cfg: DictConfig) -> None:
+    """Refuse unset, mistyped or out-of-range run options in one line, before anything is built."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hint = _MISSING_HINTS.get(missing[0], f"set it with {missing[0]}=<value>")
+        raise ConfigError(f"{missing[0]} is not set: {hint}")
+    _check_number(cfg.seed, "seed", integer=True)
+    _check_number(cfg.batch_size, "batch_size", integer=True, minimum=1)
+    _check_number(cfg.steps_scale, "steps_scale", positive=True)
+    _check_number(cfg.checkpoint_every, "checkpoint_every", integer=True, minimum=0)
+    _check_number(cfg.head.bottleneck, "head.bottleneck", integer=True, minimum=1)
+    if not isinstance(cfg.regularizer.vicinal, bool):
+        raise ConfigError(f"regularizer.vicinal must be true or false, got {cfg.regularizer.vicinal!r}")
+    if cfg.regularizer.noise_regularize is not None:
+        _check_number(cfg.regularizer.noise_regularize, "regularizer.noise_regularize", minimum=0)
+    accelerator = str(cfg.trainer.get("accelerator", "auto")).lower()
+    if accelerator in _GPU_ACCELERATORS and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={accelerator} needs a CUDA GPU and this machine has none; use "
+                          "trainer=cpu, or trainer=cpu trainer.devices=2 trainer.strategy=ddp for several CPU "
+                          "processes")
+
+
+def _check_number(value, key: str, *, integer: bool = False, minimum: float | None = None,
+                  positive: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ConfigError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if minimum is not None and value < minimum or positive and not value > 0:
+        bound = "positive" if positive else f"at least {minimum}"
+        raise ConfigError(f"{key} must be {bound}, got {value!r}")
+
+
 def build_generator(cfg: DictConfig) -> Generator:
     """Load the generator named by the ``generator`` group."""
     return instantiate_leaf(cfg.generator, "the generator")

@@ -8,13 +8,11 @@ is not cached yet is an error that says where to place it by hand.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
@@ -26,6 +24,7 @@ from tqdm import tqdm
 
 from sphinx import __version__
 from sphinx.errors import DownloadError
+from sphinx.files import atomic_open
 
 _OFFLINE_VARIABLE = "SPHINX_OFFLINE"
 _SCHEMES = ("http", "https", "file")
@@ -142,23 +141,13 @@ def download(
             f"network access; download it by hand and place the file at {path}"
         )
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".part"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as sink:
-            actual = _fetch(url, sink, path=path, progress=progress)
+    with atomic_open(path) as sink:
+        actual = _fetch(url, sink, path=path, progress=progress)
         if expected is not None and actual != expected:
             raise DownloadError(
                 f"{url} has sha256 {actual}, expected {expected}; the file was not kept; "
                 f"if the source changed, download it by hand, check it and place it at {path}"
             )
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
     return path
 
 

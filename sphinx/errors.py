@@ -5,6 +5,8 @@ Every message names the offending file (or option) and says what to do about it.
 
 from __future__ import annotations
 
+import os
+
 
 class SphinxError(Exception):
     """Base class of every error sphinx raises on purpose."""
@@ -24,3 +26,23 @@ class ConfigError(SphinxError, ValueError):
 
 class ImageError(SphinxError, ValueError):
     """An input image that cannot be used: unreadable, or of the wrong shape or range."""
+
+
+class OutputError(SphinxError, OSError):
+    """A result that cannot be written: a read-only folder, a full disk."""
+
+
+class RunInterrupted(BaseException):
+    """A stop was requested (SIGTERM, SIGINT); the batch in flight saved its state first.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: a per-batch ``except Exception`` must not
+    record it as the batch's crash.
+
+    Attributes:
+        signal_name: ``"SIGTERM"``, ``"SIGINT"``, ...
+        saved: the checkpoint file written, or None when no batch was in flight.
+    """
+
+    def __init__(self, signal_name: str, saved: "os.PathLike | None" = None) -> None:
+        super().__init__(f"stopped by {signal_name}")
+        self.signal_name, self.saved = signal_name, saved

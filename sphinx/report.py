@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sphinx.errors import SphinxError
+from sphinx.files import atomic_write_bytes
 from sphinx.report_curves import CURVES_NAME, curves_markdown, curves_png, read_curves
 
 RESULTS_NAME = "results.csv"
@@ -709,13 +710,7 @@ def _plot(report: Report) -> bytes:
 
 def _write_atomic(path: Path, content: bytes) -> None:
     # a report being rewritten is never seen half-written by a notebook or a sync job
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(content)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, content)
 
 
 # ---------------------------------------------------------------------------------------------

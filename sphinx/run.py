@@ -16,7 +16,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sphinx import resolvers  # noqa: F401  (so that --cfg job --resolve knows ${scaled_steps:...})
-from sphinx.errors import ConfigError, SphinxError
+from sphinx.errors import ConfigError, RunInterrupted, SphinxError
+from sphinx.lit.preemption import StopSignals, exit_status
 
 log = logging.getLogger("sphinx.run")
 
@@ -35,22 +36,25 @@ def without_lpips(options: dict) -> dict:
 def run(cfg: DictConfig) -> dict | None:
     """Build everything from ``cfg`` (checking it), invert the pending images, write the tables."""
     import pytorch_lightning as pl
+    from pytorch_lightning.utilities import rank_zero_only
 
     from sphinx import build
+    from sphinx.files import remove_temporaries
+    from sphinx.generators.checkpoints import describe
+    from sphinx.lit.resume import check_resume, run_fingerprint
     from sphinx.lit.datamodule import InversionDataModule
     from sphinx.lit.module import InversionModule
     from sphinx.lit.outputs import OutputWriter
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    stop = StopSignals()
+    stop.install()
+    build.check_run_options(cfg)
     options = build.trainer_options(cfg)
     if HydraConfig.get().mode == RunMode.MULTIRUN and (options.get("strategy") not in (None, "auto")
                                                         or options.get("devices") not in (1, "1")):
         raise ConfigError("a Hydra multirun cannot launch Lightning DDP (its ranks would re-run the sweep); "
                           "run each configuration as its own job, or use the submitit launcher")
-    if cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
-    if cfg.seed is None:
-        raise ConfigError("seed must be an integer; results are seeded per image from it")
 
     generator = build.build_generator(cfg)
     dataset = build.build_dataset(cfg, resolution=generator.resolution)
@@ -60,6 +64,14 @@ def run(cfg: DictConfig) -> dict | None:
     if lpips is None:
         method = build.MethodSpec(method.name, without_lpips(method.options))
     generator_name = build.describe_generator(generator, cfg)
+    first_rank = rank_zero_only.rank == 0  # the trainer does not exist yet; DDP ranks rerun this function
+    fingerprint = run_fingerprint(cfg, method_name=method.name, method_options=method.options,
+                                  generator=describe(generator), lpips=lpips is not None)
+    check_resume(run_dir, fingerprint, allow_change=bool(cfg.allow_config_change), write=first_rank)
+    if first_rank:
+        removed = remove_temporaries(run_dir)  # left by writes that a kill cut short
+        if removed:
+            log.info("removed %d temporary files of interrupted writes in %s", removed, run_dir)
     writer = OutputWriter(run_dir, method=method.name, degradation=degradation.name, generator=str(cfg.generator.source))
     done = writer.done_ids()
     if done:
@@ -70,9 +82,12 @@ def run(cfg: DictConfig) -> dict | None:
     logger = build.build_logger(cfg, run_dir=run_dir, method=method.name, degradation=degradation.name)
     trainer = pl.Trainer(**options, logger=logger, default_root_dir=str(run_dir))
     module = InversionModule(generator, method=method, degradation=degradation, seed=int(cfg.seed), lpips=lpips,
-                             writer=writer)
+                             writer=writer, earlier=[r for r in writer.records() if r["image"] in done],
+                             checkpoint_every=int(cfg.checkpoint_every), stop=stop)
     datamodule = InversionDataModule(dataset, batch_size=int(cfg.batch_size), done=done)
     trainer.test(module, datamodule=datamodule, verbose=False)
+    if stop.received:  # it came after the last step of the last batch: the records are complete
+        raise RunInterrupted(stop.received)
     trainer.strategy.barrier()
     if not trainer.is_global_zero:
         return None
@@ -115,9 +130,15 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except SphinxError as error:
-        log.error("%s", error)
+        # once, on stderr: logging it too would print it a second time through Hydra's console handler
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except RunInterrupted as stopped:
+        run_dir = HydraConfig.get().runtime.output_dir
+        saved = "; the batch in flight was saved" if stopped.saved is not None else ""
+        print(f"stopped by {stopped.signal_name}{saved}; to resume, rerun the same command with "
+              f"hydra.run.dir={run_dir}", file=sys.stderr, flush=True)
+        sys.exit(exit_status(stopped.signal_name))
 
 
 if __name__ == "__main__":

@@ -110,3 +110,33 @@ def test_trainer_options_pass_through_and_force_what_inversion_needs(hydra_conf)
     trainer = trainer_options(composed("trainer=cpu", "trainer.devices=2", "trainer.strategy=ddp"))
     assert (trainer["accelerator"], trainer["devices"], trainer["strategy"]) == ("cpu", 2, "ddp")
     assert trainer["inference_mode"] is False and trainer["use_distributed_sampler"] is False
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["method.steps=abc"], "method.steps of method 'sphinx' must be an integer, got 'abc'"),
+    (["method.lr=fast"], "method.lr of method 'sphinx' must be a number"),
+    (["method.steps=-5"], "method.steps must be non-negative, got -5"),
+    (["method.spread_draws=-1"], "method.spread_draws must be non-negative, got -1"),
+    (["method.spread_draws=1"], "method.spread_draws must be 0 (skip) or at least 2"),
+    (["head.bottleneck=0"], "head.bottleneck must be at least 1"),
+    (["head.bottleneck=wide"], "head.bottleneck must be an integer"),
+    (["batch_size=abc"], "batch_size must be an integer, got 'abc'"),
+    (["seed=abc"], "seed must be an integer"),
+    (["steps_scale=abc"], "steps_scale must be a number"),
+    (["checkpoint_every=-1"], "checkpoint_every must be at least 0"),
+    (["data=folder"], "data.path is not set: data=folder needs data.path="),
+    (["generator=custom"], "generator.source is not set: generator=custom needs generator.source="),
+    (["trainer=gpu"], "needs a CUDA GPU and this machine has none; use trainer=cpu"),
+    (["trainer=ddp"], "trainer=cpu trainer.devices=2 trainer.strategy=ddp"),
+], ids=lambda v: v if isinstance(v, str) and "=" in v and " " not in v else None)
+def test_bad_run_options_are_refused_before_compute_in_one_line(hydra_conf, monkeypatch, overrides, message):
+    import torch
+
+    from sphinx.build import check_run_options
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = composed(*overrides)
+    with pytest.raises(ConfigError) as refused:
+        check_run_options(cfg)
+        build_method(cfg, batch_size=cfg.batch_size)
+    assert message in str(refused.value) and "\n" not in str(refused.value)

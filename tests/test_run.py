@@ -200,3 +200,22 @@ def test_a_two_by_two_multirun_reports_a_four_cell_table(tiny, tmp_path):
         cells = {(r["method"], r["degradation"]) for r in csv.DictReader(stream)}
     assert cells == {("sphinx", "none"), ("sphinx", "denoise"), ("wplus", "none"), ("wplus", "denoise")}
     assert "SPHInX against the best baseline" in (sweep / "report.md").read_text()
+
+
+def test_an_unset_data_path_is_one_line_printed_once_without_a_traceback(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    result = sphinx_run(*tiny, "data=folder", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("data.path is not set") == 1, result.stderr
+
+
+def test_an_unwritable_output_folder_is_one_line_naming_the_file(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "images").write_text("a file where the images folder belongs")
+    result = sphinx_run(*tiny, "data.limit=1", "steps_scale=0.0004", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                        check=False)
+    # a progress bar may share the line, ended by a carriage return
+    errors = [line.split("\r")[-1] for line in result.stderr.splitlines() if "error: " in line]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(errors) == 1 and "cannot write" in errors[0] and str(run_dir / "images") in errors[0]

@@ -188,8 +188,13 @@ class ImageFolder(Dataset):
         try:
             image = load_image(self.root / image_id, resolution=self.resolution, fit=self.fit)
         except ImageError as error:
-            return ImageItem(image_id, None, str(error))
+            return ImageItem(image_id, None, one_line(str(error)))
         return ImageItem(image_id, image, None)
+
+
+def one_line(message: str) -> str:
+    """``message`` with line breaks escaped: a file name may hold a newline, a message may not."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _list_images(root: Path, *, recursive: bool) -> tuple[list[str], int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import sys
 import unicodedata
@@ -29,6 +30,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from sphinx.errors import ImageError, SphinxError
+from sphinx.files import atomic_write_text
 
 FONT_ENV = "SPHINX_EMOJI_FONT"
 FONT_CANDIDATES = (
@@ -230,12 +232,11 @@ def prepare(out_dir: str | os.PathLike[str], *, font: str | os.PathLike[str] | N
         renderer.render(face.text).save(out / file_name)
         rows.append({"file": file_name, "codepoints": face.key, "name": face.name, "group": face.group,
                      "split": "test" if face.base in held_out else "train"})
-    temporary = out / "index.csv.tmp"
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "codepoints", "name", "group", "split"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, out / "index.csv")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["file", "codepoints", "name", "group", "split"], lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "index.csv", table.getvalue())
     return rows
 
 

@@ -25,7 +25,6 @@ Conversion rules (:func:`convert_image`):
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sphinx.errors import ConfigError, ImageError
+from sphinx.files import atomic_open
 
 FITS = ("crop", "pad")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -165,18 +165,8 @@ def save_image(tensor: torch.Tensor, path: str | os.PathLike[str]) -> Path:
     if path.suffix.lower() != ".png":
         raise ImageError(f"{path}: save_image writes PNG files; use a .png file name")
     image = Image.fromarray(to_uint8(tensor))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        # "xb" creates the file with the process umask, unlike mkstemp's 0600
-        with open(temporary, "xb") as file:
-            image.save(file, format="PNG")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as file:
+        image.save(file, format="PNG")
     return path
 
 

@@ -30,6 +30,12 @@ PICKLE_SUFFIXES = {".pkl", ".pickle"}
 # noise buffers, and some redistributed config-f files were saved without the FIR kernels.
 _TOLERATED_MISSING = re.compile(r"^(noises\.noise_\d+|.*\.kernel)$")
 _NOISE_FILL_SEED = 0
+# Sane bounds, checked before anything is allocated: no published StyleGAN2 exceeds 1024 px, and
+# the buffers filled in for a file must not dwarf what the file itself holds (a few KB declaring
+# an 8192 px generator would otherwise allocate gigabytes of noise maps).
+MAX_RESOLUTION = 4096
+_MAX_FILLED_BYTES_RATIO = 1.0
+_MAX_FILLED_BYTES_FLOOR = 64 * 2**20
 
 
 def load_generator(source: str | os.PathLike, *, output_resolution: int | None = None,
@@ -62,6 +68,9 @@ def load_generator(source: str | os.PathLike, *, output_resolution: int | None =
     config.update(options)
     generator = _build_and_load(state_dict, config, path=path, output_resolution=output_resolution)
     if latent_avg is not None:
+        if latent_avg.numel() != generator.style_dim:
+            raise CheckpointError(f"{path}: latent_avg has {latent_avg.numel()} values, the generator's "
+                                  f"style_dim is {generator.style_dim}; the file is inconsistent")
         generator.latent_avg = latent_avg.detach().float().reshape(generator.style_dim).clone()
     generator.eval().requires_grad_(False)
     log.info("loaded %s: %s", path.name, describe(generator))
@@ -99,6 +108,9 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], *, path: Path | None = 
         raise CheckpointError(f"{where}mapping layers are not numbered 1..n: {mapping_layers}")
     if blocks != list(range(len(blocks))):
         raise CheckpointError(f"{where}synthesis blocks are not numbered 0..n: {blocks}")
+    if 4 * 2 ** len(blocks) > MAX_RESOLUTION:
+        raise CheckpointError(f"{where}declares a {4 * 2 ** len(blocks)} px generator, above the "
+                              f"{MAX_RESOLUTION} px this loader accepts; the file is corrupt or not a StyleGAN2")
     return {"resolution": 4 * 2 ** len(blocks), "style_dim": style_dim, "n_mlp": len(mapping_layers),
             "channels": channels}
 
@@ -126,12 +138,15 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor 
                               "'g_ema' or a bare generator state dict")
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path}: 'g_ema' is not a state dict of tensors")
+    if not all(isinstance(key, str) for key in state_dict):
+        raise CheckpointError(f"{path}: 'g_ema' has keys that are not strings; not a generator state dict")
     if latent_avg is not None and not isinstance(latent_avg, torch.Tensor):
         raise CheckpointError(f"{path}: 'latent_avg' is not a tensor")
     return dict(state_dict), latent_avg, {}
 
 
 def _torch_load(path: Path) -> object:
+    _check_archive_sizes(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as refused:
@@ -145,6 +160,39 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason}); download it again") from None
 
 
+def _check_archive_sizes(path: Path) -> None:
+    """Refuse a zip whose records would inflate past the file's own size, before reading any.
+
+    ``torch.save`` stores records uncompressed, so a real checkpoint's declared sizes add up to
+    less than the file; a compressed record (a zip bomb) is refused before torch inflates it.
+    """
+    try:
+        is_zip = zipfile.is_zipfile(path)
+        with open(path, "rb") as stream:
+            head = stream.read(2)
+        records = []
+        if is_zip:
+            with zipfile.ZipFile(path) as archive:
+                records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as broken:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(broken).__name__}); "
+                              "download it again") from None
+    if not is_zip:
+        # A cut-off archive still starts with "PK"; legacy torch files start with a pickle PROTO opcode.
+        if not head.startswith((b"\x80", b"PK")):
+            raise CheckpointError(f"{path}: not a torch checkpoint (neither a torch.save archive nor a "
+                                  "legacy torch file); give a .pt file written by torch.save")
+        return
+    size = path.stat().st_size
+    compressed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+    if compressed:
+        raise CheckpointError(f"{path}: holds compressed records ({compressed[0][:60]}), which torch.save never "
+                              "writes; refused before inflating them")
+    if sum(r.file_size for r in records) > size:
+        raise CheckpointError(f"{path}: its records declare more bytes than the file holds; the file is "
+                              "corrupt, refused before reading it")
+
+
 def _build_and_load(state_dict: dict[str, torch.Tensor], config: dict, *, path: Path,
                     output_resolution: int | None) -> Generator:
     full_resolution = config["resolution"]
@@ -153,6 +201,7 @@ def _build_and_load(state_dict: dict[str, torch.Tensor], config: dict, *, path: 
     expected = reference.state_dict()
     _check_keys(state_dict, expected, path=path)
     _check_kernels(state_dict, reference, path=path)
+    _check_filled_size(state_dict, expected, path=path)
 
     resolution = full_resolution if output_resolution is None else int(output_resolution)
     if resolution > full_resolution or resolution < 4 or resolution & (resolution - 1):
@@ -198,6 +247,16 @@ def _check_kernels(state_dict: Mapping[str, torch.Tensor], reference: Generator,
         if key.endswith(".kernel") and not torch.allclose(tensor.float(), standard, atol=1e-6):
             raise CheckpointError(f"{path}: {key} is not the standard [1,3,3,1] FIR kernel; "
                                   "other resampling filters are not supported")
+
+
+def _check_filled_size(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], *,
+                       path: Path) -> None:
+    """Refuse before allocating when the buffers to fill in would dwarf the file's own tensors."""
+    held = sum(t.numel() * t.element_size() for t in state_dict.values())
+    filled = sum(t.numel() * t.element_size() for key, t in expected.items() if key not in state_dict)
+    if filled > max(_MAX_FILLED_BYTES_RATIO * held, _MAX_FILLED_BYTES_FLOOR):
+        raise CheckpointError(f"{path}: lacks {filled / 2**20:.0f} MiB of noise buffers for only "
+                              f"{held / 2**20:.1f} MiB of weights; refused before allocating them")
 
 
 def _fill_missing_buffers(state_dict: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], *,

@@ -22,6 +22,7 @@ import math
 import numbers
 import os
 import pickle
+import reprlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -29,6 +30,7 @@ import numpy
 import torch
 
 from sphinx.errors import CheckpointError
+from sphinx.generators.checkpoints import MAX_RESOLUTION
 
 # The ADA Generator's positional parameters, in order; a generator constructed positionally
 # records them in ``_init_args`` instead of ``_init_kwargs``.
@@ -61,6 +63,15 @@ _PERSISTENCE_MODULE_SUFFIX = "persistence"
 _PROTO_OPCODE = b"\x80"
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_MODULE_DEPTH = 64
+# Constructor keywords are scalars and one short filter list; anything deeper or larger is crafted
+# (a self-referencing list recurses forever, a list sharing its items 40 levels deep is 2^40 visits).
+_MAX_SETTING_DEPTH = 4
+_MAX_SETTING_ITEMS = 1000
+_MAX_FILTER_TAPS = 16
+# Bounded repr for messages: a crafted value must not make the error message itself hang.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict, _SHOWN.maxset = 3, 8, 8, 8, 8
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 60, 60, 40
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ def read_nvidia_pickle(path: str | os.PathLike) -> NvidiaGenerator:
         latent_avg=ada_tensors["mapping.w_avg"],
         conv_clamp=conv_clamp,
         lr_mlp=config.lr_multiplier,
-        init_kwargs=_plain(init_kwargs),
+        init_kwargs=_plain(init_kwargs, where),
     )
 
 
@@ -336,7 +347,7 @@ def _find_generator(data: object, where: str) -> _PersistentRecord:
         raise CheckpointError(f"{where}: holds a {type(data).__name__}, not a dict of networks; "
                               "expected an NVIDIA StyleGAN2-ADA network pickle")
     if "G_ema" not in data:
-        keys = sorted(str(key) for key in data)[:8]
+        keys = sorted(_printable(key) for key in list(data)[:64])[:8]
         raise CheckpointError(f"{where}: has no 'G_ema' network (found {keys}); "
                               "expected an NVIDIA StyleGAN2-ADA network pickle")
     generator = data["G_ema"]
@@ -407,6 +418,8 @@ def _read_config(kwargs: dict, where: str) -> _Config:
         raise refuse(f"z_dim={z_dim} differs from w_dim={w_dim}; the PyTorch port needs them equal")
     if resolution < 4 or resolution & (resolution - 1):
         raise refuse(f"img_resolution={resolution} is not a power of two >= 4")
+    if resolution > MAX_RESOLUTION:
+        raise refuse(f"img_resolution={resolution} is above the {MAX_RESOLUTION} px this reader accepts")
 
     mapping, synthesis = kwargs.get("mapping_kwargs", {}), kwargs.get("synthesis_kwargs", {})
     if not isinstance(mapping, dict) or not isinstance(synthesis, dict):
@@ -425,6 +438,7 @@ def _read_config(kwargs: dict, where: str) -> _Config:
                      "only StyleGAN2-ADA generators are supported")
     mapping = {**_MAPPING_DEFAULTS, **mapping}
     settings = {**_SYNTHESIS_DEFAULTS, **synthesis}
+    _check_setting_types(mapping, settings, refuse)
 
     # Type checks come first: a crafted file may put e.g. a tensor where a string belongs, and
     # comparing that would raise instead of refusing.
@@ -456,6 +470,39 @@ def _read_config(kwargs: dict, where: str) -> _Config:
         conv_clamp_given="conv_clamp" in synthesis,
         conv_clamp=_clamp_value(synthesis.get("conv_clamp"), where),
     )
+
+
+def _check_setting_types(mapping: dict, settings: dict, refuse) -> None:
+    """Every keyword the reader accepts has the type NVIDIA's code gives it, or the file is refused.
+
+    Keywords that only choose precision or a kernel are not read further, but they are still
+    returned in ``init_kwargs``, so an odd value there must not pass unchecked.
+    """
+    def optional_count(value: Any) -> bool:
+        return value is None or _index(value) is not None
+
+    def real(value: Any) -> bool:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+    checks = {
+        ("mapping", "embed_features"): optional_count(mapping["embed_features"]),
+        ("mapping", "layer_features"): optional_count(mapping["layer_features"]),
+        ("mapping", "w_avg_beta"): mapping["w_avg_beta"] is None or real(mapping["w_avg_beta"]),
+        ("synthesis", "num_fp16_res"): _index(settings["num_fp16_res"]) is not None,
+        ("synthesis", "use_noise"): isinstance(settings["use_noise"], bool),
+        ("synthesis", "resample_filter"): isinstance(settings["resample_filter"], (list, tuple))
+        and len(settings["resample_filter"]) <= _MAX_FILTER_TAPS
+        and all(real(tap) for tap in settings["resample_filter"]),
+        ("synthesis", "fp16_channels_last"): isinstance(settings.get("fp16_channels_last", False), bool),
+        ("synthesis", "channels_last"): isinstance(settings.get("channels_last", False), bool),
+        # StyleGAN3's copy of the network also accepts the string 'inference_only'.
+        ("synthesis", "fused_modconv_default"): isinstance(settings.get("fused_modconv_default", True), (bool, str))
+        and len(str(settings.get("fused_modconv_default", True))) <= 32,
+    }
+    for (owner, key), ok in checks.items():
+        if not ok:
+            value = (mapping if owner == "mapping" else settings)[key]
+            raise refuse(f"{owner} {key}={_shown(value)} is not a valid value; the file is corrupt")
 
 
 def _positive_int(value: Any, name: str, where: str, *, allow_zero: bool = False) -> int:
@@ -682,20 +729,33 @@ def _to_port_layout(tensors: dict[str, torch.Tensor], config: _Config) -> dict[s
 # --------------------------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """Nested dict subclasses (EasyDict, OrderedDict) as plain dicts, lists and tuples kept."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_plain(item) for item in value)
-    return value
+def _plain(value: Any, where: str) -> Any:
+    """Nested dict subclasses (EasyDict, OrderedDict) as plain dicts, lists and tuples kept.
+
+    Bounded in depth and in items visited, so that no crafted nesting recurses or loops long.
+    """
+    visits = 0
+
+    def copy(item: Any, depth: int) -> Any:
+        nonlocal visits
+        visits += 1
+        if depth > _MAX_SETTING_DEPTH or visits > _MAX_SETTING_ITEMS:
+            raise CheckpointError(f"{where}: G_ema's constructor arguments are nested deeper or larger than "
+                                  "any network's; the file is corrupt")
+        if isinstance(item, dict):
+            return {key: copy(entry, depth + 1) for key, entry in item.items()}
+        if isinstance(item, list):
+            return [copy(entry, depth + 1) for entry in item]
+        if isinstance(item, tuple):
+            return tuple(copy(entry, depth + 1) for entry in item)
+        return item
+
+    return copy(value, 0)
 
 
 def _printable(value: Any, limit: int = 80) -> str:
     """A value from an untrusted file, safe to put in a one-line message."""
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else _SHOWN.repr(value)
     text = text.encode("ascii", "backslashreplace").decode("ascii")
     text = "".join(char if char.isprintable() else "?" for char in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -703,7 +763,7 @@ def _printable(value: Any, limit: int = 80) -> str:
 
 def _shown(value: Any) -> str:
     """``repr`` of a setting from the file, made safe for a one-line message."""
-    return _printable(repr(value))
+    return _printable(_SHOWN.repr(value))
 
 
 def _one_line(error: BaseException) -> str:

@@ -16,6 +16,10 @@ from sphinx.errors import CheckpointError
 
 _DOWNLOAD_SCHEMES = ("http", "https", "file")
 _PACKAGE_SCHEME = "package"
+# package:// reaches only this package's own assets: naming any other installed module would
+# import it (running its code) just to find a file.
+_OWN_PACKAGE = "sphinx"
+_ASSETS_FOLDER = "assets"
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,8 @@ class Preset:
 
     Attributes:
         name: The name users type, e.g. ``ffhq1024``.
-        url: An ``https://`` address, or ``package://<package>/<path>`` for a file shipped
-            inside an installed package.
+        url: An ``https://`` address, or ``package://sphinx/assets/<file>`` for a file shipped
+            inside this package (no other package can be named).
         sha256: The published SHA-256 as 64 hex digits; None where no published hash is known.
         resolution: The generator's output size in pixels (square).
         description: One line: dataset and source.
@@ -182,6 +186,9 @@ def _package_file(url: str) -> Path:
     relative = PurePosixPath(parts.path.lstrip("/"))
     if not package or not relative.parts or ".." in relative.parts:
         raise CheckpointError(f"checkpoint {url}: expected package://<package>/<path inside it>")
+    if package != _OWN_PACKAGE or relative.parts[0] != _ASSETS_FOLDER:
+        raise CheckpointError(f"checkpoint {url}: package:// names only sphinx's own assets "
+                              f"(package://{_OWN_PACKAGE}/{_ASSETS_FOLDER}/...); give other files as a path")
     try:
         resource = importlib.resources.files(package).joinpath(*relative.parts)
     except ModuleNotFoundError as error:

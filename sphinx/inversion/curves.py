@@ -102,6 +102,18 @@ class CurveRecorder:
             self.values[name].append(torch.where(failed, torch.full_like(values, math.nan), values.float()).cpu())
         self.overhead += time.perf_counter() - began
 
+    def state(self) -> dict:
+        """What a batch checkpoint saves, so that a resumed batch keeps the points it had."""
+        return {"steps": list(self.steps), "seconds": list(self.seconds),
+                "values": {name: list(values) for name, values in self.values.items()}}
+
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state`; the clock resumes at the last saved point's time."""
+        self.steps, self.seconds = list(state["steps"]), list(state["seconds"])
+        self.values = {name: list(values) for name, values in state["values"].items()}
+        self.started = time.perf_counter() - (self.seconds[-1] if self.seconds else 0.0)
+        self.overhead = 0.0
+
     def curve(self) -> QualityCurve:
         return QualityCurve(tuple(self.steps), tuple(self.seconds),
                             {name: torch.stack(values) for name, values in self.values.items()})

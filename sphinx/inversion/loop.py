@@ -15,6 +15,7 @@ from sphinx.degradations import Degradation, NoDegradation, build_degradation
 from sphinx.errors import ConfigError, ImageError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
+from sphinx.inversion.checkpointing import BatchCheckpoint
 from sphinx.inversion.curves import CurveRecorder, QualityCurve, log_spaced_steps
 from sphinx.inversion.methods import METHODS, Method, ParamGroup, Stage
 from sphinx.inversion.objective import ReconstructionLoss
@@ -94,6 +95,7 @@ def resolve_method(method: str, overrides: dict) -> tuple[str, type[Method], obj
     config = implementation.complete(dataclasses.replace(defaults, **overrides))
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
+        _check_option_type(method, field.name, value, getattr(defaults, field.name))
         if field.name.endswith("steps") and (not isinstance(value, int) or value < 0):
             raise ConfigError(f"method.{field.name} must be a non-negative integer, got {value!r}")
         if field.name in ("lr", "pivot_lr") and not value > 0:
@@ -101,6 +103,18 @@ def resolve_method(method: str, overrides: dict) -> tuple[str, type[Method], obj
         if field.name.endswith("_weight") and value < 0:
             raise ConfigError(f"method.{field.name} must be non-negative, got {value!r}")
     return method, implementation, config
+
+
+def _check_option_type(method: str, name: str, value, default) -> None:
+    """An option must have its default's type (an int is fine where a float is expected)."""
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+    if kinds is None or value is None and default is None:
+        return
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[type(default)]
+        raise ConfigError(f"method.{name} of method '{method}' must be {expected}, got {value!r}")
+    if isinstance(default, int) and not isinstance(default, bool) and value < 0:
+        raise ConfigError(f"method.{name} must be non-negative, got {value!r}")
 
 
 def _check_targets(generator: Generator, targets: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
@@ -141,6 +155,7 @@ def invert(
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     callback: Callable[[StepReport], None] | None = None,
     record_curve: bool = True,
+    checkpoint: BatchCheckpoint | None = None,
     **overrides,
 ) -> InversionResult:
     """Invert a batch of images into a frozen generator.
@@ -166,6 +181,8 @@ def invert(
         callback: called with a :class:`StepReport` after every step.
         record_curve: score each image against its clean target at log-spaced steps
             (:mod:`sphinx.inversion.curves`); the result's ``curve``.
+        checkpoint: saves the batch's optimization state while it runs and restores it when it
+            holds this very batch (see :mod:`sphinx.inversion.checkpointing`); None: never.
         **overrides: any of the method's hyperparameters (``steps``, ``lr``, ``lpips_weight``,
             ``mse_weight``, ...); see the method's config class.
 
@@ -175,6 +192,7 @@ def invert(
     Raises:
         ConfigError: options that cannot work, before any compute.
         ImageError: targets of the wrong shape, type or range.
+        RunInterrupted: a stop was requested through ``checkpoint``; the state is saved.
     """
     started = time.perf_counter()
     ids = [str(i) for i in (ids if ids is not None else range(targets.shape[0]))]
@@ -210,9 +228,23 @@ def invert(
     all_params = [p for s in stages for g in s.groups for p in g.params]
     recorder = CurveRecorder(clean, steps=log_spaced_steps(total_steps), lpips=lpips) if record_curve else None
     global_step = 0
-    for stage in stages:
+    identity = {"ids": list(ids), "method": name, "config": dataclasses.asdict(config), "seed": seed,
+                "degradation": type(degradation).__name__}
+    resume = checkpoint.restore(identity, all_params) if checkpoint is not None else None
+    if resume is not None:
+        global_step, history = resume.global_step, [h.to(device) for h in resume.records["history"]]
+        failed, messages = resume.records["failed"].to(device), list(resume.records["messages"])
+        if recorder is not None and "curve" in resume.records:
+            recorder.restore(resume.records["curve"])
+    for stage_index, stage in enumerate(stages):
+        if resume is not None and stage_index < resume.stage:
+            continue
         optimizer = stage_optimizer(stage.groups, all_params)
-        for step in range(stage.steps):
+        first_step = 0
+        if resume is not None and stage_index == resume.stage:
+            optimizer.load_state_dict(resume.optimizer)
+            first_step = resume.step
+        for step in range(first_step, stage.steps):
             progress = step / stage.steps
             schedule(optimizer, stage, stage.groups, progress)
             images = method_instance.render(stage, global_step, progress)
@@ -236,6 +268,11 @@ def invert(
             descend(optimizer, loss, failed, all_params)
             method_instance.after_step(stage)
             global_step += 1
+            if checkpoint is not None:
+                checkpoint.after_step(identity, stage=stage_index, step=step + 1, global_step=global_step,
+                                      total_steps=total_steps, params=all_params, optimizer=optimizer,
+                                      records={"history": history, "failed": failed, "messages": messages,
+                                               **({"curve": recorder.state()} if recorder is not None else {})})
         if failed.all():
             break
     for p in all_params:

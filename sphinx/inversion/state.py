@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from sphinx.errors import CheckpointError
+from sphinx.files import atomic_open
+from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
 
 STATE_FORMAT = "sphinx.inversion_state/1"
@@ -44,17 +45,10 @@ class InversionState:
 def save_state(state: InversionState, path: str | os.PathLike) -> Path:
     """Write a state atomically (temp file, then rename); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": STATE_FORMAT, **dataclasses.asdict(state)}
     payload["tensors"] = {k: v.detach().cpu() for k, v in state.tensors.items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as stream:
+        torch.save(payload, stream)
     return path
 
 
@@ -70,8 +64,33 @@ def load_state(path: str | os.PathLike) -> InversionState:
                               "re-run the inversion to recreate it") from None
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a sphinx inversion state (expected format {STATE_FORMAT})")
-    fields = {f.name for f in dataclasses.fields(InversionState)}
-    return InversionState(**{k: v for k, v in payload.items() if k in fields})
+    fields = [f.name for f in dataclasses.fields(InversionState)]
+    missing = [name for name in fields if name not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: inversion state lacks {', '.join(missing)}; re-run the inversion")
+    state = InversionState(**{name: payload[name] for name in fields})
+    problem = _type_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: malformed inversion state ({problem}); re-run the inversion")
+    try:
+        method_config(state)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    return state
+
+
+def _type_problem(state: InversionState) -> str | None:
+    """What is wrong with the types of a loaded state's fields, or None."""
+    if not all(isinstance(v, str) for v in (state.method, state.image_id, state.generator)):
+        return "method, image_id and generator must be strings"
+    if isinstance(state.seed, bool) or not isinstance(state.seed, int):
+        return f"seed must be an integer, got {type(state.seed).__name__}"
+    for name, table in (("config", state.config), ("tensors", state.tensors)):
+        if not isinstance(table, dict) or not all(isinstance(k, str) for k in table):
+            return f"{name} must be a dict with string keys"
+    if not all(isinstance(v, torch.Tensor) for v in state.tensors.values()):
+        return "tensors must all be tensors"
+    return None
 
 
 def method_config(state: InversionState):
@@ -81,6 +100,11 @@ def method_config(state: InversionState):
     if state.method not in METHODS:
         raise CheckpointError(f"inversion state of image {state.image_id}: unknown method '{state.method}'")
     implementation, defaults = METHODS[state.method]
+    known = {f.name for f in dataclasses.fields(defaults)}
+    unknown = sorted(set(state.config) - known)
+    if unknown:
+        raise CheckpointError(f"inversion state of image {state.image_id}: method {state.method} has no option "
+                              f"{', '.join(unknown)}; re-run the inversion")
     return implementation, dataclasses.replace(defaults, **state.config)
 
 
@@ -89,4 +113,10 @@ def render_state(generator: Generator, state: InversionState) -> torch.Tensor:
     implementation, config = method_config(state)
     device = generator.input.input.device
     tensors = {k: v.to(device) for k, v in state.tensors.items()}
-    return implementation.render_state(generator, tensors, config).clamp(-1, 1)
+    try:
+        return implementation.render_state(generator, tensors, config).clamp(-1, 1)
+    except (KeyError, IndexError, RuntimeError, ValueError) as mismatch:
+        reason = " ".join(str(mismatch).split())[:160]
+        raise CheckpointError(f"inversion state of image {state.image_id}: its tensors do not fit this generator "
+                              f"({describe(generator)}; {reason}); render it with the generator it was made "
+                              "with") from None

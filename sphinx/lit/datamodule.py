@@ -11,6 +11,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sphinx.data.datasets import collate_items
 
+# The index an idle rank is served: no image, so that a rank with nothing left still takes part in
+# the loop (Lightning refuses a rank whose loader is empty while others have work).
+IDLE = -1
+
 
 class PendingImages(Dataset):
     """The images of a dataset that are not done yet, each with its position in the dataset."""
@@ -23,6 +27,8 @@ class PendingImages(Dataset):
         return len(self.positions)
 
     def __getitem__(self, index: int):
+        if index == IDLE:
+            return None
         position = self.positions[index]
         return position, self.dataset[position]
 
@@ -31,11 +37,12 @@ class ShardSampler(Sampler[int]):
     """Rank r takes items r, r + world, r + 2 world, ...: every image exactly once.
 
     Lightning's default distributed sampler pads the dataset by repeating images so that ranks
-    get equal counts; that would invert and count some images twice.
+    get equal counts; that would invert and count some images twice. A rank left without images
+    gets one empty batch (:data:`IDLE`) instead.
     """
 
     def __init__(self, length: int, *, rank: int, world_size: int) -> None:
-        self.indices = list(range(rank, length, world_size))
+        self.indices = list(range(rank, length, world_size)) or [IDLE]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
@@ -45,7 +52,8 @@ class ShardSampler(Sampler[int]):
 
 
 def collate_with_positions(batch: Sequence, *, resolution: int) -> dict:
-    positions, items = zip(*batch)
+    batch = [entry for entry in batch if entry is not None]  # an idle rank's batch is empty
+    positions, items = zip(*batch) if batch else ((), ())
     collated = collate_items(list(items), resolution=resolution)
     by_id = {item.id: position for position, item in zip(positions, items)}
     collated["positions"] = {image_id: by_id[image_id] for image_id in by_id}

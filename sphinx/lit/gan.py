@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from sphinx.errors import CheckpointError
+from sphinx.files import atomic_open
 from sphinx.generators.stylegan2 import Generator
 from sphinx.seeding import stream_seed
 from sphinx.training.augment import DiffAugment
@@ -350,8 +351,6 @@ class GANModule(pl.LightningModule):
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/last.pt`` atomically (temporary file, then rename)."""
         path = self.out_dir / "checkpoints" / CHECKPOINT_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(self.checkpoint_payload(), temporary)
-        os.replace(temporary, path)
+        with atomic_open(path) as stream:
+            torch.save(self.checkpoint_payload(), stream)
         return path

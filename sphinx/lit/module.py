@@ -11,6 +11,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -22,8 +23,11 @@ from sphinx.build import MethodSpec
 from sphinx.data.datasets import image_id_to_filename
 from sphinx.data.images import to_uint8
 from sphinx.inversion import StepReport, invert, save_state
+from sphinx.errors import RunInterrupted
+from sphinx.inversion.checkpointing import BatchCheckpoint
 from sphinx.inversion.objective import pool_for_lpips
 from sphinx.lit.outputs import OutputWriter
+from sphinx.lit.preemption import StopSignals
 from sphinx.metrics.image_quality import psnr, ssim
 from sphinx.panels import comparison_grid, score_label
 
@@ -73,10 +77,15 @@ class InversionModule(pl.LightningModule):
         lpips: the LPIPS network (loss and metric), or None without it.
         writer: where outputs go.
         progress: show progress bars (rank 0).
+        earlier: records of the images a resumed run already has, counted in the logged metrics.
+        checkpoint_every: save each batch's optimization state every this many steps (0: only
+            when stopped).
+        stop: the process's SIGTERM/SIGINT handler; a signal stops the run at the next step.
     """
 
     def __init__(self, generator: nn.Module, *, method: MethodSpec, degradation, seed: int, lpips: nn.Module | None,
-                 writer: OutputWriter, progress: bool = True) -> None:
+                 writer: OutputWriter, progress: bool = True, earlier: Sequence[dict] = (),
+                 checkpoint_every: int = 0, stop: StopSignals | None = None) -> None:
         super().__init__()
         self.generator = generator
         self.lpips = lpips
@@ -86,33 +95,54 @@ class InversionModule(pl.LightningModule):
         self.metrics = nn.ModuleDict({name: MeanAndSpread() for name in ("psnr", "ssim", "lpips")})
         self._logged_steps = 0
         self._image_bar = None
+        self.earlier = [record for record in earlier if record.get("status") == "ok"]
+        self.checkpoint_every, self.stop = checkpoint_every, stop
 
     def on_test_start(self) -> None:
+        if self.stop is not None:
+            self.stop.install()  # in place of Lightning's, which would finish the batch and exit 0
+            self.stop.deferring = True
+        if self.trainer.is_global_zero:
+            # Metrics logged after a resume cover every image, as results.csv does.
+            for name, metric in self.metrics.items():
+                values = [r[name] for r in self.earlier if r.get(name) is not None]
+                if values:
+                    metric.update(torch.tensor(values, dtype=torch.float64, device=self.device))
         if self.progress and self.trainer.is_global_zero:
             total = len(self.trainer.test_dataloaders.sampler)
             self._image_bar = tqdm(total=total, desc="images", unit="img", position=0)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        positions = batch["positions"]
-        for image_id, reason in batch["failures"]:
-            self._record_failure(image_id, positions[image_id], reason)
-        if batch["ids"]:
-            self._invert_batch(batch["images"], batch["ids"], positions)
+        try:
+            if self.stop is not None and self.stop.received:
+                raise RunInterrupted(self.stop.received)
+            positions = batch["positions"]
+            for image_id, reason in batch["failures"]:
+                self._record_failure(image_id, positions[image_id], reason)
+            if batch["ids"]:
+                self._invert_batch(batch["images"], batch["ids"], positions)
+        except RunInterrupted:
+            if self._image_bar is not None:  # closed now, so that the resume hint is the last line
+                self._image_bar.close()
+            raise
         if self._image_bar is not None:
             self._image_bar.update(len(batch["ids"]) + len(batch["failures"]))
 
     def _invert_batch(self, images: torch.Tensor, ids: list[str], positions: dict) -> None:
         started = time.perf_counter()
         step_bar = self._step_bar()
+        checkpoint = BatchCheckpoint(self.writer.inflight_path(ids), every=self.checkpoint_every,
+                                     stop_requested=self.stop.requested if self.stop is not None else lambda: None)
         try:
             with torch.enable_grad():
                 result = invert(self.generator, images, ids, method=self.method.name, degradation=self.degradation,
                                 seed=self.seed, lpips=self.lpips, callback=lambda r: self._on_step(r, step_bar),
-                                **self.method.options)
+                                checkpoint=checkpoint, **self.method.options)
         except Exception as error:  # one batch's crash must not lose the others' results
             log.exception("batch %s failed", ids)
             for image_id in ids:
-                self._record_failure(image_id, positions[image_id], f"inversion crashed: {error}".splitlines()[0])
+                self._record_failure(image_id, positions[image_id], f"inversion crashed: {error}".splitlines()[0],
+                                     retry=True)
             return
         finally:
             if step_bar is not None:
@@ -122,6 +152,7 @@ class InversionModule(pl.LightningModule):
         scores = self._score(result.reconstructions, images, ok)
         for index, image_id in enumerate(ids):
             self._write_image(index, image_id, positions[image_id], images, result, scores, seconds)
+        checkpoint.discard()  # the records are on disk now
         for name, values in scores.items():
             if values is not None and ok.any():
                 self.metrics[name].update(values[ok])
@@ -155,11 +186,12 @@ class InversionModule(pl.LightningModule):
             "status": result.status[index], "message": result.messages[index],
             "curve": _per_image_curve(result, index) if ok else None})
 
-    def _record_failure(self, image_id: str, position: int, reason: str) -> None:
+    def _record_failure(self, image_id: str, position: int, reason: str, *, retry: bool = False) -> None:
         stem = image_id_to_filename(image_id)
+        # retry: the batch crashed, not the image; the next run tries it again (see OutputWriter.done_ids)
         self.writer.write_record(stem, {"image": image_id, "index": position, "stem": stem, "psnr": None,
                                         "ssim": None, "lpips": None, "vicinity_spread": None, "steps": 0,
-                                        "seconds": 0.0, "status": "failed", "message": reason})
+                                        "seconds": 0.0, "status": "failed", "message": reason, "retry": retry})
 
     def _step_bar(self):
         if not (self.progress and self.trainer.is_global_zero):
@@ -196,6 +228,10 @@ class InversionModule(pl.LightningModule):
                                 observations=observations, row_labels=labels, tile_side=PANEL_TILE)
         log_image(key="panels", images=[panel], caption=[", ".join(result.ids)], step=self._logged_steps)
 
+    def on_test_end(self) -> None:
+        if self.stop is not None:
+            self.stop.deferring = False  # between batches no state is at stake: stop at once
+
     def on_test_epoch_end(self) -> None:
         if self._image_bar is not None:
             self._image_bar.close()
@@ -205,7 +241,9 @@ class InversionModule(pl.LightningModule):
             with warnings.catch_warnings():  # a rank may have had no image to update with
                 warnings.simplefilter("ignore", UserWarning)
                 mean, spread = metric.compute()  # every rank takes part in the reduction
-            if metric.count > 0:
+            # After compute, `count` is this rank's own again; an idle rank must still log (a
+            # collective), so every rank decides on the total.
+            if self.trainer.strategy.reduce(metric.count.clone(), reduce_op="sum") > 0:
                 # Already reduced over ranks, so every rank logs the same value.
                 self.log(f"test/{name}", mean.float(), sync_dist=True)
                 self.log(f"test/{name}_std", spread.float(), sync_dist=True)

@@ -10,12 +10,12 @@ uninterrupted one.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import os
 import statistics
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from sphinx.panels import comparison_grid, score_label
+from sphinx.files import atomic_write_bytes, atomic_write_text
 
 RESULT_COLUMNS = ("image", "method", "degradation", "generator", "psnr", "ssim", "lpips",
                   "vicinity_spread", "steps", "seconds", "status")
@@ -31,23 +32,7 @@ CURVE_COLUMNS = ("image", "method", "degradation", "generator", "step", "seconds
 COMPARISON_TILE = 256
 # The README copy: small enough to show inline, still large enough to judge a reconstruction.
 SMALL_COMPARISON_TILE = 96
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see either nothing or all of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+INFLIGHT_FOLDER = "inflight"
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -72,9 +57,26 @@ class OutputWriter:
     def image_dir(self, stem: str) -> Path:
         return self.images_dir / stem
 
+    def inflight_path(self, ids: Iterable[str]) -> Path:
+        """The in-flight checkpoint of the batch of ``ids`` (see ``sphinx.inversion.checkpointing``)."""
+        digest = hashlib.sha1("\n".join(ids).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return self.run_dir / INFLIGHT_FOLDER / f"{digest}.pt"
+
+    def remove_inflight(self) -> None:
+        """Delete the in-flight checkpoints of a finished run (batches that may have been re-formed)."""
+        folder = self.run_dir / INFLIGHT_FOLDER
+        for path in folder.glob("*.pt"):
+            path.unlink(missing_ok=True)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
     def done_ids(self) -> set[str]:
-        """Ids of images with a record on disk (finished, or failed for good)."""
-        return {record["image"] for record in self.records()}
+        """Ids of images with a record on disk (finished, or failed for good).
+
+        A record marked ``retry`` (its batch crashed, through no fault of the image) is not done:
+        the next run inverts it again.
+        """
+        return {record["image"] for record in self.records() if not record.get("retry")}
 
     def records(self) -> list[dict]:
         """Every image record, in dataset order."""
@@ -132,6 +134,7 @@ class OutputWriter:
             "config": config,
         }
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=1))
+        self.remove_inflight()
         self._write_comparison([r for r in ok])
         return summary
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from sphinx.errors import CheckpointError
+from sphinx.files import atomic_open
 
 PROVENANCE_KEYS = ("step", "images_seen", "wall_seconds")
 
@@ -46,8 +47,6 @@ def export_generator(checkpoint: str | os.PathLike[str], out: str | os.PathLike[
         "training": {key: payload[key] for key in PROVENANCE_KEYS if key in payload},
     }
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    torch.save(exported, temporary)
-    os.replace(temporary, out)
+    with atomic_open(out) as stream:
+        torch.save(exported, stream)
     return out

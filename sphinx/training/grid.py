@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sphinx.files import atomic_open
+
 
 def image_grid(images: torch.Tensor, *, columns: int | None = None, padding: int = 0) -> np.ndarray:
     """Tile a batch into one picture.
@@ -40,8 +42,6 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike[str], *, columns: in
               padding: int = 0) -> Path:
     """Write :func:`image_grid` to a PNG file atomically (a reader never sees half a file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image_grid(images, columns=columns, padding=padding)).save(temporary, format="PNG")
-    os.replace(temporary, path)
+    with atomic_open(path) as stream:
+        Image.fromarray(image_grid(images, columns=columns, padding=padding)).save(stream, format="PNG")
     return path

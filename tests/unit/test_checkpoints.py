@@ -242,3 +242,60 @@ def test_a_preset_served_on_localhost_is_downloaded_and_checksum_verified(port_f
     with pytest.raises(DownloadError, match="sha256|SHA-256|checksum"):
         load_generator("tampered", progress=False)
     assert not any((root.parent / "torch_home").rglob("tiny.pt"))
+
+
+def _tiny_weights_of_a_huge_generator(resolution: int) -> dict:
+    """A few KB of 1-channel weights declaring a ``resolution`` px generator, noise maps left out."""
+    from sphinx.generators.stylegan2 import Generator
+
+    channels = {4 * 2 ** k: 1 for k in range(resolution.bit_length() - 2)}
+    with torch.device("meta"):
+        reference = Generator(resolution=resolution, style_dim=8, n_mlp=1, channels=channels)
+    return {key: torch.zeros(t.shape) for key, t in reference.state_dict().items()
+            if not key.startswith("noises.") and not key.endswith(".kernel")}
+
+
+@pytest.mark.parametrize("resolution, message", [(8192, "declares a 8192 px generator"),
+                                                 (4096, "MiB of noise buffers")])
+def test_a_small_file_declaring_a_huge_generator_is_refused_before_allocating(tmp_path, resolution, message):
+    path = tmp_path / "huge.pt"
+    torch.save({"g_ema": _tiny_weights_of_a_huge_generator(resolution)}, path)
+    assert path.stat().st_size < 200_000
+    with pytest.raises(CheckpointError) as refused:
+        load_generator(path)
+    assert str(refused.value).startswith(f"{path}: ") and message in str(refused.value)
+
+
+def test_a_checkpoint_with_compressed_records_is_refused_before_inflating(port_files, tmp_path):
+    import zipfile
+
+    source = port_files["tiny_g32"][0]
+    bomb = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as rewritten:
+        for record in original.infolist():
+            rewritten.writestr(record.filename, original.read(record))
+    with pytest.raises(CheckpointError, match=r"deflated\.pt: holds compressed records"):
+        load_generator(bomb)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.__setitem__("latent_avg", torch.zeros(7)), "latent_avg has 7 values"),
+    (lambda c: c["g_ema"].__setitem__(3, torch.zeros(1)), "keys that are not strings"),
+], ids=["latent_avg-size", "integer-key"])
+def test_inconsistent_checkpoints_are_one_line_naming_the_file(port_files, tmp_path, edit, message):
+    checkpoint = torch.load(port_files["tiny_g32"][0], weights_only=True)
+    edit(checkpoint)
+    path = tmp_path / "odd.pt"
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError) as refused:
+        load_generator(path)
+    assert str(refused.value).startswith(f"{path}: ") and message in str(refused.value)
+
+
+def test_a_text_file_renamed_pt_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("these are my notes, not a checkpoint\n" * 20)
+    with pytest.raises(CheckpointError) as refused:
+        load_generator(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message and "not a torch checkpoint" in message

@@ -513,3 +513,13 @@ def test_data_layer_imports_without_the_framework():
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "3"
+
+
+def test_an_unreadable_file_whose_name_holds_a_newline_is_isolated_in_one_line(tmp_path):
+    from sphinx.data.datasets import ImageFolder
+
+    (tmp_path / "bad\nname.png").write_bytes(b"not an image")
+    (tmp_path / "good.png").write_bytes(b"")  # also unreadable, for company
+    dataset = ImageFolder(tmp_path, resolution=8)
+    item = dataset[dataset.ids.index("bad\nname.png")]
+    assert item.image is None and "\n" not in item.error and "bad\\nname.png" in item.error

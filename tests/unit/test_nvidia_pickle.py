@@ -618,3 +618,42 @@ def test_tensor_view_past_its_storage_is_refused(tmp_path) -> None:
     path.write_bytes(pickle.dumps({"G_ema": oversized}, protocol=4))
     with pytest.raises(CheckpointError, match="reaches past the end of its storage"):
         read_nvidia_pickle(path)
+
+
+def _self_referencing_list() -> list:
+    looped: list = [1, 3, 3, 1]
+    looped.append(looped)
+    return looped
+
+
+def _shared_list_nested(depth: int) -> list:
+    nested: list = [1]
+    for _ in range(depth):
+        nested = [nested, nested]  # 2^depth paths through depth + 1 objects
+    return nested
+
+
+@pytest.mark.parametrize("key", ["synthesis_kwargs__resample_filter", "mapping_kwargs__embed_features",
+                                 "synthesis_kwargs__fused_modconv_default", "synthesis_kwargs__num_fp16_res"])
+@pytest.mark.parametrize("make", [_self_referencing_list, lambda: _shared_list_nested(40)],
+                         ids=["self-referencing", "shared-40-deep"])
+def test_crafted_nesting_in_a_keyword_is_refused_in_one_line_without_hanging(writer, tiny_pickle, key, make) -> None:
+    snapshot = writer.load_fixture(tiny_pickle)
+    _patch_kwargs(**{key: make()})(snapshot)
+    path = writer.write(snapshot, "nested.pkl")
+    with pytest.raises(CheckpointError) as refused:
+        read_nvidia_pickle(path)  # a hang here would never return; a RecursionError is not a CheckpointError
+    message = str(refused.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message and len(message) < 400
+
+
+@pytest.mark.parametrize("key, value", [
+    ("mapping_kwargs__w_avg_beta", "fast"), ("synthesis_kwargs__channels_last", [True]),
+    ("synthesis_kwargs__fp16_channels_last", 1.5), ("mapping_kwargs__embed_features", -3),
+])
+def test_every_accepted_keyword_is_type_checked(writer, tiny_pickle, key, value) -> None:
+    snapshot = writer.load_fixture(tiny_pickle)
+    _patch_kwargs(**{key: value})(snapshot)
+    path = writer.write(snapshot, "typed.pkl")
+    with pytest.raises(CheckpointError, match="is not a valid value"):
+        read_nvidia_pickle(path)

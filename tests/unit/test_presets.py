@@ -151,24 +151,35 @@ def test_folder_is_not_a_checkpoint(tmp_path: Path) -> None:
 
 
 def test_package_url_resolves_to_the_shipped_file() -> None:
-    resolved = resolve_checkpoint("package://sphinx/errors.py")
-    assert resolved == Path(presets.__file__).parents[1] / "errors.py"
+    resolved = resolve_checkpoint("package://sphinx/assets/demo_prior.pt")
+    assert resolved == Path(presets.__file__).parents[1] / "assets" / "demo_prior.pt"
+
+
+@pytest.mark.parametrize("url", ["package://this/zen.pt", "package://sphinx/errors.py",
+                                 "package://sphinx.generators/presets.py"])
+def test_package_urls_reach_only_sphinx_assets_and_import_nothing(url) -> None:
+    import sys
+
+    already = set(sys.modules)
+    with pytest.raises(CheckpointError, match="names only sphinx's own assets"):
+        resolve_checkpoint(url)
+    assert "this" not in set(sys.modules) - already  # importing `this` would run its code
 
 
 def test_missing_package_resource_is_a_checkpoint_error() -> None:
     with pytest.raises(CheckpointError, match="assets/absent.pt"):
         resolve_checkpoint("package://sphinx/assets/absent.pt")
-    with pytest.raises(CheckpointError, match="not installed"):
+    with pytest.raises(CheckpointError, match="own assets"):
         resolve_checkpoint("package://no_such_package_xyz/net.pt")
     with pytest.raises(CheckpointError, match="package://<package>"):
         resolve_checkpoint("package://sphinx/../outside.pt")
 
 
 def test_packaged_preset_checks_its_sha256(monkeypatch: pytest.MonkeyPatch) -> None:
-    shipped = Path(presets.__file__).parents[1] / "errors.py"
+    shipped = Path(presets.__file__).parents[1] / "assets" / "demo_prior.pt"
     good = Preset(
         name="demo",
-        url="package://sphinx/errors.py",
+        url="package://sphinx/assets/demo_prior.pt",
         sha256=hashlib.sha256(shipped.read_bytes()).hexdigest(),
         resolution=64,
         description="a shipped file",

@@ -99,6 +99,11 @@ class Sphinx(Method):
             value = getattr(config, name)
             if value is not None and not value >= 0:
                 raise ConfigError(f"method.{name} must be non-negative (or null for the default), got {value!r}")
+        if config.bottleneck < 1:
+            raise ConfigError(f"head.bottleneck must be at least 1, got {config.bottleneck}")
+        if config.spread_draws == 1 or config.spread_draws < 0:
+            # the spread is a standard deviation over draws: it needs 2 of them, or 0 to skip it
+            raise ConfigError(f"method.spread_draws must be 0 (skip) or at least 2, got {config.spread_draws}")
 
     def __init__(self, generator: Generator, ids, config: SphinxConfig, *, seed: int) -> None:
         super().__init__(generator, ids, config, seed=seed)

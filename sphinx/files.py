@@ -1,0 +1,123 @@
+"""The one way sphinx writes a file: atomically, durably, with the user's umask.
+
+A file appears under its name complete or not at all: it is written to a hidden temporary file
+in the same folder, flushed and fsynced, renamed into place, and the folder is fsynced so that
+the rename survives a power cut. The temporary file is created with mode 0666 minus the umask,
+like any other tool's output (``tempfile.mkstemp`` would make it 0600, unreadable to
+colleagues). A process killed mid-write leaves only a temporary file, which
+:func:`remove_temporaries` clears.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from sphinx.errors import OutputError, SphinxError
+
+TEMPORARY_SUFFIX = ".part"
+# Older sphinx versions named their temporary files like this too; resume clears both.
+_LEGACY_TEMPORARY_SUFFIX = ".tmp"
+_FILE_MODE = 0o666  # minus the umask, as open(2) applies it
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary stream whose contents replace ``path`` only when the block ends without error.
+
+    Args:
+        path: the destination; missing parent folders are created.
+
+    Yields:
+        A writable binary stream on the temporary file.
+
+    Raises:
+        OutputError: the folder or the file cannot be written (read-only, full disk, ...); one
+            line naming the file. The temporary file is removed on any failure, Ctrl-C included.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = _create_temporary(path)
+    except OSError as error:
+        raise _output_error(path, error) from None
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+        _fsync_folder(path.parent)
+    except BaseException as error:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        if isinstance(error, OSError) and not isinstance(error, SphinxError):
+            raise _output_error(path, error) from None
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`); returns the path."""
+    with atomic_open(path) as stream:
+        stream.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_open`); returns the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is a temporary file of an atomic write (``.<name>.<token>.part``)."""
+    return path.name.startswith(".") and path.name.endswith((TEMPORARY_SUFFIX, _LEGACY_TEMPORARY_SUFFIX))
+
+
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that killed writes left under ``folder``; returns how many.
+
+    Only call it when no other process is writing there (e.g. at the start of a resumed run).
+    """
+    removed = 0
+    for path in Path(folder).rglob(".*"):
+        if path.is_file() and is_temporary(path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    # O_EXCL on a random name instead of mkstemp: open(2) then applies the umask to 0666.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        temporary = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"))
+        try:
+            return os.open(temporary, flags, _FILE_MODE), temporary
+        except FileExistsError:
+            continue
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # some platforms cannot open folders; the rename itself is still atomic
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(descriptor)
+
+
+def _output_error(path: Path, error: OSError) -> OutputError:
+    reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+    return OutputError(f"{path}: cannot write ({reason}); free disk space, or choose a writable folder "
+                       "(for a run: hydra.run.dir=<folder>)")

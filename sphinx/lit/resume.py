@@ -1,0 +1,124 @@
+"""What a run dir remembers about the configuration that produced its records.
+
+Rerunning into a run dir resumes it, which is only honest if the rerun would compute the same
+thing. ``run.json`` holds a fingerprint of everything that changes a result (generator, method
+and its options, degradation, seed, data, LPIPS); a rerun with a different one is refused before
+any compute. Options that only choose which images run (``data.limit``, ``data.names``) or how
+(batch size, trainer, logger) are left out: results do not depend on them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from sphinx.errors import ConfigError
+from sphinx.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_FILE = "run.json"
+FINGERPRINT_FORMAT = "sphinx.run_fingerprint/1"
+# Hydra rewrites these before the run starts; a refused rerun puts the accepted ones back.
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+_SELECTION_KEYS = ("limit", "names")
+_SHOWN_DIFFERENCES = 4
+
+
+def run_fingerprint(cfg: DictConfig, *, method_name: str, method_options: dict, generator: str,
+                    lpips: bool) -> dict[str, object]:
+    """Flat ``{dotted key: value}`` of every setting that changes a result.
+
+    Args:
+        cfg: the composed run config.
+        method_name, method_options: the method as ``invert`` gets it (steps already scaled).
+        generator: one line describing the loaded generator's architecture.
+        lpips: whether the LPIPS network is in use (without it the loss is MSE only).
+    """
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in _SELECTION_KEYS}
+    nested = {
+        "generator": {**OmegaConf.to_container(cfg.generator, resolve=True), "architecture": generator},
+        "method": {"name": method_name, **method_options},
+        "degradation": OmegaConf.to_container(cfg.degradation, resolve=True),
+        "seed": cfg.seed,
+        "data": data,
+        "lpips": cfg.lpips.net if lpips else None,
+    }
+    return _flatten(nested)
+
+
+def check_resume(run_dir: Path, fingerprint: dict[str, object], *, allow_change: bool, write: bool) -> None:
+    """Refuse to resume ``run_dir`` with another configuration; remember this one.
+
+    Args:
+        run_dir: the run's folder.
+        fingerprint: :func:`run_fingerprint` of this run.
+        allow_change: resume anyway (the records keep their own method/degradation labels).
+        write: record the fingerprint and Hydra's files (rank 0 only).
+
+    Raises:
+        ConfigError: the run dir holds records of a different configuration.
+    """
+    path = run_dir / FINGERPRINT_FILE
+    saved = _read(path)
+    if saved is not None:
+        differing = sorted(set(saved["fingerprint"]) ^ set(fingerprint)
+                           | {k for k in set(saved["fingerprint"]) & set(fingerprint)
+                              if saved["fingerprint"][k] != fingerprint[k]})
+        if differing and not allow_change:
+            if write:
+                _restore_hydra_files(run_dir, saved.get("hydra", {}))
+            shown = ", ".join(f"{k} ({_short(saved['fingerprint'].get(k))} -> {_short(fingerprint.get(k))})"
+                              for k in differing[:_SHOWN_DIFFERENCES])
+            more = f" and {len(differing) - _SHOWN_DIFFERENCES} more" if len(differing) > _SHOWN_DIFFERENCES else ""
+            raise ConfigError(f"{run_dir} holds results of another configuration: {shown}{more}; start a new run "
+                              "(leave out hydra.run.dir, or give a new folder), or add allow_config_change=true "
+                              "to resume anyway")
+        if differing:
+            log.warning("resuming %s with a changed configuration (%s), as allow_config_change=true asks; "
+                        "earlier records keep their own labels", run_dir, ", ".join(differing))
+    if write:
+        hydra = {name: (run_dir / ".hydra" / name).read_text() for name in HYDRA_FILES
+                 if (run_dir / ".hydra" / name).is_file()}
+        atomic_write_text(path, json.dumps({"format": FINGERPRINT_FORMAT, "fingerprint": fingerprint,
+                                            "hydra": hydra}, indent=1, default=str))
+
+
+def _read(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or saved.get("format") != FINGERPRINT_FORMAT \
+            or not isinstance(saved.get("fingerprint"), dict):
+        raise ConfigError(f"{path}: unreadable run fingerprint; restore it, or start a new run "
+                          "(leave out hydra.run.dir)")
+    return saved
+
+
+def _restore_hydra_files(run_dir: Path, texts: dict) -> None:
+    """Hydra already overwrote .hydra/ with the refused configuration; put the accepted one back."""
+    for name, text in texts.items():
+        if name in HYDRA_FILES and isinstance(text, str):
+            atomic_write_text(run_dir / ".hydra" / name, text)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            # JSON round trip: tuples become lists and numbers stay numbers, as when read back
+            flat[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
+    return flat
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,116 @@
+"""Resuming a run dir: never under another configuration, crashed batches retried, metrics whole."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+
+from sphinx.build import MethodSpec
+from sphinx.data.datasets import BundledSamples
+from sphinx.degradations import NoDegradation
+from sphinx.generators import load_generator
+from sphinx.lit import module as module_code
+from sphinx.lit.datamodule import IDLE, InversionDataModule, ShardSampler
+from sphinx.lit.module import InversionModule
+from sphinx.lit.outputs import OutputWriter
+
+from tests.test_run import read_rows, sphinx_run
+
+
+@pytest.fixture(scope="module")
+def generator(fixtures_root):
+    return load_generator(fixtures_root / "rosinality" / "tiny_g32.pt")
+
+
+def run_in_process(generator, run_dir, *, limit: int, logger=False) -> OutputWriter:
+    """One `trainer.test` over the first `limit` bundled samples, as sphinx.run does it."""
+    writer = OutputWriter(run_dir, method="wplus", degradation="none", generator="tiny")
+    done = writer.done_ids()
+    module = InversionModule(generator, method=MethodSpec("wplus", {"steps": 2, "lpips_weight": 0.0,
+                                                                    "w_avg_samples": 100}),
+                             degradation=NoDegradation(), seed=0, lpips=None, writer=writer, progress=False,
+                             earlier=[r for r in writer.records() if r["image"] in done])
+    dataset = BundledSamples(resolution=generator.resolution, limit=limit)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, inference_mode=False,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.test(module, datamodule=InversionDataModule(dataset, batch_size=1, done=done), verbose=False)
+    return writer
+
+
+def test_images_of_a_crashed_batch_are_retried_on_the_next_run(generator, tmp_path, monkeypatch):
+    real_invert = module_code.invert
+
+    def crash_on_chelsea(generator, images, ids, **options):
+        if "chelsea" in ids:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_invert(generator, images, ids, **options)
+
+    monkeypatch.setattr(module_code, "invert", crash_on_chelsea)
+    writer = run_in_process(generator, tmp_path, limit=2)
+    statuses = {r["image"]: r["status"] for r in writer.records()}
+    assert statuses == {"astronaut": "ok", "chelsea": "failed"}
+    assert writer.done_ids() == {"astronaut"}  # the crash is not counted as done
+    monkeypatch.setattr(module_code, "invert", real_invert)
+    writer = run_in_process(generator, tmp_path, limit=2)
+    assert {r["image"]: r["status"] for r in writer.records()} == {"astronaut": "ok", "chelsea": "ok"}
+
+
+def test_metrics_logged_after_a_resume_cover_every_image(generator, tmp_path):
+    run_in_process(generator, tmp_path, limit=1)
+    logger = CSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    writer = run_in_process(generator, tmp_path, limit=3, logger=logger)
+    logger.finalize("success")
+    with open(tmp_path / "csv" / "metrics.csv", newline="") as stream:
+        logged = [row for row in csv.DictReader(stream) if row.get("test/psnr")]
+    psnrs = [r["psnr"] for r in writer.records()]
+    assert len(psnrs) == 3
+    assert float(logged[-1]["test/psnr"]) == pytest.approx(sum(psnrs) / 3, rel=1e-5)
+
+
+def test_a_run_with_every_image_done_still_finishes(generator, tmp_path):
+    run_in_process(generator, tmp_path, limit=1)
+    before = (tmp_path / "images" / "astronaut" / "record.json").read_text()
+    run_in_process(generator, tmp_path, limit=1)
+    assert (tmp_path / "images" / "astronaut" / "record.json").read_text() == before
+
+
+def test_a_rank_without_images_is_served_one_empty_batch():
+    assert list(ShardSampler(1, rank=1, world_size=2)) == [IDLE]
+    assert list(ShardSampler(3, rank=1, world_size=2)) == [1]
+
+
+@pytest.fixture
+def tiny(fixtures_root) -> list[str]:
+    return ["generator=custom", f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}", "logger=none"]
+
+
+def test_rerunning_a_run_dir_with_another_method_is_refused_and_keeps_its_config(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    common = [*tiny, "data.limit=1", "steps_scale=0.0004", f"hydra.run.dir={run_dir}"]
+    sphinx_run(*common, cwd=tmp_path)
+    stale = run_dir / "images" / "astronaut" / ".record.json.0badc0ffee.part"
+    stale.write_text("{half")
+    config_before = (run_dir / ".hydra" / "config.yaml").read_text()
+    refused = sphinx_run(*common, "method=wplus", cwd=tmp_path, check=False)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr[-2000:]
+    assert "method.name (\"sphinx\" -> \"wplus\")" in errors[0] and "start a new run" in errors[0]
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == config_before
+    assert read_rows(run_dir)[0]["method"] == "sphinx"
+    sphinx_run(*common, "data.limit=2", cwd=tmp_path)  # more images, same configuration: resumes
+    rows = read_rows(run_dir)
+    assert [r["image"] for r in rows] == ["astronaut", "chelsea"] and not stale.exists()
+    assert json.loads((run_dir / "run.json").read_text())["fingerprint"]["method.name"] == "sphinx"
+
+
+@pytest.mark.slow
+def test_ddp_with_fewer_pending_images_than_ranks_finishes(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    sphinx_run(*tiny, "data.limit=1", "steps_scale=0.0004", "trainer.accelerator=cpu", "trainer.devices=2",
+               "trainer.strategy=ddp", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert [r["image"] for r in read_rows(run_dir)] == ["astronaut"]
