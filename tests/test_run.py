@@ -32,8 +32,8 @@ def sphinx_run(*args: str, cwd: Path, check: bool = True, module: str = "sphinx.
     return result
 
 
-def read_rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "results.csv", newline="") as stream:
+def read_rows(run_dir: Path, name: str = "results.csv") -> list[dict]:
+    with open(run_dir / name, newline="") as stream:
         return list(csv.DictReader(stream))
 
 
