@@ -203,7 +203,7 @@ def curves_png(curves: Sequence[MethodCurve], *, title: str) -> bytes:
                 axis.plot(x[keep], mean[keep], color=colour, label=f"{curve.method} (n={curve.images})", linewidth=1.8)
                 axis.fill_between(x[keep], (mean - std)[keep], (mean + std)[keep], color=colour, alpha=0.15,
                                   linewidth=0)
-        for column, label in enumerate(("optimizer steps", "seconds per image")):
+        for column, label in enumerate(("optimizer steps", "compute seconds per image")):
             axis = axes[row, column]
             if column == 0:
                 axis.set_xscale("symlog", linthresh=1)  # linear from 0 to 1 step, log beyond

@@ -6,10 +6,10 @@
 #   LIMIT=3 bash experiments/budget/run.sh         # the first 3 (data.limit=3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RUNS=${RUNS:-outputs/budget}
+RUNS=${RUNS:-outputs/budget}  # outside git (outputs/ is ignored)
 JOBS=${JOBS:-2}
 LIMIT=${LIMIT:-null}
-METHODS=(sphinx sphinx_warm wplus_noise sphinx_ps sphinx_ps_pc wplus w pti)
+METHODS=(sphinx_warm wplus sphinx wplus_noise w pti sphinx_ps sphinx_ps_pc)
 mkdir -p "$RUNS"
 printf '%s\n' "${METHODS[@]}" | xargs -P "$JOBS" -I{} env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
   python -m sphinx.run +experiment=budget method={} data.limit="$LIMIT" logger=none \

@@ -45,7 +45,9 @@ class QualityCurve:
 
     Attributes:
         steps: optimizer steps taken before each point, ``[P]``.
-        seconds: wall time of the batch's optimization at each point (recording excluded), ``[P]``.
+        seconds: compute time of the batch's optimization at each point (recording excluded),
+            ``[P]``: the process's CPU seconds on a CPU, so that other load on a shared machine
+            does not inflate it; wall seconds on a GPU.
         metrics: ``psnr``, ``ssim`` (and ``lpips`` when a perceptual network was available),
             each ``[P, B]``; NaN for an image that has failed by then.
     """
@@ -74,6 +76,7 @@ class CurveRecorder:
     def __init__(self, clean: torch.Tensor, *, steps: tuple[int, ...],
                  lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> None:
         self.clean = clean
+        self.clock = time.process_time if clean.device.type == "cpu" else time.perf_counter
         self.wanted = frozenset(steps)
         self.lpips = lpips
         self.steps: list[int] = []
@@ -81,7 +84,7 @@ class CurveRecorder:
         self.values: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": []}
         if lpips is not None:
             self.values["lpips"] = []
-        self.started = time.perf_counter()
+        self.started = self.clock()
         self.overhead = 0.0
 
     def wants(self, step: int) -> bool:
@@ -90,7 +93,9 @@ class CurveRecorder:
     @torch.no_grad()
     def record(self, step: int, images: torch.Tensor, failed: torch.Tensor) -> None:
         """Score ``images`` (``[B, 3, H, W]``) as the state after ``step`` optimizer steps."""
-        began = time.perf_counter()
+        if images.device.type == "cuda":
+            torch.cuda.synchronize(images.device)  # the clock reads once the step's work is done
+        began = self.clock()
         self.steps.append(step)
         self.seconds.append(began - self.started - self.overhead)
         images = images.detach().clamp(-1, 1)
@@ -100,7 +105,7 @@ class CurveRecorder:
             scores["lpips"] = self.lpips(pool_for_lpips(safe), pool_for_lpips(self.clean)).flatten()
         for name, values in scores.items():
             self.values[name].append(torch.where(failed, torch.full_like(values, math.nan), values.float()).cpu())
-        self.overhead += time.perf_counter() - began
+        self.overhead += self.clock() - began
 
     def state(self) -> dict:
         """What a batch checkpoint saves, so that a resumed batch keeps the points it had."""
@@ -111,7 +116,7 @@ class CurveRecorder:
         """Continue from :meth:`state`; the clock resumes at the last saved point's time."""
         self.steps, self.seconds = list(state["steps"]), list(state["seconds"])
         self.values = {name: list(values) for name, values in state["values"].items()}
-        self.started = time.perf_counter() - (self.seconds[-1] if self.seconds else 0.0)
+        self.started = self.clock() - (self.seconds[-1] if self.seconds else 0.0)
         self.overhead = 0.0
 
     def curve(self) -> QualityCurve:
