@@ -6,7 +6,8 @@ the machine hits both alike; the best of ``--repeats`` runs of each is compared.
 
     python experiments/bench_curves.py [--steps 500] [--batch 4] [--repeats 3] [--threads 1]
 
-Prints a Markdown table (ms per step with and without, and the overhead in percent).
+Prints a Markdown table: CPU ms per step (process time, so other load on the machine does not
+count) with and without the curve, and the overhead in percent.
 """
 
 from __future__ import annotations
@@ -40,16 +41,16 @@ def main() -> None:
     loss = {} if args.lpips else dict(lpips_weight=0.0)
     print(f"demo prior 64 px, batch {args.batch}, {args.steps} steps, {args.threads} thread(s), "
           f"{'LPIPS-VGG (random weights) + MSE' if args.lpips else 'MSE only'}; best of {args.repeats}\n")
-    print("| method | ms/step without curve | ms/step with curve | overhead |")
+    print("| method | CPU ms/step without curve | CPU ms/step with curve | overhead |")
     print("|---|---:|---:|---:|")
     for method in METHODS:
         best = {True: float("inf"), False: float("inf")}
         for _ in range(args.repeats):
             for record in (False, True):
-                started = time.perf_counter()
+                started = time.process_time()
                 invert(generator, batch["images"], batch["ids"], method=method, steps=args.steps, lpips=lpips,
                        record_curve=record, **loss)
-                best[record] = min(best[record], (time.perf_counter() - started) / args.steps * 1000)
+                best[record] = min(best[record], (time.process_time() - started) / args.steps * 1000)
         overhead = (best[True] / best[False] - 1) * 100
         print(f"| {method} | {best[False]:.1f} | {best[True]:.1f} | {overhead:+.1f}% |", flush=True)
 
