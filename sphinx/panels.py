@@ -74,7 +74,8 @@ def labelled_grid(rows: Sequence[Sequence[np.ndarray]], *, column_titles: Sequen
     draw = ImageDraw.Draw(canvas)
     for column, title in enumerate(column_titles):
         left = GAP + column * (tile_side + GAP)
-        draw.text((left + tile_side // 2, title_height // 2), title, fill=INK, font=title_font, anchor="mm")
+        draw.text((left + tile_side // 2, title_height // 2), _fit(draw, title, title_font, tile_side), fill=INK,
+                  font=title_font, anchor="mm")
     top = title_height
     for row, label in zip(rows, row_labels):
         draw.text((GAP, top + label_height // 2), _fit(draw, label, label_font, width - 2 * GAP),
@@ -107,8 +108,8 @@ def comparison_grid(targets: Sequence[np.ndarray], reconstructions: Sequence[np.
         row_labels: one caption per image.
         tile_side: size each tile is shown at.
     """
-    titles = ["target", *(["observation"] if observations is not None else []), "reconstruction",
-              f"|error| (yellow: {ERROR_FULL_SCALE:g} or more)"]
+    error_title = f"|error| (yellow: {ERROR_FULL_SCALE:g} or more)" if tile_side >= 200 else "|error|"
+    titles = ["target", *(["observation"] if observations is not None else []), "reconstruction", error_title]
     rows = []
     for index, (target, reconstruction) in enumerate(zip(targets, reconstructions)):
         seen = [observations[index]] if observations is not None else []

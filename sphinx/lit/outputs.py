@@ -31,7 +31,7 @@ METRICS = ("psnr", "ssim", "lpips", "vicinity_spread")
 CURVE_COLUMNS = ("image", "method", "degradation", "generator", "step", "seconds", "psnr", "ssim", "lpips")
 COMPARISON_TILE = 256
 # The README copy: small enough to show inline, still large enough to judge a reconstruction.
-SMALL_COMPARISON_TILE = 96
+SMALL_COMPARISON_TILE = 128
 INFLIGHT_FOLDER = "inflight"
 
 
