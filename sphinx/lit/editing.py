@@ -89,8 +89,10 @@ class EditWriter(OutputWriter):
         for record in records:
             writer.writerow({k: _cell(record.get(k)) for k in columns})
         atomic_write_text(self.run_dir / "results.csv", lines.getvalue())
-        failures = ["image,reason"] + [f"{r['image']},{r.get('message', '')}" for r in records if r["status"] != "ok"]
-        atomic_write_text(self.run_dir / "failures.csv", "\n".join(failures) + "\n")
+        failures = io.StringIO()
+        csv.writer(failures, lineterminator="\n").writerows(
+            [("image", "reason")] + [(r["image"], r.get("message", "")) for r in records if r["status"] != "ok"])
+        atomic_write_text(self.run_dir / "failures.csv", failures.getvalue())
         ok = [r for r in records if r["status"] == "ok"]
         numeric = [k for k in middle if any(isinstance(r.get(k), float) for r in ok)]
         summary = {"experiment": experiment, "edit": config.get("edit", {}).get("kind"), "method": self.method,
