@@ -210,13 +210,14 @@ class EditModule(InversionModule):
         frames = apply_direction(self.generator, state, self.edit.direction, strengths=o["strengths"],
                                  layers=o["layers"])
         labels = [f"{s:+g}" for s in o["strengths"]]
-        title = f"{image_id} - {self.edit.direction_name} on W+ rows {o['layers'][0]}..{o['layers'][1]}, by strength"
+        start, stop = o["layers"][0], o["layers"][1] if o["layers"][1] is not None else self.generator.n_latent
+        title = f"{image_id} - {self.edit.direction_name} on W+ rows {start}..{stop - 1}, by strength"
         strip = self.writer.write_frames(folder, frames, labels, title=title, frame_ms=o["frame_ms"])
         self.media.append((image_id, strip, folder / "walk.gif"))
         # How far the largest step moves the image from the inversion (mean abs, [-1, 1] units).
         change = (frames - render_state(self.generator, state)).abs().flatten(1).mean(dim=1).max()
         return {"direction": self.edit.direction_name, "strengths": " ".join(f"{s:g}" for s in o["strengths"]),
-                "layers": f"{o['layers'][0]}:{o['layers'][1]}", "change": float(change),
+                "layers": f"{start}:{stop}", "change": float(change),
                 "strip": self.writer.relative(folder / "strip.png")}
 
     def _log_media(self) -> None:
