@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -43,6 +44,8 @@ def build_edit(cfg: DictConfig, generator, ids: list[str], method: str, degradat
             raise ConfigError("attribute learning fits the clean images: use degradation=none")
         transform = build_transform(options["transform"])
         options["factors"] = list(check_factors(transform, options["factors"]))
+        for factor in options["held_out"]:  # a factor the transform refuses fails now, not after training
+            transform(torch.zeros(1, 3, 4, 4), float(factor))
         check_attribute_options(mono_weight=options["mono_weight"], margin=options["margin"],
                                 attribute_lr=options["attribute_lr"])
         if options["walk_density"] < 1 or options["walk_extend"] < 0:

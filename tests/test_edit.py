@@ -134,6 +134,7 @@ def test_a_state_of_another_generator_fails_before_any_compute_with_one_line(tin
     (["edit=direction", "edit.source={tmp}/missing.pt"], "missing.pt: no such direction file"),
     (["edit.factors=[0,45,22.5]"], "factors must be strictly increasing"),
     (["edit.factors=[10,20]"], "must be rotate's identity 0"),
+    (["edit=attribute_zoom", "edit.held_out=[-1]"], "zoom factors must be positive"),
     (["edit=direction", "edit.layers=[5,2]"], "layers must satisfy"),
     (["method=pti"], "no W+ input"),
     (["edit=morph", "edit.states_from={tmp}/nowhere"], "nowhere: edit.states_from must be a sphinx.run dir"),

@@ -89,8 +89,10 @@ class EditWriter(OutputWriter):
         for record in records:
             writer.writerow({k: _cell(record.get(k)) for k in columns})
         atomic_write_text(self.run_dir / "results.csv", lines.getvalue())
-        failures = ["image,reason"] + [f"{r['image']},{r.get('message', '')}" for r in records if r["status"] != "ok"]
-        atomic_write_text(self.run_dir / "failures.csv", "\n".join(failures) + "\n")
+        failures = io.StringIO()
+        csv.writer(failures, lineterminator="\n").writerows(
+            [("image", "reason")] + [(r["image"], r.get("message", "")) for r in records if r["status"] != "ok"])
+        atomic_write_text(self.run_dir / "failures.csv", failures.getvalue())
         ok = [r for r in records if r["status"] == "ok"]
         numeric = [k for k in middle if any(isinstance(r.get(k), float) for r in ok)]
         summary = {"experiment": experiment, "edit": config.get("edit", {}).get("kind"), "method": self.method,
@@ -208,13 +210,14 @@ class EditModule(InversionModule):
         frames = apply_direction(self.generator, state, self.edit.direction, strengths=o["strengths"],
                                  layers=o["layers"])
         labels = [f"{s:+g}" for s in o["strengths"]]
-        title = f"{image_id} - {self.edit.direction_name} on W+ rows {o['layers'][0]}..{o['layers'][1]}, by strength"
+        start, stop = o["layers"][0], o["layers"][1] if o["layers"][1] is not None else self.generator.n_latent
+        title = f"{image_id} - {self.edit.direction_name} on W+ rows {start}..{stop - 1}, by strength"
         strip = self.writer.write_frames(folder, frames, labels, title=title, frame_ms=o["frame_ms"])
         self.media.append((image_id, strip, folder / "walk.gif"))
         # How far the largest step moves the image from the inversion (mean abs, [-1, 1] units).
         change = (frames - render_state(self.generator, state)).abs().flatten(1).mean(dim=1).max()
         return {"direction": self.edit.direction_name, "strengths": " ".join(f"{s:g}" for s in o["strengths"]),
-                "layers": f"{o['layers'][0]}:{o['layers'][1]}", "change": float(change),
+                "layers": f"{start}:{stop}", "change": float(change),
                 "strip": self.writer.relative(folder / "strip.png")}
 
     def _log_media(self) -> None:
