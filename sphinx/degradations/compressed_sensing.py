@@ -34,6 +34,16 @@ from sphinx.seeding import image_generator
 STREAM = "compressed_sensing"
 
 
+def _circular_convolve(rows: torch.Tensor, spectra: torch.Tensor, n: int) -> torch.Tensor:
+    """Each row of ``[B, n]`` circularly convolved with the filter whose real FFT is its row of
+    ``spectra``, by FFT. On CPU one image at a time: batched FFTs and complex products round
+    differently by batch size, and an image's result must not depend on its batch."""
+    if rows.device.type != "cpu" or rows.shape[0] == 1:
+        return torch.fft.irfft(torch.fft.rfft(rows, n=n) * spectra, n=n)
+    return torch.cat([_circular_convolve(row.clone(), spectrum.clone(), n)  # clone: fresh, aligned buffers
+                      for row, spectrum in zip(rows.split(1), spectra.split(1))])
+
+
 @dataclass(frozen=True, eq=False)
 class BoundCompressedSensing(CheckedOperator):
     """The per-image partial circulant operators of one batch.
@@ -65,8 +75,7 @@ class BoundCompressedSensing(CheckedOperator):
         # FFTs need at least single precision
         work = images.reshape(len(self.ids), n).to(torch.promote_types(images.dtype, torch.float32))
         signed = work * self.signs.to(work.dtype)  # [B, n]
-        spectrum = torch.fft.rfft(signed, n=n) * self.filter_spectrum  # [B, n // 2 + 1]
-        convolved = torch.fft.irfft(spectrum, n=n)  # [B, n], real circular convolution
+        convolved = _circular_convolve(signed, self.filter_spectrum, n)  # [B, n], real circular convolution
         return convolved.gather(1, self.indices).to(images.dtype)  # [B, m]
 
     def adjoint(self, measurements: torch.Tensor) -> torch.Tensor:
@@ -83,8 +92,8 @@ class BoundCompressedSensing(CheckedOperator):
         work = measurements.to(torch.promote_types(measurements.dtype, torch.float32))
         scattered = work.new_zeros(len(self.ids), n).scatter(1, self.indices, work)  # [B, n]
         # the transpose of a circular convolution is a circular correlation: conj in Fourier
-        spectrum = torch.fft.rfft(scattered, n=n) * self.filter_spectrum.conj()
-        correlated = torch.fft.irfft(spectrum, n=n) * self.signs.to(work.dtype)  # [B, n]
+        correlated = _circular_convolve(scattered, self.filter_spectrum.conj(), n)  # [B, n]
+        correlated = correlated * self.signs.to(work.dtype)
         return correlated.reshape(len(self.ids), *self.image_shape).to(measurements.dtype)
 
     def picture(self, observation: torch.Tensor) -> torch.Tensor:
@@ -148,7 +157,7 @@ class CompressedSensing(DegradationBase):
             filters.append(torch.randn(n, generator=g, dtype=work_dtype) * std)
             g = image_generator(seed, image_id, STREAM, "indices")
             indices.append(torch.randperm(n, generator=g)[:m].sort().values)
-        spectrum = torch.fft.rfft(torch.stack(filters).to(device), n=n)  # [B, n // 2 + 1]
+        spectrum = torch.cat([torch.fft.rfft(f[None].to(device), n=n) for f in filters])  # [B, n // 2 + 1]
         return BoundCompressedSensing(
             ids=ids, image_shape=shape,
             signs=torch.stack(signs).to(device=device, dtype=dtype),  # [B, n]
