@@ -58,13 +58,14 @@ _GPU_ACCELERATORS = ("gpu", "cuda")
 
 def check_run_options(cfg: DictConfig) -> None:
     """Refuse unset, mistyped or out-of-range run options in one line, before anything is built."""
+    # first: the method's step counts are interpolations of it (sphinx.resolvers)
+    _check_number(cfg.steps_scale, "steps_scale", positive=True)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         hint = _MISSING_HINTS.get(missing[0], f"set it with {missing[0]}=<value>")
         raise ConfigError(f"{missing[0]} is not set: {hint}")
     _check_number(cfg.seed, "seed", integer=True)
     _check_number(cfg.batch_size, "batch_size", integer=True, minimum=1)
-    _check_number(cfg.steps_scale, "steps_scale", positive=True)
     _check_number(cfg.checkpoint_every, "checkpoint_every", integer=True, minimum=0)
     _check_number(cfg.head.bottleneck, "head.bottleneck", integer=True, minimum=1)
     if not isinstance(cfg.regularizer.vicinal, bool):

@@ -16,9 +16,9 @@ from sphinx.errors import ConfigError
 
 def scaled_steps(count: int, *, _root_) -> int:
     """``count`` times ``steps_scale`` (rounded up, at least 1; 0 stays 0)."""
-    scale = float(_root_.get("steps_scale", 1.0))
-    if not scale > 0:
-        raise ConfigError(f"steps_scale must be positive, got {scale}")
+    scale = _root_.get("steps_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ConfigError(f"steps_scale must be a positive number, got {scale!r}")
     return max(1, math.ceil(int(count) * scale)) if count else 0
 
 
