@@ -67,7 +67,8 @@ def check_resume(run_dir: Path, fingerprint: dict[str, object], *, allow_change:
     if saved is not None:
         differing = sorted(set(saved["fingerprint"]) ^ set(fingerprint)
                            | {k for k in set(saved["fingerprint"]) & set(fingerprint)
-                              if saved["fingerprint"][k] != fingerprint[k]})
+                              if saved["fingerprint"][k] != fingerprint[k]},
+                           key=lambda k: (not k.endswith((".name", ".source")), k))  # the telling keys first
         if differing and not allow_change:
             if write:
                 _restore_hydra_files(run_dir, saved.get("hydra", {}))
