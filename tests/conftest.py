@@ -27,3 +27,20 @@ def fixtures_root() -> Path:
     if not root.is_dir():
         pytest.fail(f"reference fixtures not found at {root}; SPHINX_FIXTURES points at no folder")
     return root
+
+
+def images_of(generator, count: int):
+    """``count`` images the generator itself made (seed 3): a perfect inversion exists."""
+    import torch
+
+    with torch.no_grad():
+        z = torch.randn(count, generator.style_dim, generator=torch.Generator().manual_seed(3))
+        return generator(z).clamp(-1, 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(fixtures_root):
+    """The 32 px reference generator of the fixtures: fast enough for every unit test."""
+    from sphinx.generators import load_generator
+
+    return load_generator(fixtures_root / "rosinality" / "tiny_g32.pt")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import images_of
 import torch
 
-from sphinx.generators import load_generator
 from sphinx.inversion import invert
 from sphinx.inversion.curves import log_spaced_steps
 from sphinx.metrics.image_quality import psnr, ssim
@@ -16,15 +16,13 @@ IDS = ["cat.png", "dog.png"]
 
 
 @pytest.fixture(scope="module")
-def generator(fixtures_root):
-    return load_generator(fixtures_root / "rosinality" / "tiny_g32.pt")
+def generator(tiny_generator):
+    return tiny_generator
 
 
 @pytest.fixture(scope="module")
 def own_images(generator):
-    with torch.no_grad():
-        z = torch.randn(2, generator.style_dim, generator=torch.Generator().manual_seed(3))
-        return generator(z).clamp(-1, 1)
+    return images_of(generator, 2)
 
 
 MSE_ONLY = dict(lpips_weight=0.0, mse_weight=1.0)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import images_of
 import torch
 
 from sphinx.editing import (TRANSFORMS, AttributeEdit, apply_direction, attribute_measures, build_transform,
@@ -21,15 +22,13 @@ NON_IDENTITY = {"rotate": 30.0, "brightness": 1.4, "zoom": 1.5, "translate": 0.2
 
 
 @pytest.fixture(scope="module")
-def generator(fixtures_root):
-    return load_generator(fixtures_root / "rosinality" / "tiny_g32.pt")
+def generator(tiny_generator):
+    return tiny_generator
 
 
 @pytest.fixture(scope="module")
 def own_images(generator):
-    with torch.no_grad():
-        z = torch.randn(3, generator.style_dim, generator=torch.Generator().manual_seed(3))
-        return generator(z).clamp(-1, 1)
+    return images_of(generator, 3)
 
 
 @pytest.fixture(scope="module")
