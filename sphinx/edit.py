@@ -16,6 +16,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from sphinx import resolvers  # noqa: F401  (${config_dir:run} in editing.yaml's search path)
+from sphinx.config_root import config_dir
 from sphinx.errors import ConfigError, SphinxError
 
 log = logging.getLogger("sphinx.edit")
@@ -143,7 +145,7 @@ def run(cfg: DictConfig) -> dict | None:
     return summary
 
 
-@hydra.main(config_path="../conf", config_name="editing", version_base="1.3")
+@hydra.main(config_path=config_dir("edit"), config_name="editing", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)

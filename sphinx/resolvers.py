@@ -3,6 +3,10 @@
 ``${scaled_steps:5000}`` in a method config is the source's step count times the run's
 ``steps_scale``. Because it is an interpolation, a step count given explicitly
 (``method.steps=30``) replaces it and runs exactly as given: the scale shrinks only defaults.
+
+``${config_dir:run}`` is the absolute config directory of an entry point, so that one entry
+point's configs can search another's (sphinx.edit reuses every group of sphinx.run) wherever
+the package is installed.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import math
 
 from omegaconf import OmegaConf
 
+from sphinx.config_root import config_dir
 from sphinx.errors import ConfigError
 
 
@@ -25,6 +30,7 @@ def scaled_steps(count: int, *, _root_) -> int:
 def register() -> None:
     """Register the resolvers (idempotent)."""
     OmegaConf.register_new_resolver("scaled_steps", scaled_steps, replace=True)
+    OmegaConf.register_new_resolver("config_dir", config_dir, replace=True)
 
 
 register()

@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sphinx import resolvers  # noqa: F401  (so that --cfg job --resolve knows ${scaled_steps:...})
+from sphinx.config_root import config_dir
 from sphinx.errors import ConfigError, RunInterrupted, SphinxError
 from sphinx.lit.preemption import StopSignals, exit_status
 
@@ -125,7 +126,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
           f"{steps}; {'; '.join(parts)}\nresults: {run_dir / 'results.csv'}", flush=True)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=config_dir("run"), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)

@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 
+from sphinx.config_root import config_dir
 from sphinx.lit.gan import GANModule
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def build(cfg: DictConfig, out_dir: str | Path) -> tuple[GANModule, pl.Trainer]:
     return module, trainer
 
 
-@hydra.main(config_path="../conf/train", config_name="config", version_base="1.3")
+@hydra.main(config_path=config_dir("train"), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     module, trainer = build(cfg, out_dir)

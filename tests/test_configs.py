@@ -9,11 +9,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from sphinx.config_root import config_dir
 from sphinx.build import build_method, trainer_options
 from sphinx.errors import ConfigError
 from sphinx.inversion import METHODS
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(config_dir("run"))
 GROUPS = ["generator", "method", "head", "regularizer", "degradation", "data", "trainer", "logger"]
 
 

@@ -13,13 +13,14 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 from test_run import read_rows, sphinx_run
 
+from sphinx.config_root import config_dir
 from sphinx.edit import build_edit
 from sphinx.editing import AttributeEdit
 from sphinx.errors import SphinxError
 from sphinx.generators import load_generator
 from sphinx.inversion import invert, load_state, save_state
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(config_dir("edit"))
 
 
 def sphinx_edit(*args: str, cwd: Path, check: bool = True):

@@ -8,6 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from sphinx.config_root import config_dir
 from sphinx.build import build_method
 from sphinx.data import BundledSamples, collate_items
 from sphinx.generators import load_generator
@@ -15,7 +16,7 @@ from sphinx.inversion import invert
 from sphinx.metrics.image_quality import psnr
 from sphinx.run import without_lpips
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(config_dir("run"))
 
 
 def main_job_method():

@@ -13,10 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
+from sphinx.config_root import config_dir
 from sphinx.generators import load_generator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "conf" / "train"
+CONFIG_DIR = Path(config_dir("train"))
 OPTIONS = {group: sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
            for group in ("model", "data", "trainer")}
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
