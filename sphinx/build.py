@@ -150,8 +150,13 @@ def build_lpips(cfg: DictConfig, *, device: torch.device | str = "cpu"):
     except DownloadError as missing:
         if cfg.lpips.required:
             raise
-        log.warning("LPIPS unavailable, running with MSE only and no LPIPS metric: %s", missing)
+        log.warning("LPIPS off (MSE-only loss, empty LPIPS column): %s", " ".join(str(missing).split()))
         return None
+
+
+def show_progress(cfg: DictConfig) -> bool:
+    """Whether sphinx draws its progress (``trainer.enable_progress_bar``, default true)."""
+    return bool(cfg.trainer.get("enable_progress_bar", True))
 
 
 def trainer_options(cfg: DictConfig) -> dict:

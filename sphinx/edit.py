@@ -126,7 +126,7 @@ def run(cfg: DictConfig) -> dict | None:
     logger = build.build_logger(cfg, run_dir=run_dir, method=method.name, degradation=f"edit-{edit.kind}")
     trainer = pl.Trainer(**build.trainer_options(cfg), logger=logger, default_root_dir=str(run_dir))
     module = EditModule(generator, method=method, degradation=degradation, seed=int(cfg.seed), lpips=lpips,
-                        writer=writer, edit=edit)
+                        writer=writer, edit=edit, progress=build.show_progress(cfg))
     trainer.test(module, datamodule=InversionDataModule(dataset, batch_size=int(cfg.batch_size), done=done),
                  verbose=False)
     trainer.strategy.barrier()

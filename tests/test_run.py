@@ -54,6 +54,17 @@ def test_the_readme_main_command_runs_offline_on_the_demo_prior_with_reduced_ste
     assert "sphinx_warm / none: 3 ok, 0 failed; 30 steps;" in result.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["experiment"] == "ood_faces" and summary["steps"] == {"steps": 30}
+    # Its output is a pipe, not a terminal: a line per quarter of each batch's steps, no redrawn bar.
+    progress = [line for line in result.stderr.splitlines() if line.startswith(("steps:", "images:"))]
+    assert 2 <= len(progress) <= 5 * 1 + 1 and "\r" not in result.stderr
+    # The LPIPS weights are missing offline: said in one line.
+    assert len([line for line in result.stdout.splitlines() if "LPIPS" in line]) == 1
+
+
+def test_progress_can_be_switched_off(tiny, tmp_path):
+    result = sphinx_run("method=wplus", "method.steps=4", "data.limit=1", "trainer.enable_progress_bar=false",
+                        f"hydra.run.dir={tmp_path / 'run'}", *tiny, cwd=tmp_path)
+    assert not [line for line in result.stderr.splitlines() if line.startswith(("steps:", "images:"))]
 
 
 def test_a_run_writes_every_output_and_its_states_re_render(tiny, tmp_path, fixtures_root):

@@ -17,7 +17,6 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import Metric
-from tqdm.auto import tqdm
 
 from sphinx.build import MethodSpec
 from sphinx.data.datasets import image_id_to_filename
@@ -28,6 +27,7 @@ from sphinx.inversion.checkpointing import BatchCheckpoint
 from sphinx.inversion.objective import pool_for_lpips
 from sphinx.lit.outputs import OutputWriter
 from sphinx.lit.preemption import StopSignals
+from sphinx.lit.progress import progress_bar
 from sphinx.metrics.image_quality import psnr, ssim
 from sphinx.panels import comparison_grid, score_label
 
@@ -110,7 +110,7 @@ class InversionModule(pl.LightningModule):
                     metric.update(torch.tensor(values, dtype=torch.float64, device=self.device))
         if self.progress and self.trainer.is_global_zero:
             total = len(self.trainer.test_dataloaders.sampler)
-            self._image_bar = tqdm(total=total, desc="images", unit="img", position=0)
+            self._image_bar = progress_bar(total=total, desc="images", unit="img", position=0)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         try:
@@ -196,7 +196,7 @@ class InversionModule(pl.LightningModule):
     def _step_bar(self):
         if not (self.progress and self.trainer.is_global_zero):
             return None
-        return tqdm(desc="steps", unit="step", position=1, leave=False, delay=0.5)
+        return progress_bar(desc="steps", unit="step", position=1, leave=False)
 
     def _on_step(self, report: StepReport, bar) -> None:
         finite = report.loss[torch.isfinite(report.loss)]

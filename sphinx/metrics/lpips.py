@@ -329,9 +329,9 @@ def _locate_backbone(
     try:
         path = download(trunk.url, cache_dir=folder, filename=trunk.file_name, progress=progress)
     except DownloadError as err:
-        reason = " ".join(str(err).split())
+        # The download's own message (in the chain) repeats where to put the file; said once here.
         raise DownloadError(
-            f"LPIPS backbone {trunk.file_name} is not cached ({reason}); {advice}"
+            f"LPIPS backbone {trunk.file_name} is not cached and could not be downloaded; {advice}"
         ) from err
     digest = file_sha256(path)
     if not digest.startswith(trunk.sha256_prefix):
