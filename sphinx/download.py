@@ -102,9 +102,8 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | os.PathLik
                     pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK_BYTES, timeout=_TIMEOUT_S,
                                          headers={"User-Agent": f"sphinx-inversion/{__version__}"})(url, sink, None)
         except OSError as error:  # requests' errors are OSErrors too
-            reason = " ".join(str(error).split()) or type(error).__name__  # one line, whatever it prints
-            raise DownloadError(f"cannot download {url} ({reason}); download it by hand and place the file "
-                                f"at {path}") from error
+            raise DownloadError(f"cannot download {url} ({_reason(error)}); download it by hand and place the "
+                                f"file at {path}") from error
         actual = sink.digest.hexdigest()
         if expected is not None and actual != expected:
             raise DownloadError(f"{url} has sha256 {actual}, expected {expected}; the file was not kept; "
@@ -131,6 +130,17 @@ def _copy(source: Path, sink: _Hashing, bar) -> None:
         while chunk := stream.read(_CHUNK_BYTES):
             sink.write(chunk)
             bar.update(len(chunk))
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, in one line: the innermost error, without the connection it names."""
+    # requests wraps urllib3's error, which wraps the socket's (in args[0] or .reason)
+    inner = error.args[0] if error.args and isinstance(error.args[0], BaseException) else getattr(error, "reason", None)
+    if isinstance(inner, BaseException) and inner is not error:
+        return _reason(inner)
+    text = " ".join(str(error).split()) or type(error).__name__
+    # urllib3 starts with the connection, e.g. "HTTPConnectionPool(host=..., port=...): Read timed out."
+    return text.split("): ", 1)[-1] if text.startswith(("HTTPConnection", "HTTPSConnection")) else text
 
 
 def _normalise_sha256(sha256: str | None) -> str | None:
