@@ -201,7 +201,7 @@ def build_logger(cfg: DictConfig, *, run_dir: Path, method: str, degradation: st
     run = {key: value for key, value in run.items() if cfg.logger.get(key) is None}
     if issubclass(kind, WandbLogger):
         run["mode"] = _wandb_mode(cfg.logger.get("mode"))
-    logger = instantiate_leaf(cfg.logger, "the logger", **run)
+    logger = instantiate_leaf(cfg.logger, "the logger", _convert_="all", **run)  # plain lists and dicts
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return logger
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Columns that hold names, even when every name looks like a number (an image called "1").
 TEXT_COLUMNS = ("image", "stem", "first", "second", "method", "degradation", "generator", "status", "message")
@@ -41,6 +44,8 @@ def log_pictures(logger: Logger | None, key: str, pictures: Sequence[np.ndarray]
 
 def read_results(path: str | Path) -> pd.DataFrame:
     """A run's ``results.csv`` with its numbers as numbers (empty: NaN) and its names as text (empty: "")."""
+    import pandas as pd  # here: a run imports pandas only when a logger takes its table
+
     header = pd.read_csv(path, nrows=0).columns
     text = [column for column in TEXT_COLUMNS if column in header]
     frame = pd.read_csv(path, dtype=dict.fromkeys(text, str))
