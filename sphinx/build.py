@@ -179,26 +179,45 @@ def logged_in_to_wandb() -> bool:
 
 
 def build_logger(cfg: DictConfig, *, run_dir: Path, method: str, degradation: str):
-    """The Lightning logger of the ``logger`` group (False for none)."""
-    kind = cfg.logger.kind
-    if kind == "none":
+    """The Lightning logger of the ``logger`` group, from its ``_target_`` (False for ``logger=none``).
+
+    The run dir, the run's name and its labels fill the keys that the config leaves null; the
+    whole resolved config is logged as the run's hyperparameters.
+    """
+    if "_target_" not in cfg.logger:
         return False
-    if kind == "csv":
-        from pytorch_lightning.loggers import CSVLogger
+    from hydra.utils import get_class
+    from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
 
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
-    if kind == "wandb":
-        from pytorch_lightning.loggers import WandbLogger
+    try:
+        kind = get_class(cfg.logger._target_)
+    except Exception as unknown:  # ImportError or ValueError, by Hydra version
+        raise ConfigError(f"logger._target_ {cfg.logger._target_} is not a class: {unknown}") from None
+    name, labels = f"{method}-{degradation}-{run_dir.name}", {"method": method, "degradation": degradation}
+    run = {"save_dir": str(run_dir)}
+    if issubclass(kind, WandbLogger):
+        run.update(name=name, tags=list(labels.values()))
+    elif issubclass(kind, MLFlowLogger):
+        run.update(run_name=name, tags=labels)
+        if cfg.logger.get("tracking_uri") is None:
+            # MLflow 3 refuses its old file store; a SQLite store works with every version
+            store = run_dir.resolve()
+            run.update(tracking_uri=f"sqlite:///{store / 'mlflow.db'}", artifact_location=str(store / "mlartifacts"))
+    run = {key: value for key, value in run.items() if cfg.logger.get(key) is None}
+    if issubclass(kind, WandbLogger):
+        run["mode"] = _wandb_mode(cfg.logger.get("mode"))
+    logger = instantiate_leaf(cfg.logger, "the logger", _convert_="all", **run)  # plain lists and dicts
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return logger
 
-        mode = cfg.logger.mode
-        if mode not in ("auto", "online", "offline"):
-            raise ConfigError(f"logger.mode must be auto, online or offline, got {mode}")
-        offline = mode == "offline" or (mode == "auto" and not logged_in_to_wandb())
-        return WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, save_dir=str(run_dir),
-                           offline=offline, group=cfg.experiment_name, tags=[method, degradation],
-                           job_type="inversion", name=f"{method}-{degradation}-{run_dir.name}",
-                           config=OmegaConf.to_container(cfg, resolve=True))
-    raise ConfigError(f"logger.kind must be csv, wandb or none, got {kind}")
+
+def _wandb_mode(mode: str | None) -> str:
+    """W&B's own mode for sphinx's ``logger.mode``: auto is online when logged in, else offline."""
+    if mode not in ("auto", "online", "offline"):
+        raise ConfigError(f"logger.mode must be auto, online or offline, got {mode}")
+    if mode == "auto":
+        return "online" if logged_in_to_wandb() else "offline"
+    return mode
 
 
 def describe_generator(generator: Generator, cfg: DictConfig) -> str:

@@ -1,24 +1,22 @@
-"""Fetching files into a local cache: atomic, checksummed, with a progress bar.
+"""Fetching files into a local cache: pooch's HTTP downloader under sphinx's rules.
 
-Used for generator checkpoints and for LPIPS/VGG weights. Files live in torch's hub checkpoint
-folder by default, so weights a user already fetched with torchvision are found, and
-``TORCH_HOME`` moves the cache. Setting ``SPHINX_OFFLINE=1`` forbids network access: a file that
-is not cached yet is an error that says where to place it by hand.
+The rules: files live in torch's hub checkpoint folder (``TORCH_HOME`` moves it), where weights a
+user already fetched with torchvision are found; a file appears under its name complete and
+checked or not at all; ``SPHINX_OFFLINE=1`` forbids the network, and every failure is one line
+that says where to place the file by hand.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
+import pooch
 import torch
 from tqdm import tqdm
 
@@ -28,36 +26,18 @@ from sphinx.files import atomic_open
 
 _OFFLINE_VARIABLE = "SPHINX_OFFLINE"
 _SCHEMES = ("http", "https", "file")
-# per socket operation (connect, each read), not for the whole transfer
-_TIMEOUT_S = 30.0
+_TIMEOUT_S = 30.0  # per socket operation (connect, each read), not for the whole transfer
 _CHUNK_BYTES = 1 << 20
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 def default_cache_dir() -> Path:
-    """The folder downloads go to when no ``cache_dir`` is given.
-
-    Returns:
-        ``<torch hub dir>/checkpoints``, the folder torchvision uses; ``TORCH_HOME`` moves it.
-    """
+    """``<torch hub dir>/checkpoints``, the folder torchvision downloads to."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def cached_path(
-    url: str,
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    filename: str | None = None,
-) -> Path:
-    """Where the cached copy of ``url`` lives, whether or not it exists yet.
-
-    Args:
-        url: The address of the file; its query and fragment are ignored for naming.
-        cache_dir: The cache folder; ``default_cache_dir()`` when None.
-        filename: The name of the cached file; the last component of the URL's path when None.
-
-    Returns:
-        ``cache_dir / filename``.
+def cached_path(url: str, *, cache_dir: str | os.PathLike[str] | None = None, filename: str | None = None) -> Path:
+    """Where the cached copy of ``url`` lives (named after the URL's path unless ``filename``).
 
     Raises:
         ValueError: ``filename`` is not a plain file name, or the URL's path has none to take.
@@ -68,53 +48,28 @@ def cached_path(
             raise ValueError(f"the URL {url} names no file; pass filename= to name the cached copy")
     if filename in (".", "..") or "/" in filename or "\\" in filename or "\0" in filename:
         raise ValueError(f"cache file name {filename!r} for {url} must be a plain file name")
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return folder / filename
+    return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / filename
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a file's contents, as 64 lowercase hex digits.
+    """The SHA-256 of a file's contents, as 64 lowercase hex digits."""
+    return pooch.file_hash(str(path), alg="sha256")
+
+
+def download(url: str, *, sha256: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+             filename: str | None = None, progress: bool = True) -> Path:
+    """The cached copy of ``url``, fetched first if it is not cached yet.
 
     Args:
-        path: The file to hash; read in chunks, so any size is fine.
-
-    Returns:
-        The hex digest.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download(
-    url: str,
-    *,
-    sha256: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    filename: str | None = None,
-    progress: bool = True,
-) -> Path:
-    """Return the cached copy of ``url``, fetching it first if it is not cached yet.
-
-    The file is streamed to a temporary file in the cache folder and renamed into place only
-    once complete and verified, so no partial file ever appears under the final name, and the
-    temporary file is removed on any failure, Ctrl-C included.
-
-    Args:
-        url: An ``http://``, ``https://`` or ``file://`` address.
-        sha256: The expected SHA-256 as 64 hex digits, checked on the cached copy and on a
-            fresh download; None skips the check.
-        cache_dir: The cache folder; ``default_cache_dir()`` when None.
-        filename: The name of the cached file; the last component of the URL's path when None.
-        progress: Show a progress bar on stderr while fetching.
-
-    Returns:
-        The path of the cached file.
+        url: an ``http://``, ``https://`` or ``file://`` address.
+        sha256: the expected SHA-256 (64 hex digits), checked on the cached copy and on a fresh
+            download; None skips the check.
+        cache_dir: the cache folder; ``default_cache_dir()`` when None.
+        filename: the cached file's name; the last component of the URL's path when None.
+        progress: show a progress bar on stderr while fetching.
 
     Raises:
-        DownloadError: The file cannot be fetched (network, HTTP status, truncated transfer,
+        DownloadError: the file cannot be fetched (network, HTTP status, truncated transfer,
             ``SPHINX_OFFLINE`` set), or its checksum does not match.
         ValueError: ``sha256`` is not 64 hex digits, or the URL has an unsupported scheme.
     """
@@ -123,36 +78,69 @@ def download(
     scheme = urlsplit(url).scheme.lower()
     if scheme not in _SCHEMES:
         raise ValueError(f"cannot download {url}: the scheme must be one of {', '.join(_SCHEMES)}")
-
     if path.is_file():
-        if expected is not None:
-            actual = file_sha256(path)
-            if actual != expected:
-                raise DownloadError(
-                    f"cached file {path} has sha256 {actual}, but {url} should have {expected}; "
-                    f"delete {path} and run again to download it afresh"
-                )
+        actual = file_sha256(path) if expected is not None else None
+        if actual != expected:
+            raise DownloadError(f"cached file {path} has sha256 {actual}, but {url} should have {expected}; "
+                                f"delete {path} and run again to download it afresh")
         return path
-
     # a file:// source is local, so offline mode has no reason to refuse it
-    if scheme != "file" and _offline():
-        raise DownloadError(
-            f"cannot download {url}: {_OFFLINE_VARIABLE}={os.environ[_OFFLINE_VARIABLE]} forbids "
-            f"network access; download it by hand and place the file at {path}"
-        )
-
+    if scheme != "file" and os.environ.get(_OFFLINE_VARIABLE, "") not in ("", "0"):
+        raise DownloadError(f"cannot download {url}: {_OFFLINE_VARIABLE}={os.environ[_OFFLINE_VARIABLE]} forbids "
+                            f"network access; download it by hand and place the file at {path}")
+    source = Path(url2pathname(urlsplit(url).path)) if scheme == "file" else None
     with atomic_open(path) as sink:
-        actual = _fetch(url, sink, path=path, progress=progress)
+        sink = _Hashing(sink)
+        try:
+            # pooch asks a bar's truth before it tells the bar the size: 1 until then
+            total = source.stat().st_size if source is not None else 1
+            with tqdm(total=total, desc=path.name, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                      disable=not progress) as bar:
+                if source is not None:
+                    _copy(source, sink, bar)
+                else:
+                    pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK_BYTES, timeout=_TIMEOUT_S,
+                                         headers={"User-Agent": f"sphinx-inversion/{__version__}"})(url, sink, None)
+        except OSError as error:  # requests' errors are OSErrors too
+            raise DownloadError(f"cannot download {url} ({_reason(error)}); download it by hand and place the "
+                                f"file at {path}") from error
+        actual = sink.digest.hexdigest()
         if expected is not None and actual != expected:
-            raise DownloadError(
-                f"{url} has sha256 {actual}, expected {expected}; the file was not kept; "
-                f"if the source changed, download it by hand, check it and place it at {path}"
-            )
+            raise DownloadError(f"{url} has sha256 {actual}, expected {expected}; the file was not kept; "
+                                f"if the source changed, download it by hand, check it and place it at {path}")
     return path
 
 
-def _offline() -> bool:
-    return os.environ.get(_OFFLINE_VARIABLE, "") not in ("", "0")
+class _Hashing:
+    """A write-only stream that hashes what goes through it."""
+
+    def __init__(self, sink) -> None:
+        self.sink, self.digest = sink, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.sink.write(data)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+
+def _copy(source: Path, sink: _Hashing, bar) -> None:
+    with source.open("rb") as stream:
+        while chunk := stream.read(_CHUNK_BYTES):
+            sink.write(chunk)
+            bar.update(len(chunk))
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, in one line: the innermost error, without the connection it names."""
+    # requests wraps urllib3's error, which wraps the socket's (in args[0] or .reason)
+    inner = error.args[0] if error.args and isinstance(error.args[0], BaseException) else getattr(error, "reason", None)
+    if isinstance(inner, BaseException) and inner is not error:
+        return _reason(inner)
+    text = " ".join(str(error).split()) or type(error).__name__
+    # urllib3 starts with the connection, e.g. "HTTPConnectionPool(host=..., port=...): Read timed out."
+    return text.split("): ", 1)[-1] if text.startswith(("HTTPConnection", "HTTPSConnection")) else text
 
 
 def _normalise_sha256(sha256: str | None) -> str | None:
@@ -162,48 +150,3 @@ def _normalise_sha256(sha256: str | None) -> str | None:
     if not _SHA256_PATTERN.fullmatch(normalised):
         raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
     return normalised
-
-
-def _fetch(url: str, sink: BinaryIO, *, path: Path, progress: bool) -> str:
-    """Stream ``url`` into ``sink``; return the SHA-256 of what was written."""
-    digest = hashlib.sha256()
-    request = urllib.request.Request(url, headers={"User-Agent": f"sphinx-inversion/{__version__}"})
-    try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length is not None and length.strip().isdigit() else None
-            received = 0
-            with tqdm(
-                total=total,
-                desc=path.name,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                file=sys.stderr,
-                disable=not progress,
-            ) as bar:
-                while chunk := response.read(_CHUNK_BYTES):
-                    sink.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as error:
-        raise DownloadError(_failure(url, path, f"HTTP {error.code} {error.reason}")) from error
-    except urllib.error.URLError as error:
-        raise DownloadError(_failure(url, path, error.reason)) from error
-    except http.client.IncompleteRead as error:
-        raise DownloadError(_failure(url, path, "the connection closed mid-transfer")) from error
-    except (OSError, http.client.HTTPException) as error:
-        raise DownloadError(_failure(url, path, f"{type(error).__name__}: {error}")) from error
-    # http.client ends a read early without complaint when the peer closes the connection
-    if total is not None and received != total:
-        raise DownloadError(_failure(url, path, f"received {received} of {total} bytes"))
-    return digest.hexdigest()
-
-
-def _failure(url: str, path: Path, reason: object) -> str:
-    # one line, whatever the underlying error prints
-    reason_text = " ".join(str(reason).split()) or "unknown reason"
-    return (
-        f"cannot download {url} ({reason_text}); download it by hand and place the file at {path}"
-    )

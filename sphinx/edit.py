@@ -100,7 +100,8 @@ def run(cfg: DictConfig) -> dict | None:
     from sphinx import build
     from sphinx.lit.datamodule import InversionDataModule
     from sphinx.lit.editing import EditModule, EditWriter, morph_pairs
-    from sphinx.run import _data_name, _log_tables, without_lpips
+    from sphinx.lit.loggers import log_results
+    from sphinx.run import _data_name, without_lpips
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.batch_size < 1:
@@ -138,7 +139,7 @@ def run(cfg: DictConfig) -> dict | None:
                            ordered_ids=list(dataset.ids))
     summary = writer.finalize(config=OmegaConf.to_container(cfg, resolve=True), experiment=cfg.experiment_name,
                               data=_data_name(cfg), rows=rows)
-    _log_tables(logger, writer, summary)
+    log_results(logger, writer.run_dir / "results.csv", summary)
     parts = [f"{name} {v['mean']:.4g}" for name, v in summary["metrics"].items() if v["mean"] is not None]
     print(f"edit {edit.kind} / {method.name}: {summary['ok']} ok, {summary['failed']} failed; {'; '.join(parts)}\n"
           f"results: {run_dir / 'results.csv'}", flush=True)

@@ -14,7 +14,9 @@ Usage::
 
     python -m sphinx.report outputs/multirun/2024-01-01/12-00-00.123456 [more dirs] [--out DIR]
 
-The module needs only the standard library and matplotlib, so it runs where torch does not.
+pandas does the tables; what is sphinx's own is the domain: an image a resumed run wrote twice
+counts once (the newest row), a run killed mid-line loses only its last row, and SPHInX is set
+against the best baseline. It needs no torch, so it runs where torch does not.
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ import os
 import statistics
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from sphinx.errors import SphinxError
 from sphinx.files import atomic_write_bytes
@@ -39,19 +45,8 @@ from sphinx.report_curves import CURVES_NAME, curves_markdown, curves_png, read_
 
 RESULTS_NAME = "results.csv"
 SUMMARY_NAME = "summary.json"
-RESULTS_COLUMNS = (
-    "image",
-    "method",
-    "degradation",
-    "generator",
-    "psnr",
-    "ssim",
-    "lpips",
-    "vicinity_spread",
-    "steps",
-    "seconds",
-    "status",
-)
+RESULTS_COLUMNS = ("image", "method", "degradation", "generator", "psnr", "ssim", "lpips", "vicinity_spread",
+                   "steps", "seconds", "status")
 STATUSES = ("ok", "failed")
 METRICS = ("psnr", "ssim", "lpips")
 METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
@@ -62,6 +57,8 @@ UNKNOWN_DATA = "unknown"
 # Known names come in the order a reader expects; anything else follows, alphabetically.
 METHOD_ORDER = ("sphinx", "sphinx_warm", "sphinx_ps", "sphinx_ps_pc", "w", "wplus", "wplus_noise", "pti")
 DEGRADATION_ORDER = ("none", "denoise", "inpaint", "superres", "compressed_sensing", "colorize")
+_NAMES = ("image", "method", "degradation", "generator")
+_CELL_KEY = ["generator", "data", "method", "degradation"]
 _MAX_NAMES_IN_WARNING = 5
 
 
@@ -141,52 +138,25 @@ class Report:
     curves_markdown: Path | None = None
     curves_png: Path | None = None
 
-    def cell(
-        self,
-        method: str,
-        degradation: str,
-        *,
-        generator: str | None = None,
-        data: str | None = None,
-    ) -> Cell:
+    def cell(self, method: str, degradation: str, *, generator: str | None = None, data: str | None = None) -> Cell:
         """The one cell of ``method`` x ``degradation`` (narrowed by generator/data if needed)."""
-        found = [
-            cell
-            for cell in self.cells
-            if cell.method == method
-            and cell.degradation == degradation
-            and generator in (None, cell.generator)
-            and data in (None, cell.data)
-        ]
+        found = [cell for cell in self.cells if (cell.method, cell.degradation) == (method, degradation)
+                 and generator in (None, cell.generator) and data in (None, cell.data)]
         if len(found) != 1:
-            raise KeyError(
-                f"{len(found)} cells match method={method!r} degradation={degradation!r} "
-                f"generator={generator!r} data={data!r}; expected exactly one"
-            )
+            raise KeyError(f"{len(found)} cells match method={method!r} degradation={degradation!r} "
+                           f"generator={generator!r} data={data!r}; expected exactly one")
         return found[0]
-
-
-@dataclass(frozen=True)
-class _Row:
-    image: str
-    method: str
-    degradation: str
-    generator: str
-    status: str
-    values: dict[str, float | None]
 
 
 @dataclass(frozen=True)
 class _Run:
     path: Path
-    rows: tuple[_Row, ...]
+    rows: pd.DataFrame  # the names and status as text, the METRICS as floats (NaN: no value)
     experiment: str | None
     data: str | None
 
 
-def build_report(
-    dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | None = None
-) -> Report:
+def build_report(dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | None = None) -> Report:
     """Aggregate every results.csv under ``dirs`` and write report.md, report.csv and report.png.
 
     Args:
@@ -210,34 +180,24 @@ def build_report(
     runs = [_read_run(path, notes) for path in paths]
     cells = _aggregate(runs, notes)
     if not cells:
-        raise ReportError(
-            f"no result rows in {', '.join(str(p) for p in paths)}; the runs wrote no image yet"
-        )
-    comparisons = _compare(cells)
+        raise ReportError(f"no result rows in {', '.join(str(p) for p in paths)}; the runs wrote no image yet")
     title = _title(runs, cells)
-
     out_dir = Path(out) if out is not None else (roots[0] if roots[0].is_dir() else roots[0].parent)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(
-        title=title,
-        cells=tuple(cells),
-        comparisons=tuple(comparisons),
-        sources=tuple(paths),
-        warnings=tuple(notes),
-        markdown=out_dir / "report.md",
-        csv=out_dir / "report.csv",
-        png=out_dir / "report.png",
-    )
-    _write_atomic(report.markdown, _markdown(report).encode("utf-8"))
-    _write_atomic(report.csv, _long_csv(report).encode("utf-8"))
-    _write_atomic(report.png, _plot(report))
+    report = Report(title=title, cells=tuple(cells), comparisons=tuple(_compare(cells)), sources=tuple(paths),
+                    warnings=tuple(notes), markdown=out_dir / "report.md", csv=out_dir / "report.csv",
+                    png=out_dir / "report.png")
+    # atomic: a report being rewritten is never seen half-written by a notebook or a sync job
+    atomic_write_bytes(report.markdown, _markdown(report).encode("utf-8"))
+    atomic_write_bytes(report.csv, _long_table(report).to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    atomic_write_bytes(report.png, _plot(report))
     curve_files = [path.parent / CURVES_NAME for path in paths if (path.parent / CURVES_NAME).is_file()]
     curves = [c for c in read_curves(curve_files) if c.steps.size > 1] if curve_files else []
     if curves:
         report = dataclasses.replace(report, curves_markdown=out_dir / "curves.md", curves_png=out_dir / "curves.png")
-        _write_atomic(report.curves_markdown, curves_markdown(curves, title=f"Quality versus budget: {title}")
-                      .encode("utf-8"))
-        _write_atomic(report.curves_png, curves_png(curves, title=f"Quality versus budget: {title}"))
+        curves_title = f"Quality versus budget: {title}"
+        atomic_write_bytes(report.curves_markdown, curves_markdown(curves, title=curves_title).encode("utf-8"))
+        atomic_write_bytes(report.curves_png, curves_png(curves, title=curves_title))
     return report
 
 
@@ -258,82 +218,74 @@ def _find_results(roots: Sequence[Path], notes: list[str]) -> list[Path]:
             found.extend(path for path in root.rglob(RESULTS_NAME) if path.is_file())
     if not found:
         where = ", ".join(str(root) for root in roots)
-        raise ReportError(
-            f"no {RESULTS_NAME} under {where}; point it at a run or multirun directory"
-        )
+        raise ReportError(f"no {RESULTS_NAME} under {where}; point it at a run or multirun directory")
     unique: dict[Path, Path] = {}
     for path in found:
-        key = path.resolve()
-        if key in unique:
+        if path.resolve() in unique:
             notes.append(f"{path} was reached twice (a directory given twice?); read it once")
         else:
-            unique[key] = path
+            unique[path.resolve()] = path
     # Oldest first, so that for an image seen twice the newest row wins.
     return sorted(unique.values(), key=lambda p: (p.stat().st_mtime_ns, str(p)))
 
 
 def _read_run(path: Path, notes: list[str]) -> _Run:
     try:
-        return _read_run_unchecked(path, notes)
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        with warnings.catch_warnings():  # cells beyond the header are ignored, as a csv reader does
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False, encoding="utf-8")
+        cut = len(table) > 0 and _last_line_is_cut(path, columns=len(table.columns))
+    except pd.errors.EmptyDataError:
+        notes.append(f"{path} is empty (a run stopped before its first image?); skipped")
+        return _Run(path, pd.DataFrame(columns=[*_NAMES, "status", *METRICS]), None, None)
+    except (OSError, UnicodeDecodeError, csv.Error, pd.errors.ParserError) as error:
         raise ReportError(f"cannot read {path}: {error}") from None
-
-
-def _read_run_unchecked(path: Path, notes: list[str]) -> _Run:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames
-        if header is None:
-            notes.append(f"{path} is empty (a run stopped before its first image?); skipped")
-            return _Run(path, (), None, None)
-        missing = [column for column in RESULTS_COLUMNS if column not in header]
-        if missing:
-            raise ReportError(
-                f"{path} has a wrong header: missing column(s) {', '.join(missing)}; "
-                f"expected {','.join(RESULTS_COLUMNS)}"
-            )
-        records = [(reader.line_num, record) for record in reader]
-    if records and any(records[-1][1].get(column) is None for column in RESULTS_COLUMNS):
-        # what a writer killed mid-line leaves behind; any earlier short row is an error
-        line, _ = records.pop()
-        notes.append(f"{path}, line {line}: truncated last row (a killed run?); skipped")
-    rows = tuple(_parse_row(record, path, line, notes) for line, record in records)
+    missing = [column for column in RESULTS_COLUMNS if column not in table.columns]
+    if missing:
+        raise ReportError(f"{path} has a wrong header: missing column(s) {', '.join(missing)}; "
+                          f"expected {','.join(RESULTS_COLUMNS)}")
+    if cut:  # what a writer killed mid-line leaves behind
+        notes.append(f"{path}, line {len(table) + 1}: truncated last row (a killed run?); skipped")
+        table = table.iloc[:-1]
     experiment, data = _read_summary(path.parent / SUMMARY_NAME, notes)
-    return _Run(path, rows, experiment, data)
+    return _Run(path, _parse(table, path, notes), experiment, data)
 
 
-def _parse_row(record: dict[str, str | None], path: Path, line: int, notes: list[str]) -> _Row:
-    short = [column for column in RESULTS_COLUMNS if record.get(column) is None]
-    if short:
-        raise ReportError(f"{path}, line {line}: no cell for {', '.join(short)}")
-    names = {}
-    for column in ("image", "method", "degradation", "generator"):
-        value = (record.get(column) or "").strip()
-        if not value:
-            raise ReportError(f"{path}, line {line}: empty {column!r} cell")
-        names[column] = value
-    status = (record.get("status") or "").strip()
-    if status not in STATUSES:
-        raise ReportError(
-            f"{path}, line {line}: status {status!r} is not one of {', '.join(STATUSES)}"
-        )
-    values: dict[str, float | None] = {}
-    for metric in METRICS:
-        text = (record.get(metric) or "").strip()
-        if not text:
-            values[metric] = None
-            continue
-        try:
-            value = float(text)
-        except ValueError:
-            raise ReportError(
-                f"{path}, line {line}: {metric} {text!r} is not a number"
-            ) from None
-        if not math.isfinite(value):
-            notes.append(f"{path}, line {line}: {metric} is {text}; left out of the mean")
-            value = None
-        values[metric] = value
-    return _Row(status=status, values=values, **names)
+def _last_line_is_cut(path: Path, *, columns: int) -> bool:
+    """Whether the file's last line has fewer cells than its header (pandas fills them in)."""
+    last = path.read_text(encoding="utf-8").rstrip("\r\n").rsplit("\n", 1)[-1]
+    return len(next(csv.reader([last]), [])) < columns
+
+
+def _parse(table: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
+    """The names, status and metric values of a results table, refusing a malformed cell."""
+    text = table[list(RESULTS_COLUMNS)].apply(lambda column: column.str.strip())
+    lines = np.arange(len(text)) + 2  # the header is line 1
+    for column in _NAMES:
+        _refuse(text[column].eq("").to_numpy(), path, lines, lambda row, c=column: f"empty {c!r} cell")
+    _refuse(~text["status"].isin(STATUSES).to_numpy(), path, lines,
+            lambda row: f"status {text['status'].iloc[row]!r} is not one of {', '.join(STATUSES)}")
+    metrics = text[list(METRICS)]
+    for row, column in np.argwhere(metrics.map(_is_not_a_number).to_numpy())[:1]:
+        raise ReportError(f"{path}, line {lines[row]}: {METRICS[column]} {metrics.iat[row, column]!r} is not a number")
+    values = metrics.replace("", "nan").astype(float)
+    for row, column in np.argwhere(~np.isfinite(values.to_numpy()) & metrics.ne("").to_numpy()):
+        notes.append(f"{path}, line {lines[row]}: {METRICS[column]} is {metrics.iat[row, column]}; "
+                     f"left out of the mean")
+    return pd.concat([text[[*_NAMES, "status"]], values.where(np.isfinite(values))], axis=1)
+
+
+def _is_not_a_number(text: str) -> bool:
+    try:
+        return bool(text) and float(text) is None
+    except ValueError:
+        return True
+
+
+def _refuse(bad: np.ndarray, path: Path, lines: np.ndarray, reason: Callable[[int], str]) -> None:
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ReportError(f"{path}, line {lines[row]}: {reason(row)}")
 
 
 def _read_summary(path: Path, notes: list[str]) -> tuple[str | None, str | None]:
@@ -347,12 +299,8 @@ def _read_summary(path: Path, notes: list[str]) -> tuple[str | None, str | None]
     if not isinstance(summary, dict):
         notes.append(f"{path} is not a JSON object; its run is read from results.csv alone")
         return None, None
-    experiment = summary.get("experiment")
-    data = summary.get("data")
-    return (
-        experiment if isinstance(experiment, str) and experiment else None,
-        data if isinstance(data, str) and data else None,
-    )
+    named = [summary.get(key) for key in ("experiment", "data")]
+    return tuple(value if isinstance(value, str) and value else None for value in named)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,53 +309,36 @@ def _read_summary(path: Path, notes: list[str]) -> tuple[str | None, str | None]
 
 def _aggregate(runs: Sequence[_Run], notes: list[str]) -> list[Cell]:
     data_of = _data_names(runs, notes)
-    # (generator, data, method, degradation) -> image -> the last row seen, in mtime order
-    groups: dict[tuple[str, str, str, str], dict[str, _Row]] = {}
-    repeated: dict[tuple[str, str, str, str], list[str]] = {}
-    for run in runs:
-        for row in run.rows:
-            key = (row.generator, data_of[run.path], row.method, row.degradation)
-            images = groups.setdefault(key, {})
-            if row.image in images:
-                repeated.setdefault(key, []).append(row.image)
-                del images[row.image]  # re-insert so that order follows the kept row
-            images[row.image] = row
-    for key, images in repeated.items():
+    rows = pd.concat([run.rows.assign(data=data_of[run.path]) for run in runs], ignore_index=True)
+    if rows.empty:
+        return []
+    # runs come oldest first: a resumed or repeated image keeps its newest row
+    again = rows[rows.duplicated([*_CELL_KEY, "image"])]
+    for (generator, data, method, degradation), images in again.groupby(_CELL_KEY, sort=False)["image"]:
         distinct = sorted(set(images))
-        shown = ", ".join(distinct[:_MAX_NAMES_IN_WARNING])
         hidden = len(distinct) - _MAX_NAMES_IN_WARNING
-        more = f" and {hidden} more" if hidden > 0 else ""
-        generator, data, method, degradation = key
-        notes.append(
-            f"{len(distinct)} image(s) appear more than once for method {method}, degradation "
-            f"{degradation}, generator {generator}, data {data}: {shown}{more}; "
-            "counted once, keeping the newest row"
-        )
-    cells = []
-    for (generator, data, method, degradation), images in groups.items():
-        rows = list(images.values())
-        ok = [row for row in rows if row.status == "ok"]
-        stats = {metric: _statistic([row.values[metric] for row in ok]) for metric in METRICS}
-        cells.append(
-            Cell(
-                generator=generator,
-                data=data,
-                method=method,
-                degradation=degradation,
-                ok=len(ok),
-                failed=len(rows) - len(ok),
-                **stats,
-            )
-        )
-    cells.sort(
-        key=lambda c: (
-            c.generator,
-            c.data,
-            _order_key(c.method, METHOD_ORDER),
-            _order_key(c.degradation, DEGRADATION_ORDER),
-        )
-    )
-    return cells
+        notes.append(f"{len(distinct)} image(s) appear more than once for method {method}, degradation "
+                     f"{degradation}, generator {generator}, data {data}: "
+                     f"{', '.join(distinct[:_MAX_NAMES_IN_WARNING])}{f' and {hidden} more' if hidden > 0 else ''}; "
+                     "counted once, keeping the newest row")
+    rows = rows.drop_duplicates([*_CELL_KEY, "image"], keep="last")
+    counts = rows.groupby(_CELL_KEY, sort=False)["status"].agg(ok=lambda s: int(s.eq("ok").sum()), total="size")
+    values = rows[rows["status"] == "ok"].melt(id_vars=_CELL_KEY, value_vars=list(METRICS), var_name="metric").dropna()
+    # the standard library's exactly rounded mean and std: report.csv does not depend on summation order
+    stats = values.groupby([*_CELL_KEY, "metric"])["value"].agg(
+        n="count", mean=statistics.fmean, std=lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+
+    def statistic(key: tuple, metric: str) -> Statistic:
+        if (*key, metric) not in stats.index:
+            return Statistic(mean=None, std=None, n=0)
+        n, mean, std = stats.loc[(*key, metric)]
+        return Statistic(mean=float(mean), std=float(std), n=int(n))
+
+    cells = [Cell(*key, ok=int(count.ok), failed=int(count.total - count.ok),
+                  **{metric: statistic(key, metric) for metric in METRICS})
+             for key, count in counts.iterrows()]
+    return sorted(cells, key=lambda c: (c.generator, c.data, _order_key(c.method, METHOD_ORDER),
+                                        _order_key(c.degradation, DEGRADATION_ORDER)))
 
 
 def _data_names(runs: Sequence[_Run], notes: list[str]) -> dict[Path, str]:
@@ -419,40 +350,29 @@ def _data_names(runs: Sequence[_Run], notes: list[str]) -> dict[Path, str]:
     known: dict[str, set[str]] = {}
     for run in runs:
         if run.data is not None:
-            for generator in {row.generator for row in run.rows}:
+            for generator in set(run.rows["generator"]):
                 known.setdefault(generator, set()).add(run.data)
     names = {}
     for run in runs:
+        candidates = set().union(*(known.get(generator, set()) for generator in set(run.rows["generator"])))
         if run.data is not None:
             names[run.path] = run.data
-            continue
-        candidates = set().union(*(known.get(row.generator, set()) for row in run.rows))
-        if len(candidates) == 1:
+        elif len(candidates) == 1:
             names[run.path] = candidates.pop()
         else:
             names[run.path] = UNKNOWN_DATA
-            if run.rows:
-                notes.append(
-                    f"{run.path} has no {SUMMARY_NAME} to name its data set; "
-                    f"listed under data {UNKNOWN_DATA!r}"
-                )
+            if len(run.rows):
+                notes.append(f"{run.path} has no {SUMMARY_NAME} to name its data set; "
+                             f"listed under data {UNKNOWN_DATA!r}")
     return names
-
-
-def _statistic(values: Iterable[float | None]) -> Statistic:
-    present = [value for value in values if value is not None]
-    if not present:
-        return Statistic(mean=None, std=None, n=0)
-    std = statistics.stdev(present) if len(present) > 1 else 0.0
-    return Statistic(mean=statistics.fmean(present), std=std, n=len(present))
 
 
 def _order_key(name: str, known: Sequence[str]) -> tuple[int, str]:
     return (known.index(name), "") if name in known else (len(known), name)
 
 
-def _is_sphinx(method: str) -> bool:
-    return method.startswith("sphinx")
+def _ordered(names: Iterable[str], known: Sequence[str]) -> list[str]:
+    return sorted(set(names), key=lambda name: _order_key(name, known))
 
 
 def _sections(cells: Sequence[Cell]) -> list[tuple[tuple[str, str], list[Cell]]]:
@@ -465,28 +385,18 @@ def _sections(cells: Sequence[Cell]) -> list[tuple[tuple[str, str], list[Cell]]]
 def _compare(cells: Sequence[Cell]) -> list[Comparison]:
     comparisons = []
     for (generator, data), section in _sections(cells):
-        for degradation in _ordered({c.degradation for c in section}, DEGRADATION_ORDER):
+        for degradation in _ordered((c.degradation for c in section), DEGRADATION_ORDER):
             column = [c for c in section if c.degradation == degradation]
             for metric in METRICS:
-                sphinx = _best([c for c in column if _is_sphinx(c.method)], metric)
-                baseline = _best([c for c in column if not _is_sphinx(c.method)], metric)
+                sphinx = _best([c for c in column if c.method.startswith("sphinx")], metric)
+                baseline = _best([c for c in column if not c.method.startswith("sphinx")], metric)
                 if sphinx is None or baseline is None:
                     continue
-                sphinx_mean = sphinx.statistic(metric).mean
-                baseline_mean = baseline.statistic(metric).mean
-                comparisons.append(
-                    Comparison(
-                        generator=generator,
-                        data=data,
-                        degradation=degradation,
-                        metric=metric,
-                        sphinx_method=sphinx.method,
-                        sphinx_mean=sphinx_mean,
-                        baseline_method=baseline.method,
-                        baseline_mean=baseline_mean,
-                        difference=sphinx_mean - baseline_mean,
-                    )
-                )
+                sphinx_mean, baseline_mean = sphinx.statistic(metric).mean, baseline.statistic(metric).mean
+                comparisons.append(Comparison(
+                    generator=generator, data=data, degradation=degradation, metric=metric,
+                    sphinx_method=sphinx.method, sphinx_mean=sphinx_mean, baseline_method=baseline.method,
+                    baseline_mean=baseline_mean, difference=sphinx_mean - baseline_mean))
     return comparisons
 
 
@@ -496,25 +406,16 @@ def _best(cells: Sequence[Cell], metric: str) -> Cell | None:
         return None
     sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
     # ties go to the method listed first, so the result does not depend on file order
-    return min(
-        scored,
-        key=lambda c: (sign * c.statistic(metric).mean, _order_key(c.method, METHOD_ORDER)),
-    )
-
-
-def _ordered(names: Iterable[str], known: Sequence[str]) -> list[str]:
-    return sorted(set(names), key=lambda name: _order_key(name, known))
+    return min(scored, key=lambda c: (sign * c.statistic(metric).mean, _order_key(c.method, METHOD_ORDER)))
 
 
 def _title(runs: Sequence[_Run], cells: Sequence[Cell]) -> str:
-    experiments = sorted({run.experiment for run in runs if run.experiment and run.rows})
+    experiments = sorted({run.experiment for run in runs if run.experiment and len(run.rows)})
     methods = _ordered((c.method for c in cells), METHOD_ORDER)
     degradations = _ordered((c.degradation for c in cells), DEGRADATION_ORDER)
     name = ", ".join(experiments) if experiments else "sphinx report"
     # data and generator in pairs, so that several of each still say which went with which
-    settings = "; ".join(
-        f"on {data}, generator {generator}" for (generator, data), _ in _sections(cells)
-    )
+    settings = "; ".join(f"on {data}, generator {generator}" for (generator, data), _ in _sections(cells))
     return f"{name}: {', '.join(methods)} x {', '.join(degradations)} {settings}"
 
 
@@ -523,14 +424,12 @@ def _title(runs: Sequence[_Run], cells: Sequence[Cell]) -> str:
 
 
 def _format(value: float, metric: str, *, signed: bool = False) -> str:
-    sign = "+" if signed else ""
-    return f"{value:{sign}.{METRIC_DIGITS[metric]}f}"
+    return f"{value:{'+' if signed else ''}.{METRIC_DIGITS[metric]}f}"
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _markdown(report: Report) -> str:
@@ -554,16 +453,12 @@ def _markdown(report: Report) -> str:
             lines += ["", f"{level} {METRIC_LABELS[metric]}, {order}", ""]
             lines += _grid(section, lambda cell, column, m=metric: _metric_text(cell, column, m))
         lines += ["", f"{level} Images", ""]
-        lines += _grid(section, lambda cell, column: _count_text(cell))
+        lines += _grid(section, lambda cell, column: f"{cell.ok} ok" + (f", {cell.failed} failed" if cell.failed else ""))
         lines += ["", f"{level} SPHInX against the best baseline", ""]
-        lines += _comparison_table(
-            [c for c in report.comparisons if (c.generator, c.data) == (generator, data)]
-        )
+        lines += _comparison_table([c for c in report.comparisons if (c.generator, c.data) == (generator, data)])
     if report.warnings:
-        lines += ["", "## Warnings", ""]
-        lines += [f"- {warning}" for warning in report.warnings]
-    lines += ["", "## Sources", ""]
-    lines += [f"- `{path}`" for path in report.sources]
+        lines += ["", "## Warnings", "", *(f"- {warning}" for warning in report.warnings)]
+    lines += ["", "## Sources", "", *(f"- `{path}`" for path in report.sources)]
     return "\n".join(lines) + "\n"
 
 
@@ -572,15 +467,11 @@ def _grid(section: Sequence[Cell], text: Callable[[Cell, list[Cell]], str]) -> l
     methods = _ordered((c.method for c in section), METHOD_ORDER)
     degradations = _ordered((c.degradation for c in section), DEGRADATION_ORDER)
     columns = {d: [c for c in section if c.degradation == d] for d in degradations}
-    by_key = {(c.method, c.degradation): c for c in section}
-    rows = []
-    for method in methods:
-        row = [method]
-        for degradation in degradations:
-            cell = by_key.get((method, degradation))
-            row.append("" if cell is None else text(cell, columns[degradation]))
-        rows.append(row)
-    return _table(["method", *degradations], rows)
+    texts = pd.DataFrame([(c.method, c.degradation, text(c, columns[c.degradation])) for c in section],
+                         columns=["method", "degradation", "text"])
+    grid = texts.pivot(index="method", columns="degradation", values="text")
+    grid = grid.reindex(index=methods, columns=degradations).fillna("")
+    return _table(["method", *degradations], ([method, *row] for method, row in zip(methods, grid.to_numpy().tolist())))
 
 
 def _metric_text(cell: Cell, column: list[Cell], metric: str) -> str:
@@ -589,16 +480,11 @@ def _metric_text(cell: Cell, column: list[Cell], metric: str) -> str:
         return "—"
     text = f"{_format(stat.mean, metric)} ± {_format(stat.std, metric)}"
     scored = [c for c in column if c.statistic(metric).mean is not None]
-    best = _best(scored, metric)
-    if len(scored) > 1 and stat.mean == best.statistic(metric).mean:
+    if len(scored) > 1 and stat.mean == _best(scored, metric).statistic(metric).mean:
         text = f"**{text}**"
     if stat.n != cell.ok:
         text += f" (n={stat.n})"  # some finished images have no value, e.g. LPIPS unavailable
     return text
-
-
-def _count_text(cell: Cell) -> str:
-    return f"{cell.ok} ok" + (f", {cell.failed} failed" if cell.failed else "")
 
 
 def _comparison_table(comparisons: Sequence[Comparison]) -> list[str]:
@@ -606,44 +492,18 @@ def _comparison_table(comparisons: Sequence[Comparison]) -> list[str]:
         return ["No degradation has both a SPHInX method and a baseline with results."]
     rows = []
     for c in comparisons:
-        if c.sphinx_better:
-            better = "SPHInX"
-        else:
-            better = "tie" if c.difference == 0 else c.baseline_method
-        rows.append(
-            [
-                c.degradation,
-                METRIC_LABELS[c.metric],
-                f"{c.sphinx_method} {_format(c.sphinx_mean, c.metric)}",
-                f"{c.baseline_method} {_format(c.baseline_mean, c.metric)}",
-                _format(c.difference, c.metric, signed=True),
-                better,
-            ]
-        )
-    header = ["degradation", "metric", "best SPHInX", "best baseline", "SPHInX − baseline"]
-    return _table([*header, "better"], rows)
+        better = "SPHInX" if c.sphinx_better else "tie" if c.difference == 0 else c.baseline_method
+        rows.append([c.degradation, METRIC_LABELS[c.metric], f"{c.sphinx_method} {_format(c.sphinx_mean, c.metric)}",
+                     f"{c.baseline_method} {_format(c.baseline_mean, c.metric)}",
+                     _format(c.difference, c.metric, signed=True), better])
+    return _table(["degradation", "metric", "best SPHInX", "best baseline", "SPHInX − baseline", "better"], rows)
 
 
-def _long_csv(report: Report) -> str:
-    lines: list[list[str]] = [list(REPORT_CSV_COLUMNS)]
-    for cell in report.cells:
-        for metric in METRICS:
-            stat = cell.statistic(metric)
-            lines.append(
-                [
-                    cell.generator,
-                    cell.data,
-                    cell.method,
-                    cell.degradation,
-                    metric,
-                    "" if stat.mean is None else repr(stat.mean),
-                    "" if stat.std is None else repr(stat.std),
-                    str(stat.n),
-                ]
-            )
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(lines)
-    return buffer.getvalue()
+def _long_table(report: Report) -> pd.DataFrame:
+    """One row per (cell, metric): the numbers of report.csv."""
+    rows = [(c.generator, c.data, c.method, c.degradation, metric, s.mean, s.std, s.n)
+            for c in report.cells for metric in METRICS for s in [c.statistic(metric)]]
+    return pd.DataFrame(rows, columns=list(REPORT_CSV_COLUMNS))
 
 
 def _plot(report: Report) -> bytes:
@@ -659,58 +519,36 @@ def _plot(report: Report) -> bytes:
     axes = figure.subplots(len(sections), len(METRICS), squeeze=False)
     all_methods = _ordered((c.method for c in report.cells), METHOD_ORDER)
     colours = {method: f"C{index % 10}" for index, method in enumerate(all_methods)}
+    table = _long_table(report)
     for row, ((generator, data), section) in enumerate(sections):
         methods = _ordered((c.method for c in section), METHOD_ORDER)
         degradations = _ordered((c.degradation for c in section), DEGRADATION_ORDER)
-        by_key = {(c.method, c.degradation): c for c in section}
-        width = 0.8 / len(methods)
         for column, metric in enumerate(METRICS):
             ax = axes[row][column]
-            drawn = False
-            for index, method in enumerate(methods):
-                xs, means, stds = [], [], []
-                for position, degradation in enumerate(degradations):
-                    cell = by_key.get((method, degradation))
-                    stat = cell.statistic(metric) if cell is not None else None
-                    if stat is None or stat.mean is None:
-                        continue
-                    xs.append(position - 0.4 + width * (index + 0.5))
-                    means.append(stat.mean)
-                    stds.append(stat.std)
-                if xs:
-                    drawn = True
-                    ax.bar(xs, means, width, yerr=stds, capsize=3, color=colours[method])
+            values = table[(table["generator"] == generator) & (table["data"] == data) & (table["metric"] == metric)]
+            # degradations along x, one bar per method, its std as the error bar
+            means, stds = (values.pivot(index="degradation", columns="method", values=field).astype(float)
+                           .reindex(index=degradations, columns=methods) for field in ("mean", "std"))
+            if means.notna().to_numpy().any():
+                means.plot.bar(ax=ax, yerr=stds, width=0.8, capsize=3, color=[colours[m] for m in methods],
+                               legend=False, rot=0, xlabel="")
+            else:
+                ax.set_xticks(range(len(degradations)), degradations)
+                ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
             ax.set_xlim(-0.5, len(degradations) - 0.5)
-            ax.set_xticks(range(len(degradations)))
-            ax.set_xticklabels(degradations)
-            arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
-            title = f"{METRIC_LABELS[metric]} {arrow}"
-            if len(sections) > 1:
-                title += f"  ({generator}, {data})"
-            ax.set_title(title)
+            title = f"{METRIC_LABELS[metric]} {'↓' if metric in LOWER_IS_BETTER else '↑'}"
+            ax.set_title(title + (f"  ({generator}, {data})" if len(sections) > 1 else ""))
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)
-            if not drawn:
-                ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
-    handles = [Patch(color=colours[method], label=method) for method in all_methods]
     height = figure.get_figheight()
     figure.suptitle(textwrap.fill(report.title, 150), y=1 - 0.08 / height, va="top", fontsize=11)
-    figure.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 1 - 0.38 / height),
-        ncol=min(len(handles), 8),
-        frameon=False,
-    )
+    figure.legend(handles=[Patch(color=colours[method], label=method) for method in all_methods],
+                  loc="upper center", bbox_to_anchor=(0.5, 1 - 0.38 / height), ncol=min(len(all_methods), 8),
+                  frameon=False)
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.62 / height))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, content: bytes) -> None:
-    # a report being rewritten is never seen half-written by a notebook or a sync job
-    atomic_write_bytes(path, content)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -720,16 +558,11 @@ def _write_atomic(path: Path, content: bytes) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sphinx.report",
-        description=(
-            "Aggregate the results.csv of run or multirun directories into report.md, "
-            "report.csv and report.png: methods x degradations, mean ± std of PSNR, SSIM and "
-            "LPIPS, and SPHInX against the best baseline."
-        ),
-    )
+        description=("Aggregate the results.csv of run or multirun directories into report.md, report.csv and "
+                     "report.png: methods x degradations, mean ± std of PSNR, SSIM and LPIPS, and SPHInX against "
+                     "the best baseline."))
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or multirun directories")
-    parser.add_argument(
-        "--out", metavar="DIR", help="where to write the report (default: the first DIR)"
-    )
+    parser.add_argument("--out", metavar="DIR", help="where to write the report (default: the first DIR)")
     return parser
 
 

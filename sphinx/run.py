@@ -44,6 +44,7 @@ def run(cfg: DictConfig) -> dict | None:
     from sphinx.generators.checkpoints import describe
     from sphinx.lit.resume import check_resume, run_fingerprint
     from sphinx.lit.datamodule import InversionDataModule
+    from sphinx.lit.loggers import log_results
     from sphinx.lit.module import InversionModule
     from sphinx.lit.outputs import OutputWriter
 
@@ -94,7 +95,7 @@ def run(cfg: DictConfig) -> dict | None:
         return None
     summary = writer.finalize(config=OmegaConf.to_container(cfg, resolve=True), experiment=cfg.experiment_name,
                               data=_data_name(cfg), steps=build.step_counts(method))
-    _log_tables(logger, writer, summary)
+    log_results(logger, writer.run_dir / "results.csv", summary)
     _print_summary(summary, run_dir)
     return summary
 
@@ -102,20 +103,6 @@ def run(cfg: DictConfig) -> dict | None:
 def _data_name(cfg: DictConfig) -> str:
     target = cfg.data.get("_target_", "")
     return str(cfg.data.path) if target.endswith("ImageFolder") else "bundled samples"
-
-
-def _log_tables(logger, writer, summary: dict) -> None:
-    if not logger or not hasattr(logger, "log_table"):
-        return
-    import csv
-
-    with open(writer.run_dir / "results.csv", newline="") as stream:
-        rows = list(csv.reader(stream))
-    logger.log_table(key="results", columns=rows[0], data=rows[1:])
-    logger.experiment.summary.update({f"summary/{name}": values["mean"]
-                                      for name, values in summary["metrics"].items() if values["mean"] is not None})
-    logger.experiment.summary.update({"summary/ok": summary["ok"], "summary/failed": summary["failed"]})
-    logger.finalize("success")
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:

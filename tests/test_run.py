@@ -185,7 +185,7 @@ def test_help_lists_the_config_groups(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_offline_wandb_run_holds_the_panels_and_the_results_table(tiny, tmp_path):
+def test_an_offline_wandb_run_holds_the_panels_and_a_numeric_results_table(tiny, tmp_path):
     args = [a for a in tiny if a != "logger=none"]
     run_dir = tmp_path / "run"
     sphinx_run(*args, "logger=wandb", "logger.mode=offline", "data.limit=2", "steps_scale=0.004",
@@ -198,6 +198,8 @@ def test_an_offline_wandb_run_holds_the_panels_and_the_results_table(tiny, tmp_p
     (table,) = list(media.glob("table/results_*.table.json"))
     content = json.loads(table.read_text())
     assert content["columns"][:2] == ["image", "method"] and len(content["data"]) == 2
+    first = dict(zip(content["columns"], content["data"][0]))  # numbers, not their text
+    assert isinstance(first["psnr"], float) and isinstance(first["steps"], int) and isinstance(first["image"], str)
 
 
 @pytest.mark.slow

@@ -111,3 +111,42 @@ def test_entry_point_trains_writes_a_loadable_checkpoint_and_resumes(tmp_path: P
     payload = torch.load(tmp_path / "second" / "checkpoints" / "last.pt", weights_only=True)
     # the history continues: the first run closed its window at step 2, the resumed one at 3
     assert payload["step"] == 3 and payload["history"]["step"] == [2.0, 3.0]
+
+
+def photo_folder(folder: Path) -> Path:
+    """Any folder of images: photos of several sizes and shapes, one in a sub-folder, one broken file."""
+    from skimage import data
+
+    (folder / "more").mkdir(parents=True)
+    Image.fromarray(data.astronaut()).save(folder / "astronaut.png")  # 512 x 512
+    Image.fromarray(data.chelsea()).save(folder / "chelsea.jpg")  # 451 x 300, not square
+    Image.fromarray(data.coffee()).save(folder / "more" / "coffee.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    (folder / "notes.txt").write_text("not an image either")
+    return folder
+
+
+def test_a_prior_trains_on_any_folder_of_images(tmp_path: Path, caplog) -> None:
+    from sphinx.train import build
+
+    folder = photo_folder(tmp_path / "photos")
+    cfg = compose(["model=tiny16", "data=folder", f"data.path={folder}", "gan.steps=2", "gan.batch_size=2",
+                   "gan.checkpoint_every=2", "gan.sample_every=2", "gan.num_samples=4", "gan.latent_avg_samples=64",
+                   "threads=1", "trainer.enable_progress_bar=false"])
+    module, trainer = build(cfg, tmp_path / "run")
+    # the three readable photos, cropped and resized to the model's 16 px; the broken file left out
+    assert list(module.images.shape) == [3, 3, 16, 16]
+    assert module.images.min() >= -1 and module.images.max() <= 1
+    assert "1 of 4 image files" in caplog.text and "broken.png" in caplog.text
+    trainer.fit(module)
+    assert module.step == 2
+    assert load_generator(tmp_path / "run" / "checkpoints" / "last.pt").resolution == 16
+
+
+def test_a_folder_run_without_a_path_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    from sphinx.errors import ConfigError
+    from sphinx.train import build
+
+    with pytest.raises(ConfigError, match=r"^data.path is not set; e.g. data=folder needs data.path=/folder/of/images$"):
+        build(compose(["model=tiny16", "data=folder"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -12,6 +12,7 @@ from sphinx.data.datasets import (
     Sample,
     collate_items,
     image_id_to_filename,
+    load_folder_images,
     load_sample_pixels,
 )
 from sphinx.data.images import (
@@ -39,6 +40,7 @@ __all__ = [
     "collate_items",
     "convert_image",
     "image_id_to_filename",
+    "load_folder_images",
     "load_image",
     "load_sample_pixels",
     "save_image",

@@ -10,6 +10,7 @@ option) is a :class:`ConfigError` raised by the constructor, before any compute.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from torch.utils.data import Dataset
 
 from sphinx.data.images import IMAGE_EXTENSIONS, check_fit, check_resolution, convert_image, load_image
 from sphinx.errors import ConfigError, ImageError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,35 @@ class ImageFolder(Dataset):
         except ImageError as error:
             return ImageItem(image_id, None, one_line(str(error)))
         return ImageItem(image_id, image, None)
+
+
+def load_folder_images(path: str | os.PathLike[str], *, resolution: int, fit: str = "crop",
+                       limit: int | None = None) -> torch.Tensor:
+    """Every readable image under a folder as one tensor: training data for a prior.
+
+    Args:
+        path: the folder, searched recursively as :class:`ImageFolder` does.
+        resolution: side ``R`` of the output images, the generator's resolution.
+        fit: ``"crop"`` (centred square) or ``"pad"`` (white borders) for non-square images.
+        limit: keep only the first ``limit`` images in sorted order; ``None`` keeps all.
+
+    Returns:
+        ``[N, 3, R, R]`` float32 in [-1, 1], in sorted path order. Unreadable files are left out
+        with a warning: one bad file does not stop a training run.
+
+    Raises:
+        ConfigError: the folder is missing or holds no readable image, or an option is invalid.
+    """
+    folder = ImageFolder(path, resolution=resolution, fit=fit, limit=limit)
+    items = [folder[index] for index in range(len(folder))]
+    unreadable = [item for item in items if item.image is None]
+    if len(unreadable) == len(items):
+        raise ConfigError(f"data.path {folder.root}: none of its {len(items)} image files can be read "
+                          f"({unreadable[0].error})")
+    if unreadable:
+        log.warning("%d of %d image files under %s cannot be read and are left out, e.g. %s", len(unreadable),
+                    len(items), folder.root, unreadable[0].error)
+    return torch.stack([item.image for item in items if item.image is not None])  # [N, 3, R, R]
 
 
 def one_line(message: str) -> str:

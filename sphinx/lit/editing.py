@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from pytorch_lightning.loggers import WandbLogger
 
 from sphinx.build import MethodSpec
 from sphinx.data.datasets import image_id_to_filename
@@ -27,6 +28,7 @@ from sphinx.editing import (AttributeEdit, apply_direction, attribute_measures, 
                             morph, morph_measures, render_attribute)
 from sphinx.editing.media import gif_bytes, labelled_strip
 from sphinx.inversion import InversionState, invert, load_state, render_state, save_state
+from sphinx.lit.loggers import log_pictures
 from sphinx.lit.module import InversionModule
 from sphinx.lit.outputs import OutputWriter, _cell, _mean_std, atomic_write_bytes, atomic_write_text, png_bytes
 from sphinx.metrics.image_quality import psnr
@@ -221,16 +223,15 @@ class EditModule(InversionModule):
                 "strip": self.writer.relative(folder / "strip.png")}
 
     def _log_media(self) -> None:
-        """Strips as images and walks as animated GIFs, for W&B."""
+        """Strips as pictures for the logger, and walks as animated GIFs for W&B."""
         media, self.media = self.media, []
-        log_image = getattr(self.logger, "log_image", None)
-        if log_image is None or not media:
+        if not media:
             return
-        import wandb
+        log_pictures(self.logger, "strips", [m[1] for m in media], [m[0] for m in media], step=self._logged_steps)
+        if isinstance(self.logger, WandbLogger):
+            import wandb
 
-        log_image(key="strips", images=[m[1] for m in media], caption=[m[0] for m in media],
-                  step=self._logged_steps)
-        self.logger.experiment.log({"walks": [wandb.Video(str(m[2]), format="gif", caption=m[0]) for m in media]})
+            self.logger.experiment.log({"walks": [wandb.Video(str(m[2]), format="gif", caption=m[0]) for m in media]})
 
 
 def morph_pairs(generator, writer: EditWriter, *, frames: int, frame_ms: int, ordered_ids: Sequence[str]) -> list[dict]:

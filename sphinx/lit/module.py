@@ -25,6 +25,7 @@ from sphinx.inversion import StepReport, invert, save_state
 from sphinx.errors import RunInterrupted
 from sphinx.inversion.checkpointing import BatchCheckpoint
 from sphinx.inversion.objective import pool_for_lpips
+from sphinx.lit.loggers import keeps_pictures, log_pictures
 from sphinx.lit.outputs import OutputWriter
 from sphinx.lit.preemption import StopSignals
 from sphinx.lit.progress import progress_bar
@@ -214,9 +215,8 @@ class InversionModule(pl.LightningModule):
             self._logged_steps += 1
 
     def _log_panel(self, targets: torch.Tensor, result, scores: dict) -> None:
-        """The run's comparison panel (titled columns, scored rows) of this batch, for W&B."""
-        log_image = getattr(self.logger, "log_image", None)
-        if log_image is None:
+        """The run's comparison panel (titled columns, scored rows) of this batch, for the logger."""
+        if not keeps_pictures(self.logger):
             return
         count = len(result.ids)
         reconstructions = [to_uint8(torch.nan_to_num(result.reconstructions[i], nan=-1.0)) for i in range(count)]
@@ -226,7 +226,7 @@ class InversionModule(pl.LightningModule):
                                                for m in ("psnr", "ssim"))) for i in range(count)]
         panel = comparison_grid([to_uint8(targets[i]) for i in range(count)], reconstructions,
                                 observations=observations, row_labels=labels, tile_side=PANEL_TILE)
-        log_image(key="panels", images=[panel], caption=[", ".join(result.ids)], step=self._logged_steps)
+        log_pictures(self.logger, "panels", [panel], [", ".join(result.ids)], step=self._logged_steps)
 
     def on_test_end(self) -> None:
         if self.stop is not None:

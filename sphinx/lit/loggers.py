@@ -1,0 +1,73 @@
+"""Pictures and tables for whichever Lightning logger a run has (CSV, W&B, TensorBoard, MLflow).
+
+Lightning gives every logger the same ``log_metrics`` and ``log_hyperparams``; pictures and tables
+each logger keeps in its own way, and the CSV logger keeps none (the run dir has them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Columns that hold names, even when every name looks like a number (an image called "1").
+TEXT_COLUMNS = ("image", "stem", "first", "second", "method", "degradation", "generator", "status", "message")
+
+
+def keeps_pictures(logger: Logger | None) -> bool:
+    """Whether :func:`log_pictures` has anywhere to put pictures (so that they are worth drawing)."""
+    return isinstance(logger, (WandbLogger, TensorBoardLogger, MLFlowLogger))
+
+
+def log_pictures(logger: Logger | None, key: str, pictures: Sequence[np.ndarray], captions: Sequence[str], *,
+                 step: int) -> None:
+    """Log labelled pictures, each ``[H, W, 3]`` uint8, with a caption each.
+
+    W&B shows the captions under the pictures; TensorBoard files each picture under
+    ``key/caption``; MLflow keeps them as ``key/step-NNNNNN-I.png`` artifacts. Other loggers get none.
+    """
+    if isinstance(logger, WandbLogger):
+        logger.log_image(key=key, images=list(pictures), caption=list(captions), step=step)
+    elif isinstance(logger, TensorBoardLogger):
+        for picture, caption in zip(pictures, captions):
+            logger.experiment.add_image(f"{key}/{caption}", picture, step, dataformats="HWC")
+    elif isinstance(logger, MLFlowLogger):
+        for index, picture in enumerate(pictures):
+            logger.experiment.log_image(logger.run_id, picture, artifact_file=f"{key}/step-{step:06d}-{index}.png")
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A run's ``results.csv`` with its numbers as numbers (empty: NaN) and its names as text (empty: "")."""
+    import pandas as pd  # here: a run imports pandas only when a logger takes its table
+
+    header = pd.read_csv(path, nrows=0).columns
+    text = [column for column in TEXT_COLUMNS if column in header]
+    frame = pd.read_csv(path, dtype=dict.fromkeys(text, str))
+    frame[text] = frame[text].fillna("")
+    return frame
+
+
+def log_results(logger: Logger | None, results: str | Path, summary: dict) -> None:
+    """The run's summary as ``summary/*`` metrics and its results table, then close the logger.
+
+    Args:
+        logger: the run's logger (False or None: nothing to do).
+        results: the run's ``results.csv``.
+        summary: what ``OutputWriter.finalize`` returned (``metrics``, ``ok``, ``failed``).
+    """
+    if not logger:
+        return
+    metrics = {f"summary/{name}": values["mean"] for name, values in summary["metrics"].items()
+               if values["mean"] is not None}
+    logger.log_metrics({**metrics, "summary/ok": summary["ok"], "summary/failed": summary["failed"]})
+    if isinstance(logger, WandbLogger):
+        logger.log_table(key="results", dataframe=read_results(results))
+    elif isinstance(logger, MLFlowLogger):
+        logger.experiment.log_artifact(logger.run_id, str(results))
+    logger.finalize("success")

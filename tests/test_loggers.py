@@ -1,0 +1,107 @@
+"""Loggers come from config (`_target_`) as Lightning loggers, and every one of them works offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from pytorch_lightning.loggers import CSVLogger
+
+from sphinx.build import build_logger
+from sphinx.lit.loggers import read_results
+from test_run import read_rows, sphinx_run
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def composed(*overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture
+def tiny_with_a_logger(fixtures_root) -> list[str]:
+    return ["generator=custom", f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}", "data.limit=2",
+            "steps_scale=0.004"]
+
+
+def test_every_logger_config_names_a_lightning_logger_or_none():
+    for path in sorted((CONF / "logger").glob("*.yaml")):
+        target = composed(f"logger={path.stem}").logger.get("_target_")
+        if path.stem == "none":
+            assert target is None
+        else:
+            assert target.startswith("pytorch_lightning.loggers."), path.name
+
+
+def test_logger_none_builds_no_logger(tmp_path):
+    assert build_logger(composed("logger=none"), run_dir=tmp_path, method="w", degradation="none") is False
+
+
+def test_the_csv_logger_writes_into_the_run_dir_with_the_config(tmp_path):
+    logger = build_logger(composed("logger=csv"), run_dir=tmp_path, method="w", degradation="none")
+    assert isinstance(logger, CSVLogger)
+    logger.log_metrics({"inversion/loss": 0.5}, step=0)
+    logger.finalize("success")
+    assert (tmp_path / "csv" / "metrics.csv").read_text().splitlines() == ["inversion/loss,step", "0.5,0"]
+    assert "steps_scale: 1.0" in (tmp_path / "csv" / "hparams.yaml").read_text()
+
+
+def test_a_value_set_in_the_config_wins_over_the_runs_default(tmp_path):
+    pytest.importorskip("tensorboard")
+    logger = build_logger(composed("logger=tensorboard", f"+logger.save_dir={tmp_path / 'elsewhere'}"),
+                          run_dir=tmp_path / "run", method="w", degradation="none")
+    assert Path(logger.log_dir) == tmp_path / "elsewhere" / "tensorboard"
+
+
+def test_results_are_read_with_numbers_as_numbers_and_names_as_text(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("image,method,psnr,lpips,steps,status,message\n"
+                    "1,sphinx,20.5,,100,ok,\n"
+                    "b.png,sphinx,,,0,failed,unreadable\n")
+    frame = read_results(path)
+    assert frame["image"].tolist() == ["1", "b.png"]  # an image called "1" keeps its name
+    assert frame["message"].tolist() == ["", "unreadable"]
+    assert frame["psnr"].dtype == "float64" and frame["steps"].dtype == "int64"
+    assert frame["lpips"].isna().all()
+
+
+@pytest.mark.slow
+def test_a_tensorboard_run_writes_its_curves_panels_and_summary_offline(tiny_with_a_logger, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    sphinx_run(*tiny_with_a_logger, "logger=tensorboard", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"inversion/loss", "test/psnr", "summary/psnr", "summary/ok"} <= set(tags["scalars"])
+    assert tags["images"] == ["panels/astronaut, chelsea"]  # the caption names the panel's images
+    (ok,) = events.Scalars("summary/ok")
+    assert ok.value == 2
+    assert "method" in (run_dir / "tensorboard" / "hparams.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_an_mlflow_run_keeps_its_metrics_params_panels_and_results_in_the_run_dir(tiny_with_a_logger, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "run"
+    sphinx_run(*tiny_with_a_logger, "logger=mlflow", "experiment_name=tracked", f"hydra.run.dir={run_dir}",
+               cwd=tmp_path)
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    assert run.info.run_name == "sphinx-none-run"
+    assert run.data.tags["method"] == "sphinx" and run.data.params["method/name"] == "sphinx"
+    psnrs = [float(row["psnr"]) for row in read_rows(run_dir)]
+    assert run.data.metrics["summary/psnr"] == pytest.approx(sum(psnrs) / 2, rel=1e-4)
+    artifacts = run_dir / "mlartifacts" / run.info.run_id / "artifacts"
+    assert (artifacts / "results.csv").read_text() == (run_dir / "results.csv").read_text()
+    assert len(list((artifacts / "panels").glob("*.png"))) == 1
