@@ -1,9 +1,8 @@
 """Fetching files into a local cache: pooch's HTTP downloader under sphinx's rules.
 
-The rules: files live in torch's hub checkpoint folder (``TORCH_HOME`` moves it), where weights a
-user already fetched with torchvision are found; a file appears under its name complete and
-checked or not at all; ``SPHINX_OFFLINE=1`` forbids the network, and every failure is one line
-that says where to place the file by hand.
+Files live in torch's hub checkpoint folder (``TORCH_HOME`` moves it), beside torchvision's; a file
+appears under its name complete and checked or not at all; ``SPHINX_OFFLINE=1`` forbids the network;
+every failure is one line that says where to place the file by hand.
 """
 
 from __future__ import annotations
@@ -25,10 +24,8 @@ from sphinx.errors import DownloadError
 from sphinx.files import atomic_open
 
 _OFFLINE_VARIABLE = "SPHINX_OFFLINE"
-_SCHEMES = ("http", "https", "file")
 _TIMEOUT_S = 30.0  # per socket operation (connect, each read), not for the whole transfer
 _CHUNK_BYTES = 1 << 20
-_SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 def default_cache_dir() -> Path:
@@ -58,14 +55,12 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def download(url: str, *, sha256: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
              filename: str | None = None, progress: bool = True) -> Path:
-    """The cached copy of ``url``, fetched first if it is not cached yet.
+    """The cached copy of ``url`` (``http://``, ``https://`` or ``file://``), fetched first if not cached yet.
 
     Args:
-        url: an ``http://``, ``https://`` or ``file://`` address.
         sha256: the expected SHA-256 (64 hex digits), checked on the cached copy and on a fresh
             download; None skips the check.
-        cache_dir: the cache folder; ``default_cache_dir()`` when None.
-        filename: the cached file's name; the last component of the URL's path when None.
+        cache_dir, filename: where the copy goes, as in :func:`cached_path`.
         progress: show a progress bar on stderr while fetching.
 
     Raises:
@@ -73,11 +68,13 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | os.PathLik
             ``SPHINX_OFFLINE`` set), or its checksum does not match.
         ValueError: ``sha256`` is not 64 hex digits, or the URL has an unsupported scheme.
     """
-    expected = _normalise_sha256(sha256)
+    expected = None if sha256 is None else sha256.strip().lower()
+    if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
     path = cached_path(url, cache_dir=cache_dir, filename=filename)
     scheme = urlsplit(url).scheme.lower()
-    if scheme not in _SCHEMES:
-        raise ValueError(f"cannot download {url}: the scheme must be one of {', '.join(_SCHEMES)}")
+    if scheme not in ("http", "https", "file"):
+        raise ValueError(f"cannot download {url}: the scheme must be one of http, https, file")
     if path.is_file():
         actual = file_sha256(path) if expected is not None else None
         if actual != expected:
@@ -88,26 +85,28 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | os.PathLik
     if scheme != "file" and os.environ.get(_OFFLINE_VARIABLE, "") not in ("", "0"):
         raise DownloadError(f"cannot download {url}: {_OFFLINE_VARIABLE}={os.environ[_OFFLINE_VARIABLE]} forbids "
                             f"network access; download it by hand and place the file at {path}")
-    source = Path(url2pathname(urlsplit(url).path)) if scheme == "file" else None
     with atomic_open(path) as sink:
         sink = _Hashing(sink)
         try:
+            source = Path(url2pathname(urlsplit(url).path)) if scheme == "file" else None
             # pooch asks a bar's truth before it tells the bar the size: 1 until then
             total = source.stat().st_size if source is not None else 1
             with tqdm(total=total, desc=path.name, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                       disable=not progress) as bar:
-                if source is not None:
-                    _copy(source, sink, bar)
-                else:
+                if source is None:
                     pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK_BYTES, timeout=_TIMEOUT_S,
                                          headers={"User-Agent": f"sphinx-inversion/{__version__}"})(url, sink, None)
+                else:
+                    with source.open("rb") as stream:
+                        while chunk := stream.read(_CHUNK_BYTES):
+                            sink.write(chunk)
+                            bar.update(len(chunk))
         except OSError as error:  # requests' errors are OSErrors too
             raise DownloadError(f"cannot download {url} ({_reason(error)}); download it by hand and place the "
                                 f"file at {path}") from error
-        actual = sink.digest.hexdigest()
-        if expected is not None and actual != expected:
-            raise DownloadError(f"{url} has sha256 {actual}, expected {expected}; the file was not kept; "
-                                f"if the source changed, download it by hand, check it and place it at {path}")
+        if expected is not None and sink.digest.hexdigest() != expected:
+            raise DownloadError(f"{url} has sha256 {sink.digest.hexdigest()}, expected {expected}; the file was not "
+                                f"kept; if the source changed, download it by hand, check it and place it at {path}")
     return path
 
 
@@ -116,20 +115,11 @@ class _Hashing:
 
     def __init__(self, sink) -> None:
         self.sink, self.digest = sink, hashlib.sha256()
+        self.flush = sink.flush  # pooch flushes after each chunk
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self.sink.write(data)
-
-    def flush(self) -> None:
-        self.sink.flush()
-
-
-def _copy(source: Path, sink: _Hashing, bar) -> None:
-    with source.open("rb") as stream:
-        while chunk := stream.read(_CHUNK_BYTES):
-            sink.write(chunk)
-            bar.update(len(chunk))
 
 
 def _reason(error: BaseException) -> str:
@@ -141,12 +131,3 @@ def _reason(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     # urllib3 starts with the connection, e.g. "HTTPConnectionPool(host=..., port=...): Read timed out."
     return text.split("): ", 1)[-1] if text.startswith(("HTTPConnection", "HTTPSConnection")) else text
-
-
-def _normalise_sha256(sha256: str | None) -> str | None:
-    if sha256 is None:
-        return None
-    normalised = sha256.strip().lower()
-    if not _SHA256_PATTERN.fullmatch(normalised):
-        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
-    return normalised

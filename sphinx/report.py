@@ -396,14 +396,14 @@ def _grid(cells: pd.DataFrame, texts: pd.Series) -> list[str]:
 
 def _metric_texts(cells: pd.DataFrame, metric: str) -> pd.Series:
     """Mean ± std of each cell, bold when best of its column (of two or more), "—" without values."""
-    means, stds = (cells[field].astype(float).map(lambda value: _format(value, metric)) for field in ("mean", "std"))
-    texts = means + " ± " + stds
-    column = cells["mean"].astype(float).groupby(cells["degradation"])
+    means, stds = cells["mean"].astype(float), cells["std"].astype(float)
+    texts = means.map(lambda mean: _format(mean, metric)) + " ± " + stds.map(lambda std: _format(std, metric))
+    column = means.groupby(cells["degradation"])
     best = column.transform("min" if metric in LOWER_IS_BETTER else "max")
-    texts = texts.mask((cells["mean"] == best) & (column.transform("count") > 1), "**" + texts + "**")
+    texts = texts.mask((means == best) & (column.transform("count") > 1), "**" + texts + "**")
     # some finished images have no value, e.g. LPIPS unavailable
     texts = texts.mask(cells["n"] != cells["ok"], texts + " (n=" + cells["n"].astype(str) + ")")
-    return texts.mask(cells["mean"].isna(), "—")
+    return texts.mask(means.isna(), "—")
 
 
 def _comparison_table(comparisons: Sequence[Comparison]) -> list[str]:
