@@ -9,6 +9,8 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): auto = one per CPU core; 0 runs the suite in this process
+TEST_WORKERS ?= auto
 BIN := $(VENV)/bin
 
 .PHONY: install demo test
@@ -25,4 +27,4 @@ demo: install
 	$(BIN)/python -m sphinx.run +experiment=ood_faces
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)

@@ -44,3 +44,9 @@ def tiny_generator(fixtures_root):
     from sphinx.generators import load_generator
 
     return load_generator(fixtures_root / "rosinality" / "tiny_g32.pt")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Slow tests first: spread over several workers (make test), the longest jobs start at once
+    instead of holding the whole suite up at its end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
