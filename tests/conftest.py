@@ -50,3 +50,21 @@ def pytest_collection_modifyitems(config, items) -> None:
     """Slow tests first: spread over several workers (make test), the longest jobs start at once
     instead of holding the whole suite up at its end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+_CPU_REPORT = os.environ.get("SPHINX_TEST_CPU_REPORT")  # a file: each test's CPU seconds (with its subprocesses)
+
+
+if _CPU_REPORT:
+    import resource
+
+    def _cpu_seconds() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        start = _cpu_seconds()
+        yield
+        with open(_CPU_REPORT, "a") as report:
+            report.write(f"{_cpu_seconds() - start:.2f}\t{item.nodeid}\n")

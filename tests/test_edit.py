@@ -55,6 +55,7 @@ def test_every_edit_experiment_composes_on_the_demo_prior(experiment):
 
 # --- the CI command -------------------------------------------------------------------------
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_edit_rotate_runs_offline_on_the_demo_prior_and_writes_every_output(tmp_path):
     run_dir = tmp_path / "rotate"
     result = sphinx_edit("+experiment=edit_rotate", "steps_scale=0.01", "logger=none", f"hydra.run.dir={run_dir}",
@@ -94,6 +95,7 @@ def test_morph_inverts_then_morphs_each_image_into_the_next_with_exact_ends(tiny
         assert len(list((folder / "frames").glob("*.png"))) == 5 and (folder / "walk.gif").is_file()
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_a_direction_edits_a_finished_run_and_a_rerun_resumes(tiny, tmp_path):
     inverted = tmp_path / "inverted"
     sphinx_run(*tiny, "data.limit=2", "method.steps=10", f"hydra.run.dir={inverted}", cwd=tmp_path)
@@ -119,6 +121,7 @@ def test_a_direction_edits_a_finished_run_and_a_rerun_resumes(tiny, tmp_path):
 
 # --- bad input: one line, before any compute ---------------------------------------------------
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_a_state_of_another_generator_fails_before_any_compute_with_one_line(tiny, fixtures_root, tmp_path):
     other = load_generator(fixtures_root / "rosinality" / "tiny_g64.pt")
     result = invert(other, torch.zeros(1, 3, 64, 64), ["astronaut"], steps=1, lpips_weight=0.0)

@@ -89,6 +89,7 @@ def tiny(fixtures_root) -> list[str]:
     return ["generator=custom", f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}", "logger=none"]
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_rerunning_a_run_dir_with_another_method_is_refused_and_keeps_its_config(tiny, tmp_path):
     run_dir = tmp_path / "run"
     common = [*tiny, "data.limit=1", "steps_scale=0.0004", f"hydra.run.dir={run_dir}"]

@@ -43,6 +43,7 @@ def tiny(fixtures_root) -> list[str]:
     return ["generator=custom", f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}", "logger=none"]
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_the_readme_main_command_runs_offline_on_the_demo_prior_with_reduced_steps(tmp_path):
     run_dir = tmp_path / "main"
     result = sphinx_run("+experiment=ood_faces", "method.steps=30", "data.limit=3", "logger=none",
@@ -136,6 +137,7 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_results(tiny, tmp_pat
     assert ignore_time(read_rows(run_dir)) == ignore_time(read_rows(tmp_path / "whole"))
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_a_folder_with_a_corrupt_and_a_grayscale_file_finishes_the_good_ones(tiny, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -153,6 +155,7 @@ def test_a_folder_with_a_corrupt_and_a_grayscale_file_finishes_the_good_ones(tin
     assert [f["image"] for f in failures] == ["broken.png"] and "cannot read image" in failures[0]["reason"]
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 @pytest.mark.parametrize("override, message", [
     ("data.path={tmp}/nowhere", "nowhere"),
     ("generator.source={tmp}/missing.pt", "missing.pt: no such file"),
@@ -169,12 +172,14 @@ def test_bad_input_fails_before_any_compute_with_one_line(tiny, tmp_path, overri
     assert not (run_dir / "images").exists()
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_an_unknown_config_key_gets_hydras_error_and_a_hint(tmp_path):
     result = sphinx_run("methd=w", cwd=tmp_path, check=False)
     assert result.returncode != 0
     assert "methd" in result.stderr and "+methd" in result.stderr  # Hydra's hint to append a key
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_help_lists_the_config_groups(tmp_path):
     result = sphinx_run("--help", cwd=tmp_path)
     for group in ("generator:", "method:", "head:", "regularizer:", "degradation:", "data:", "trainer:", "logger:"):
@@ -212,6 +217,7 @@ def test_a_two_by_two_multirun_reports_a_four_cell_table(tiny, tmp_path):
     assert "SPHInX against the best baseline" in (sweep / "report.md").read_text()
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_an_unset_data_path_is_one_line_printed_once_without_a_traceback(tiny, tmp_path):
     run_dir = tmp_path / "run"
     result = sphinx_run(*tiny, "data=folder", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False)
@@ -219,6 +225,7 @@ def test_an_unset_data_path_is_one_line_printed_once_without_a_traceback(tiny, t
     assert result.stderr.count("data.path is not set") == 1, result.stderr
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_an_unwritable_output_folder_is_one_line_naming_the_file(tiny, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

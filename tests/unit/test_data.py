@@ -500,6 +500,7 @@ def test_image_ids_become_safe_distinct_file_stems():
 # ---------------------------------------------------------------- layering
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_data_layer_imports_without_the_framework():
     blocked = ["pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf", "wandb"]
     code = (

@@ -235,6 +235,7 @@ def test_resume_refuses_a_different_architecture(tmp_path: Path) -> None:
         trainer.fit(module)
 
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_training_core_imports_without_lightning_or_hydra() -> None:
     code = (
         "import sys\n"
