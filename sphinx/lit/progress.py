@@ -52,7 +52,12 @@ class LineProgress:
     def _write(self) -> None:
         elapsed = time.perf_counter() - self._started
         of_total = f"/{self.total}" if self.total else ""
-        rate = f", {self.count / elapsed:.2f} {self.unit}/s" if elapsed > 0 else ""
+        if elapsed <= 0:
+            rate = ""
+        elif self.count >= elapsed:
+            rate = f", {self.count / elapsed:.2f} {self.unit}/s"
+        else:  # slow items (an image of 5000 steps): seconds each reads better than 0.00/s
+            rate = f", {elapsed / self.count:.1f} s/{self.unit}"
         postfix = f" [{self.postfix}]" if self.postfix else ""
         print(f"{self.desc}: {self.count}{of_total} {self.unit} in {elapsed:.0f} s{rate}{postfix}",
               file=self.stream, flush=True)
