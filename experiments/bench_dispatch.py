@@ -69,7 +69,11 @@ def main() -> None:
                                        generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     counter_class = load_counter()
     knobs = inspect.signature(invert).parameters
-    modes = [{}] + ([{"exact_batch": False}] if "exact_batch" in knobs else [])
+    modes = [{}]
+    if "execution" in knobs:
+        from sphinx.inversion.execution import Execution
+
+        modes.append({"execution": Execution(exact_batch=False)})
     print(f"sphinx from {Path(sphinx.__file__).parent}; torch {torch.__version__}; 64 px demo architecture; "
           "counts of steps 1.. (step 0 holds the setup)\n")
     print("| method | batch | exact_batch | ops / step (median) | ops / step (max) | host syncs / step (median) "
@@ -84,7 +88,7 @@ def main() -> None:
                     continue  # one image runs whole either way
                 median_ops, max_ops, median_syncs, max_syncs = count(counter_class, generator, images, lpips,
                                                                      method, batch, options)
-                exact = "n/a (main)" if "exact_batch" not in knobs else str(options.get("exact_batch", True)).lower()
+                exact = "n/a" if "execution" not in knobs else str("execution" not in options).lower()
                 print(f"| {method} | {batch} | {exact} | {median_ops:.0f} | {max_ops} | {median_syncs:.0f} | "
                       f"{max_syncs} |", flush=True)
 
