@@ -8,6 +8,7 @@ bit-identical on CPU.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,21 +79,18 @@ class Execution:
         return self.compile == "step" and device.type == "cuda"
 
     def synthesis(self, generator: torch.nn.Module) -> Callable[..., torch.Tensor]:
-        """``generator.synthesis``, compiled when asked."""
+        """``generator.synthesis``, compiled when asked (once per generator and mode)."""
         if self.compile == "none":
             return generator.synthesis
-        device = next(generator.parameters()).device
-        return torch.compile(generator.synthesis, dynamic=False,
-                             mode="reduce-overhead" if self.graphs(device) else None)
+        return _compiled(generator, "synthesis", self.graphs(next(generator.parameters()).device))
 
     def perceptual(self, lpips, device: torch.device):
         """The loss's LPIPS: as given, or with its trunk under autocast and compiled."""
         if lpips is None or not hasattr(lpips, "embed") or (self.precision == "float32" and self.compile != "step"):
             return lpips
-        embed = lpips.embed
-        if self.compile == "step":
-            embed = torch.compile(embed, dynamic=False, mode="reduce-overhead" if self.graphs(device) else None)
-        return _PerceptualTrunk(lpips, embed, lambda: self.autocast(device))
+        graphs = self.graphs(device)
+        embed = _compiled(lpips, "embed", graphs) if self.compile == "step" else lpips.embed
+        return _PerceptualTrunk(lpips, embed, lambda: self.autocast(device), graphs=graphs)
 
     def fused_adam(self, device: torch.device) -> bool:
         """Whether Adam runs fused (one kernel per step), as graph capture wants."""
@@ -104,15 +102,32 @@ class Execution:
             torch.compiler.cudagraph_mark_step_begin()
 
 
+# One compiled function per class, method and mode, so that every batch of a run (each its own
+# invert call) reuses the first one's compilation; the module is an argument it guards on.
+_COMPILED: dict[tuple[type, str, bool], Callable] = {}
+
+
+def _compiled(module: torch.nn.Module, method: str, graphs: bool) -> Callable:
+    key = (type(module), method, graphs)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(getattr(type(module), method), mode="reduce-overhead" if graphs else None)
+    return functools.partial(_COMPILED[key], module)
+
+
 class _PerceptualTrunk:
     """LPIPS whose trunk runs through ``embed`` under ``autocast``; the head stays LPIPS's own."""
 
-    def __init__(self, lpips, embed: Callable, autocast: Callable[[], contextlib.AbstractContextManager]) -> None:
-        self.lpips, self._embed, self._autocast = lpips, embed, autocast
+    def __init__(self, lpips, embed: Callable, autocast: Callable[[], contextlib.AbstractContextManager], *,
+                 graphs: bool) -> None:
+        self.lpips, self._embed, self._autocast, self.graphs = lpips, embed, autocast, graphs
 
     def embed(self, images: torch.Tensor) -> list[torch.Tensor]:
         with self._autocast():
-            return self._embed(images)
+            features = self._embed(images)
+        if self.graphs and not torch.is_grad_enabled():
+            # kept across steps (the target's features): a CUDA graph's outputs are overwritten by its next replay
+            features = [f.clone() for f in features]
+        return features
 
     def distance(self, features_x: list[torch.Tensor], features_y: list[torch.Tensor]) -> torch.Tensor:
         return self.lpips.distance(features_x, features_y)
