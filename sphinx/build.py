@@ -22,6 +22,7 @@ from sphinx import resolvers  # noqa: F401  (registers ${scaled_steps:...} befor
 from sphinx.errors import ConfigError, DownloadError, SphinxError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
+from sphinx.inversion.execution import Execution
 from sphinx.inversion.loop import resolve_method
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def instantiate_leaf(node: DictConfig, what: str, **kwargs):
 _MISSING_HINTS = {"data.path": "data=folder needs data.path=/folder/of/images",
                   "generator.source": "generator=custom needs generator.source=<.pt/.pkl file, URL or preset>"}
 _GPU_ACCELERATORS = ("gpu", "cuda")
+_FULL_PRECISION = ("32-true", "32")
 
 
 def check_run_options(cfg: DictConfig) -> None:
@@ -72,11 +74,21 @@ def check_run_options(cfg: DictConfig) -> None:
         raise ConfigError(f"regularizer.vicinal must be true or false, got {cfg.regularizer.vicinal!r}")
     if cfg.regularizer.noise_regularize is not None:
         _check_number(cfg.regularizer.noise_regularize, "regularizer.noise_regularize", minimum=0)
+    build_execution(cfg)
+    if str(cfg.trainer.get("precision", "32-true")) not in _FULL_PRECISION:
+        raise ConfigError(f"trainer.precision={cfg.trainer.precision} would autocast the whole step, per-image heads "
+                          "and scores included; use execution.precision=bfloat16 (the generator and LPIPS in "
+                          "bfloat16, everything per image in float32)")
     accelerator = str(cfg.trainer.get("accelerator", "auto")).lower()
     if accelerator in _GPU_ACCELERATORS and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={accelerator} needs a CUDA GPU and this machine has none; use "
                           "trainer=cpu, or trainer=cpu trainer.devices=2 trainer.strategy=ddp for several CPU "
                           "processes")
+
+
+def build_execution(cfg: DictConfig) -> Execution:
+    """How each inversion step runs, from ``execution``; checked."""
+    return Execution(**OmegaConf.to_container(cfg.execution, resolve=True))
 
 
 def _check_number(value, key: str, *, integer: bool = False, minimum: float | None = None,

@@ -85,7 +85,8 @@ def run(cfg: DictConfig) -> dict | None:
     trainer = pl.Trainer(**options, logger=logger, default_root_dir=str(run_dir))
     module = InversionModule(generator, method=method, degradation=degradation, seed=int(cfg.seed), lpips=lpips,
                              writer=writer, earlier=[r for r in writer.records() if r["image"] in done],
-                             checkpoint_every=int(cfg.checkpoint_every), stop=stop, progress=build.show_progress(cfg))
+                             checkpoint_every=int(cfg.checkpoint_every), stop=stop, progress=build.show_progress(cfg),
+                             execution=build.build_execution(cfg))
     datamodule = InversionDataModule(dataset, batch_size=int(cfg.batch_size), done=done)
     trainer.test(module, datamodule=datamodule, verbose=False)
     if stop.received:  # it came after the last step of the last batch: the records are complete

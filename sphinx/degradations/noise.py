@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from sphinx.degradations.base import CheckedOperator, DegradationBase, ImageShape, check_image_shape
 from sphinx.errors import ConfigError
-from sphinx.seeding import per_image_randn
+from sphinx.seeding import StepDraws, per_image_randn
 
 STREAM = "denoise"
 
@@ -22,8 +22,8 @@ class BoundGaussianNoise(CheckedOperator):
 
     The observation's noise is drawn once per image from stream (seed, id, "denoise",
     "observation"), on the CPU, so a target is the same on every machine. Inside the loss the
-    generated image gets *fresh* noise each step from stream (seed, id, "denoise", step), drawn on
-    ``device`` because it is drawn every step.
+    generated image gets *fresh* noise each step from stream (seed, id, "denoise", step), drawn
+    ahead in blocks of steps (:class:`sphinx.seeding.StepDraws`).
     """
 
     seed: int
@@ -31,6 +31,11 @@ class BoundGaussianNoise(CheckedOperator):
     device: torch.device
     dtype: torch.dtype
     label: ClassVar[str] = "denoise"
+    fresh: StepDraws = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fresh", StepDraws(self.image_shape, self.ids, self.seed, STREAM,
+                                                    device=self.device, dtype=self.dtype))
 
     def measure(self, images: torch.Tensor, step: int | None) -> torch.Tensor:
         if step is None:
@@ -38,8 +43,7 @@ class BoundGaussianNoise(CheckedOperator):
             noise = per_image_randn(self.image_shape, self.ids, self.seed, STREAM, "observation")
         else:
             # fresh noise per step, as the SPHInX authors do: a stochastic forward model
-            noise = per_image_randn(self.image_shape, self.ids, self.seed, STREAM, step,
-                                    device=self.device, dtype=self.dtype)
+            noise = self.fresh(step)
         noise = noise.to(device=images.device, dtype=images.dtype)  # [B, C, H, W]
         return (images + self.sigma * noise).clamp(-1.0, 1.0)
 

@@ -23,8 +23,8 @@ from sphinx.editing.transforms import Transform, build_transform, check_factors
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.loop import (StepReport, _check_targets, descend, isolate_failures, resolve_method, schedule,
-                                   stage_optimizer, weighted_loss)
+from sphinx.inversion.loop import (Failures, StepReport, _check_targets, default_lpips, descend, resolve_method,
+                                   schedule, stage_optimizer, step_labels, weighted_loss)
 from sphinx.inversion.methods.base import ParamGroup
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.state import InversionState
@@ -226,13 +226,10 @@ def learn_attribute(
     stages = method_instance.stages()
     use_lpips = min(targets.shape[-2:]) >= 32
     if lpips is None and use_lpips and any(s.lpips_weight > 0 for s in stages):
-        from sphinx.metrics.lpips import LPIPS
-
-        lpips = LPIPS("vgg").to(device)
+        lpips = default_lpips(device)
     objectives = [ReconstructionLoss(observed[:, k], lpips=lpips, use_lpips=use_lpips) for k in range(len(factors))]
     attribute_group = ParamGroup((direction, learned), attribute_lr, scheduled=False)
-    failed = bad_target.clone().to(device)
-    messages = ["target contains NaN or Inf" if bad else "" for bad in bad_target.tolist()]
+    failures = Failures(bad_target.to(device), ids, describe_step=step_labels(stages))
     history: list[torch.Tensor] = []
     total_steps = sum(s.steps for s in stages)
     all_params = [p for s in stages for g in s.groups for p in g.params] + [direction, learned]
@@ -253,21 +250,22 @@ def learn_attribute(
             penalty = method_instance.regularization(stage, global_step, objectives[0].perceptual)
             loss = weighted_loss(stage, terms, penalty) + mono_weight * hinge
             terms["monotonicity"] = hinge
-            loss = isolate_failures(loss, failed, messages, ids, f"step {global_step} ({stage.name})")
+            loss = failures.observe(loss, global_step)
             history.append(loss.detach())
             if callback is not None:
                 callback(StepReport(stage.name, global_step, total_steps, loss.detach(),
                                     {k: v.detach() for k, v in terms.items()}))
-            if failed.all():
+            if failures.settle():  # every step: an attribute's steps are few and cheap
                 break
-            descend(optimizer, loss, failed, all_params)
+            descend(optimizer, loss, failures.failed, all_params)
             method_instance.after_step(stage)
             global_step += 1
-        if failed.all():
+        if failures.failed.all():
             break
     for p in all_params:
         p.requires_grad_(False)
 
+    failed, messages = failures.failed, failures.messages
     final_alphas = alphas().detach()
     with torch.no_grad():
         reconstructions = render_shifted(generator, method_instance.inputs(None, 0, 1.0), direction,

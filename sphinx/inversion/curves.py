@@ -67,6 +67,9 @@ class QualityCurve:
 class CurveRecorder:
     """Scores images against the clean targets at chosen step counts.
 
+    Nothing here makes the host wait for a GPU: scores stay on the device and the clock is a
+    pair of CUDA events per point, read when the curve is asked for.
+
     Args:
         clean: clean targets ``[B, 3, H, W]`` in [-1, 1].
         steps: the step counts to record at (see :func:`log_spaced_steps`).
@@ -76,16 +79,13 @@ class CurveRecorder:
     def __init__(self, clean: torch.Tensor, *, steps: tuple[int, ...],
                  lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> None:
         self.clean = clean
-        self.clock = time.process_time if clean.device.type == "cpu" else time.perf_counter
+        self.clock = _EventClock(clean.device) if clean.device.type == "cuda" else _HostClock(time.process_time)
         self.wanted = frozenset(steps)
         self.lpips = lpips
         self.steps: list[int] = []
-        self.seconds: list[float] = []
         self.values: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": []}
         if lpips is not None:
             self.values["lpips"] = []
-        self.started = self.clock()
-        self.overhead = 0.0
 
     def wants(self, step: int) -> bool:
         return step in self.wanted and step not in self.steps[-1:]
@@ -93,32 +93,102 @@ class CurveRecorder:
     @torch.no_grad()
     def record(self, step: int, images: torch.Tensor, failed: torch.Tensor) -> None:
         """Score ``images`` (``[B, 3, H, W]``) as the state after ``step`` optimizer steps."""
-        if images.device.type == "cuda":
-            torch.cuda.synchronize(images.device)  # the clock reads once the step's work is done
-        began = self.clock()
+        self.clock.begin_point()
         self.steps.append(step)
-        self.seconds.append(began - self.started - self.overhead)
         images = images.detach().clamp(-1, 1)
         safe = torch.where(failed[:, None, None, None], self.clean, images)  # failed rows may be NaN
         scores = {"psnr": psnr(safe, self.clean), "ssim": ssim(safe, self.clean)}
         if self.lpips is not None:
             scores["lpips"] = self.lpips(pool_for_lpips(safe), pool_for_lpips(self.clean)).flatten()
         for name, values in scores.items():
-            self.values[name].append(torch.where(failed, torch.full_like(values, math.nan), values.float()).cpu())
-        self.overhead += self.clock() - began
+            self.values[name].append(torch.where(failed, torch.full_like(values, math.nan), values.float()))
+        self.clock.end_point()
+
+    def discard_after(self, step: int) -> None:
+        """Forget the points recorded after ``step`` (a stop found late)."""
+        keep = sum(s <= step for s in self.steps)
+        self.steps = self.steps[:keep]
+        self.values = {name: values[:keep] for name, values in self.values.items()}
+        self.clock.keep(keep)
 
     def state(self) -> dict:
         """What a batch checkpoint saves, so that a resumed batch keeps the points it had."""
-        return {"steps": list(self.steps), "seconds": list(self.seconds),
-                "values": {name: list(values) for name, values in self.values.items()}}
+        return {"steps": list(self.steps), "seconds": self.clock.seconds(),
+                "values": {name: [v.cpu() for v in values] for name, values in self.values.items()}}
 
     def restore(self, state: dict) -> None:
         """Continue from :meth:`state`; the clock resumes at the last saved point's time."""
-        self.steps, self.seconds = list(state["steps"]), list(state["seconds"])
-        self.values = {name: list(values) for name, values in state["values"].items()}
-        self.started = self.clock() - (self.seconds[-1] if self.seconds else 0.0)
-        self.overhead = 0.0
+        self.steps = list(state["steps"])
+        self.values = {name: [v.to(self.clean.device) for v in values] for name, values in state["values"].items()}
+        self.clock.restore(list(state["seconds"]))
 
     def curve(self) -> QualityCurve:
-        return QualityCurve(tuple(self.steps), tuple(self.seconds),
-                            {name: torch.stack(values) for name, values in self.values.items()})
+        return QualityCurve(tuple(self.steps), tuple(self.clock.seconds()),
+                            {name: torch.stack(values).cpu() for name, values in self.values.items()})
+
+
+class _HostClock:
+    """Seconds of optimization at each point: the clock's time less the time spent scoring."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.points: list[float] = []
+        self.started = clock()
+        self.overhead = 0.0
+        self.began = 0.0
+
+    def begin_point(self) -> None:
+        self.began = self.clock()
+        self.points.append(self.began - self.started - self.overhead)
+
+    def end_point(self) -> None:
+        self.overhead += self.clock() - self.began
+
+    def keep(self, count: int) -> None:
+        self.points = self.points[:count]
+
+    def seconds(self) -> list[float]:
+        return list(self.points)
+
+    def restore(self, seconds: list[float]) -> None:
+        self.points = seconds
+        self.started = self.clock() - (seconds[-1] if seconds else 0.0)
+        self.overhead = 0.0
+
+
+class _EventClock:
+    """As :class:`_HostClock`, on a GPU's own timeline: CUDA events, read only in :meth:`seconds`."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.start = self._event()
+        self.earlier: list[float] = []  # seconds restored from a checkpoint
+        self.marks: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    def _event(self) -> torch.cuda.Event:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.device))
+        return event
+
+    def begin_point(self) -> None:
+        self.marks.append((self._event(), None))
+
+    def end_point(self) -> None:
+        self.marks[-1] = (self.marks[-1][0], self._event())
+
+    def keep(self, count: int) -> None:
+        kept = max(0, count - len(self.earlier))
+        self.earlier, self.marks = self.earlier[:count], self.marks[:kept]
+
+    def seconds(self) -> list[float]:
+        if self.marks:
+            self.marks[-1][-1].synchronize()
+        offset = self.earlier[-1] if self.earlier else 0.0
+        points, scoring = [], 0.0
+        for began, ended in self.marks:
+            points.append(offset + self.start.elapsed_time(began) / 1e3 - scoring)
+            scoring += began.elapsed_time(ended) / 1e3
+        return self.earlier + points
+
+    def restore(self, seconds: list[float]) -> None:
+        self.earlier, self.marks, self.start = seconds, [], self._event()

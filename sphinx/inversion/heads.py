@@ -25,6 +25,12 @@ def _default_linear(out_dim: int, in_dim: int, draw: torch.Generator) -> list[to
             (torch.rand(out_dim, generator=draw) * 2 - 1) * bound]
 
 
+def float32_head(x: torch.Tensor) -> torch.autocast:
+    """Heads run in float32 even inside the generator's bfloat16 autocast: they are tiny, and
+    their output steers every layer of the generator."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
 class BatchedHead:
     """Named weight tensors with the image axis first, saved and restored per image.
 
@@ -101,6 +107,10 @@ class StyleHead(BatchedHead):
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         """Map inputs z ``[B, n_latent, d]`` to W+ ``[B, n_latent, d]``."""
+        with float32_head(z):
+            return self._forward(z)
+
+    def _forward(self, z: torch.Tensor) -> torch.Tensor:
         h = z
         for k in range(3):
             h = torch.einsum("bli,boi->blo", h, self.tensors[f"encoder.{k}.weight"])
@@ -156,6 +166,10 @@ class ContentHead(BatchedHead):
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
         """Map s ``[B, 8, 4, 4]`` to the 4x4 input ``[B, C4, 4, 4]``."""
+        with float32_head(s):
+            return self._forward(s)
+
+    def _forward(self, s: torch.Tensor) -> torch.Tensor:
         h = s
         for k in range(3):
             weight = self.tensors[f"conv.{k}.weight"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -17,6 +18,7 @@ from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.checkpointing import BatchCheckpoint
 from sphinx.inversion.curves import CurveRecorder, QualityCurve, log_spaced_steps
+from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import METHODS, Method, ParamGroup, Stage
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.schedules import projector_lr_factor
@@ -156,6 +158,7 @@ def invert(
     callback: Callable[[StepReport], None] | None = None,
     record_curve: bool = True,
     checkpoint: BatchCheckpoint | None = None,
+    execution: Execution | None = None,
     **overrides,
 ) -> InversionResult:
     """Invert a batch of images into a frozen generator.
@@ -176,13 +179,16 @@ def invert(
             :class:`sphinx.degradations.Degradation`, a name, or None for none). The targets'
             observation ``y = A(x)`` is what the loss sees.
         seed: run seed.
-        lpips: the perceptual distance ``(x, y) -> [B]``; built (LPIPS-VGG, v0.1) when needed
-            and not given.
-        callback: called with a :class:`StepReport` after every step.
+        lpips: the perceptual distance ``(x, y) -> [B]``; built (LPIPS-VGG, v0.1, once per
+            process and device) when needed and not given.
+        callback: called with a :class:`StepReport` after every step. Its tensors are still
+            being computed on a GPU: reading them makes the host wait, so read them only to log.
         record_curve: score each image against its clean target at log-spaced steps
             (:mod:`sphinx.inversion.curves`); the result's ``curve``.
         checkpoint: saves the batch's optimization state while it runs and restores it when it
             holds this very batch (see :mod:`sphinx.inversion.checkpointing`); None: never.
+        execution: how steps run (host checks, whole-batch CPU arithmetic, compilation,
+            bfloat16); see :class:`sphinx.inversion.execution.Execution`. Default: exact float32.
         **overrides: any of the method's hyperparameters (``steps``, ``lr``, ``lpips_weight``,
             ``mse_weight``, ...); see the method's config class.
 
@@ -195,6 +201,7 @@ def invert(
         RunInterrupted: a stop was requested through ``checkpoint``; the state is saved.
     """
     started = time.perf_counter()
+    execution = execution if execution is not None else Execution()
     ids = [str(i) for i in (ids if ids is not None else range(targets.shape[0]))]
     name, implementation, config = resolve_method(method, overrides)
     implementation.validate(config, batch_size=len(ids))
@@ -210,19 +217,17 @@ def invert(
     observation = operator.observe(clean)
 
     method_instance = implementation(generator, ids, config, seed=seed)
+    method_instance.synthesis = execution.synthesis(generator)
     stages = method_instance.stages()
     use_lpips = operator.is_image and min(observation.shape[-2:]) >= 32
     if lpips is None and use_lpips and any(s.lpips_weight > 0 for s in stages):
-        from sphinx.metrics.lpips import LPIPS
-
-        lpips = LPIPS("vgg").to(device)
+        lpips = default_lpips(device)
     elif any(s.lpips_weight > 0 for s in stages) and not use_lpips:
         log.info("LPIPS skipped: the %s observation is not an image of at least 32 px; MSE only",
                  type(degradation).__name__)
 
-    objective = ReconstructionLoss(observation, lpips=lpips, use_lpips=use_lpips)
-    failed = bad_target.clone().to(device)
-    messages = ["target contains NaN or Inf" if bad else "" for bad in bad_target.tolist()]
+    objective = ReconstructionLoss(observation, lpips=execution.perceptual(lpips, device), use_lpips=use_lpips)
+    failures = Failures(bad_target.to(device), ids, describe_step=step_labels(stages))
     history: list[torch.Tensor] = []
     total_steps = sum(s.steps for s in stages)
     all_params = [p for s in stages for g in s.groups for p in g.params]
@@ -230,56 +235,82 @@ def invert(
     global_step = 0
     identity = {"ids": list(ids), "method": name, "config": dataclasses.asdict(config), "seed": seed,
                 "degradation": type(degradation).__name__}
+    if execution.changes_rounding():
+        identity["execution"] = execution.changes_rounding()
     resume = checkpoint.restore(identity, all_params) if checkpoint is not None else None
     if resume is not None:
         global_step, history = resume.global_step, [h.to(device) for h in resume.records["history"]]
-        failed, messages = resume.records["failed"].to(device), list(resume.records["messages"])
+        failures.restore(resume.records)
         if recorder is not None and "curve" in resume.records:
             recorder.restore(resume.records["curve"])
-    for stage_index, stage in enumerate(stages):
-        if resume is not None and stage_index < resume.stage:
-            continue
-        optimizer = stage_optimizer(stage.groups, all_params)
-        first_step = 0
-        if resume is not None and stage_index == resume.stage:
-            optimizer.load_state_dict(resume.optimizer)
-            first_step = resume.step
-        for step in range(first_step, stage.steps):
-            progress = step / stage.steps
-            schedule(optimizer, stage, stage.groups, progress)
-            images = method_instance.render(stage, global_step, progress)
-            if recorder is not None and recorder.wants(global_step):
-                reported = images if method_instance.renders_reported_image(stage) else method_instance.render_final()
-                recorder.record(global_step, reported, failed)
-            terms = objective(operator(images, step=global_step), with_lpips=stage.lpips_weight > 0)
-            loss = weighted_loss(stage, terms, method_instance.regularization(stage, global_step, objective.perceptual))
-            loss = isolate_failures(loss, failed, messages, ids, f"step {global_step} ({stage.name})")
-            history.append(loss.detach())
-            if callback is not None:
-                callback(StepReport(stage.name, global_step, total_steps, loss.detach(),
-                                    {k: v.detach() for k, v in terms.items()}))
-            if failed.all():
-                break
-            if (stage.lpips_stop is not None and "lpips" in terms
-                    and bool((terms["lpips"][~failed] <= stage.lpips_stop).all())):
-                log.info("stage %s stopped at step %d: LPIPS <= %g", stage.name, step, stage.lpips_stop)
-                global_step += stage.steps - step
-                break
-            descend(optimizer, loss, failed, all_params)
-            method_instance.after_step(stage)
-            global_step += 1
-            if checkpoint is not None:
-                checkpoint.after_step(identity, stage=stage_index, step=step + 1, global_step=global_step,
-                                      total_steps=total_steps, params=all_params, optimizer=optimizer,
-                                      records={"history": history, "failed": failed, "messages": messages,
-                                               **({"curve": recorder.state()} if recorder is not None else {})})
-        if failed.all():
-            break
+    first_global_step = global_step
+    halted = False
+    with execution.batch_arithmetic():
+        for stage_index, stage in enumerate(stages):
+            if halted or resume is not None and stage_index < resume.stage:
+                continue
+            stage_start = sum(s.steps for s in stages[:stage_index])
+            optimizer = stage_optimizer(stage.groups, all_params, fused=execution.fused_adam(device))
+            first_step = 0
+            early_stop = EarlyStop(stage, device) \
+                if stage.lpips_stop is not None and stage.lpips_weight > 0 and objective.lpips is not None else None
+            if resume is not None and stage_index == resume.stage:
+                optimizer.load_state_dict(resume.optimizer)
+                first_step = resume.step
+                if early_stop is not None:
+                    early_stop.restore(resume.records)
+            stage_rows = len(history) - first_step  # history rows before this stage's first step
+            for step in range(first_step, stage.steps):
+                execution.begin_step(device)
+                progress = step / stage.steps
+                schedule(optimizer, stage, stage.groups, progress)
+                with execution.autocast(device):
+                    images = method_instance.render(stage, global_step, progress)
+                if recorder is not None and recorder.wants(global_step):
+                    reported = images if method_instance.renders_reported_image(stage) else method_instance.render_final()
+                    recorder.record(global_step, reported, failures.failed)
+                terms = objective(operator(images, step=global_step), with_lpips=stage.lpips_weight > 0)
+                loss = weighted_loss(stage, terms, method_instance.regularization(stage, global_step, objective.perceptual))
+                loss = failures.observe(loss, global_step)
+                history.append(loss.detach())
+                if callback is not None:
+                    callback(StepReport(stage.name, global_step, total_steps, loss.detach(),
+                                        {k: v.detach() for k, v in terms.items()}))
+                if early_stop is not None:
+                    early_stop.observe(terms["lpips"], failures.failed, step)
+                descend(optimizer, loss, failures.failed, all_params)
+                method_instance.after_step(stage)
+                if early_stop is not None:
+                    early_stop.hold()
+                global_step += 1
+                if global_step % execution.check_every == 0 or step == stage.steps - 1:
+                    # The host's only look at the flags: a halt found now is applied where it happened.
+                    halt = _halt(failures, early_stop, stage_start=stage_start, first_global_step=first_global_step)
+                    if halt is not None:
+                        halted_at, all_failed = halt
+                        del history[stage_rows + halted_at - stage_start + 1:]
+                        if recorder is not None:
+                            recorder.discard_after(halted_at)
+                        if all_failed:
+                            global_step, halted = halted_at, True
+                        else:
+                            log.info("stage %s stopped at step %d: LPIPS <= %g", stage.name, halted_at - stage_start,
+                                     stage.lpips_stop)
+                            global_step = stage_start + stage.steps
+                        break
+                if checkpoint is not None:
+                    checkpoint.after_step(identity, stage=stage_index, step=step + 1, global_step=global_step,
+                                          total_steps=total_steps, params=all_params, optimizer=optimizer,
+                                          records={"history": history, **failures.records(),
+                                                   **(early_stop.records() if early_stop is not None else {}),
+                                                   **({"curve": recorder.state()} if recorder is not None else {})})
     for p in all_params:
         p.requires_grad_(False)
 
     reconstructions = method_instance.render_final().clamp(-1, 1)
     spread = _vicinity_spread(method_instance, clean, config)
+    failures.settle()
+    failed, messages = failures.failed, failures.messages
     failed |= ~torch.isfinite(reconstructions).flatten(1).all(dim=1)
     for index in failed.nonzero().flatten().tolist():
         messages[index] = messages[index] or "non-finite reconstruction"
@@ -300,14 +331,43 @@ def invert(
         curve=recorder.curve() if recorder is not None else None)
 
 
+@functools.lru_cache(maxsize=2)
+def default_lpips(device: torch.device):
+    """The LPIPS-VGG that ``invert`` uses when given none: built once per process and device,
+    since building it reads the 528 MB VGG16 file."""
+    from sphinx.metrics.lpips import LPIPS
+
+    return LPIPS("vgg").to(device)
+
+
+def _halt(failures: Failures, early_stop: EarlyStop | None, *, stage_start: int,
+          first_global_step: int) -> tuple[int, bool] | None:
+    """Where the stage must end, read from the device: ``(global step, every image failed)``, or None.
+
+    Every image failed at the step where the last of them failed; the early stop at the step
+    where it was met. The first to happen wins; on a tie the failure, which the loop used to
+    check first.
+    """
+    candidates = []
+    if failures.settle():
+        last = failures.last_failure()
+        candidates.append((last if last >= 0 else first_global_step, True))
+    stopped = early_stop.stopped_step() if early_stop is not None else None
+    if stopped is not None:
+        candidates.append((stage_start + stopped, False))
+    return min(candidates, key=lambda c: (c[0], not c[1])) if candidates else None
+
+
 # --- one step's pieces, shared with sphinx.editing's attribute learner ---------------------
 
-def stage_optimizer(groups: Sequence[ParamGroup], all_params: Sequence[torch.Tensor]) -> torch.optim.Adam:
-    """Adam over a stage's groups; only their tensors collect gradients."""
+def stage_optimizer(groups: Sequence[ParamGroup], all_params: Sequence[torch.Tensor], *,
+                    fused: bool = False) -> torch.optim.Adam:
+    """Adam over a stage's groups; only their tensors collect gradients (``fused``: one kernel)."""
     stage_params = {id(p) for g in groups for p in g.params}
     for p in all_params:
         p.requires_grad_(id(p) in stage_params)
-    return torch.optim.Adam([{"params": list(g.params), "lr": g.lr} for g in groups], betas=ADAM_BETAS)
+    return torch.optim.Adam([{"params": list(g.params), "lr": g.lr} for g in groups], betas=ADAM_BETAS,
+                            **({"fused": True} if fused else {}))
 
 
 def schedule(optimizer: torch.optim.Adam, stage: Stage, groups: Sequence[ParamGroup], progress: float) -> None:
@@ -329,34 +389,135 @@ def weighted_loss(stage: Stage, terms: dict[str, torch.Tensor], penalty: torch.T
     return loss
 
 
-def isolate_failures(loss: torch.Tensor, failed: torch.Tensor, messages: list[str], ids: Sequence[str],
-                     where: str) -> torch.Tensor:
-    """Mark images whose loss is not finite as failed (``failed`` and ``messages`` in place);
-    returns the loss with every failed image's entry NaN."""
-    newly_failed = ~torch.isfinite(loss) & ~failed
-    for index in newly_failed.nonzero().flatten().tolist():
-        messages[index] = f"non-finite loss at {where}"
-        log.warning("image %s failed: %s", ids[index], messages[index])
-    failed |= newly_failed
-    return torch.where(failed, torch.full_like(loss, math.nan), loss)
+def step_labels(stages: Sequence[Stage]) -> Callable[[int], str]:
+    """``global step -> "step 5 (sphinx)"``: a step and the stage it belongs to."""
+    def label(step: int) -> str:
+        end = 0
+        for stage in stages:
+            end += stage.steps
+            if step < end:
+                return f"step {step} ({stage.name})"
+        return f"step {step}"
+    return label
+
+
+class Failures:
+    """Which images of a batch have failed, kept on the device: marking them never waits.
+
+    The host learns of a failure only in :meth:`settle`, which writes its message (with the
+    step it happened at) and logs it.
+
+    Args:
+        bad_target: ``[B]`` bool, images whose target holds NaN or Inf: failed from the start.
+        ids: image ids, for the log.
+        describe_step: ``global step -> "step 5 (sphinx)"``.
+    """
+
+    def __init__(self, bad_target: torch.Tensor, ids: Sequence[str], *, describe_step: Callable[[int], str]) -> None:
+        self.failed = bad_target.clone()
+        self.failed_at = torch.full(bad_target.shape, -1, dtype=torch.long, device=bad_target.device)  # [B]
+        self.messages = ["target contains NaN or Inf" if bad else "" for bad in bad_target.tolist()]
+        self.ids, self.describe_step = list(ids), describe_step
+
+    def observe(self, loss: torch.Tensor, step: int) -> torch.Tensor:
+        """Mark the images whose loss ``[B]`` is not finite as failed at ``step``; returns the
+        loss with every failed image's entry NaN."""
+        newly_failed = ~torch.isfinite(loss) & ~self.failed
+        self.failed_at.masked_fill_(newly_failed, step)
+        self.failed |= newly_failed
+        return loss.masked_fill(self.failed, math.nan)
+
+    def settle(self) -> bool:
+        """Read the flags on the host and write each new failure's message; whether every image has failed."""
+        for index, step in enumerate(self.failed_at.tolist()):
+            if step >= 0 and not self.messages[index]:
+                self.messages[index] = f"non-finite loss at {self.describe_step(step)}"
+                log.warning("image %s failed: %s", self.ids[index], self.messages[index])
+        return bool(self.failed.all())
+
+    def last_failure(self) -> int:
+        """The global step at which the last image failed in a step (-1: none did)."""
+        return int(self.failed_at.max())
+
+    def records(self) -> dict:
+        """What a batch checkpoint keeps of them."""
+        return {"failed": self.failed, "failed_at": self.failed_at, "messages": self.messages}
+
+    def restore(self, records: dict) -> None:
+        self.failed = records["failed"].to(self.failed.device)
+        self.messages = list(records["messages"])
+        if "failed_at" in records:  # checkpoints written before it was kept settled every step
+            self.failed_at = records["failed_at"].to(self.failed_at.device)
+
+
+class EarlyStop:
+    """A stage's stop once every healthy image's LPIPS is at most ``stage.lpips_stop`` (PTI).
+
+    It is decided on the device at every step, before the step's descent, and the host reads it
+    only now and then. Meanwhile, from the step where it was met, :meth:`hold` keeps the
+    parameters where they were before that step's descent, so that the outcome is the same as
+    stopping at once.
+
+    Args:
+        stage: the stage, with its ``lpips_stop`` and the tensors it optimizes.
+        device: where the flags live.
+    """
+
+    def __init__(self, stage: Stage, device: torch.device) -> None:
+        self.threshold = stage.lpips_stop
+        self.params = [p for group in stage.groups for p in group.params]
+        self.before = [torch.empty_like(p) for p in self.params]
+        self.stopped = torch.zeros((), dtype=torch.bool, device=device)
+        self.stopped_at = torch.full((), -1, dtype=torch.long, device=device)  # stage step; -1: not yet
+
+    @torch.no_grad()
+    def observe(self, lpips: torch.Tensor, failed: torch.Tensor, step: int) -> None:
+        """Decide, from this step's LPIPS ``[B]``, whether the stage stops at ``step``."""
+        met = torch.where(failed, True, lpips <= self.threshold).all()
+        self.stopped_at.masked_fill_(met & ~self.stopped, step)
+        self.stopped |= met
+        torch._foreach_copy_(self.before, self.params)
+
+    @torch.no_grad()
+    def hold(self) -> None:
+        """Once stopped, put the parameters back to their values before this step's descent."""
+        # p * 1 + b * 0 and p * 0 + b * 1 are exact: the parameters are untouched until the stop.
+        stopped = self.stopped.to(self.params[0].dtype)
+        torch._foreach_mul_(self.params, 1 - stopped)
+        torch._foreach_add_(self.params, torch._foreach_mul(self.before, stopped))
+
+    def stopped_step(self) -> int | None:
+        """The stage step at which the stop was met, read on the host; None: not met."""
+        step = int(self.stopped_at)
+        return step if step >= 0 else None
+
+    def records(self) -> dict:
+        return {"early_stop": {"stopped": self.stopped, "stopped_at": self.stopped_at}}
+
+    def restore(self, records: dict) -> None:
+        if "early_stop" in records:
+            self.stopped = records["early_stop"]["stopped"].to(self.stopped.device)
+            self.stopped_at = records["early_stop"]["stopped_at"].to(self.stopped_at.device)
 
 
 def descend(optimizer: torch.optim.Adam, loss: torch.Tensor, failed: torch.Tensor,
             params: Sequence[torch.Tensor]) -> None:
     """One Adam step on the sum of the healthy images' losses."""
     optimizer.zero_grad(set_to_none=True)
-    loss[~failed].sum().backward()
+    # A failed image's (NaN) term is zeroed rather than masked out, so that no shape depends on data.
+    loss.masked_fill(failed, 0).sum().backward()
     _zero_failed_gradients(params, failed)
     optimizer.step()
 
 
 def _zero_failed_gradients(params: Sequence[torch.Tensor], failed: torch.Tensor) -> None:
     """A failed image's gradients may be NaN; keep them out of its (unused) Adam state."""
-    if not failed.any():
-        return
+    masks: dict[int, torch.Tensor] = {}
     for p in params:
         if p.grad is not None and p.grad.shape[0] == failed.shape[0]:
-            p.grad[failed] = 0
+            if p.grad.ndim not in masks:
+                masks[p.grad.ndim] = failed.view(-1, *(1,) * (p.grad.ndim - 1))
+            p.grad.masked_fill_(masks[p.grad.ndim], 0)
 
 
 @torch.no_grad()

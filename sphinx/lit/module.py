@@ -24,6 +24,7 @@ from sphinx.data.images import to_uint8
 from sphinx.inversion import StepReport, invert, save_state
 from sphinx.errors import RunInterrupted
 from sphinx.inversion.checkpointing import BatchCheckpoint
+from sphinx.inversion.execution import Execution
 from sphinx.inversion.objective import pool_for_lpips
 from sphinx.lit.loggers import keeps_pictures, log_pictures
 from sphinx.lit.outputs import OutputWriter
@@ -34,7 +35,14 @@ from sphinx.panels import comparison_grid, score_label
 
 log = logging.getLogger(__name__)
 LOSS_LOG_EVERY = 10
+POSTFIX_EVERY_SECONDS = 0.5
 PANEL_TILE = 128
+
+
+def _finite_mean(values: torch.Tensor) -> float:
+    """Mean of the finite entries (NaN: none), read on the host."""
+    finite = values[torch.isfinite(values)]
+    return float(finite.mean()) if finite.numel() else math.nan
 
 
 def _per_image_curve(result, index: int) -> dict | None:
@@ -82,11 +90,13 @@ class InversionModule(pl.LightningModule):
         checkpoint_every: save each batch's optimization state every this many steps (0: only
             when stopped).
         stop: the process's SIGTERM/SIGINT handler; a signal stops the run at the next step.
+        execution: how each step runs (see :class:`sphinx.inversion.execution.Execution`).
     """
 
     def __init__(self, generator: nn.Module, *, method: MethodSpec, degradation, seed: int, lpips: nn.Module | None,
                  writer: OutputWriter, progress: bool = True, earlier: Sequence[dict] = (),
-                 checkpoint_every: int = 0, stop: StopSignals | None = None) -> None:
+                 checkpoint_every: int = 0, stop: StopSignals | None = None,
+                 execution: Execution | None = None) -> None:
         super().__init__()
         self.generator = generator
         self.lpips = lpips
@@ -95,9 +105,11 @@ class InversionModule(pl.LightningModule):
         self.progress = progress
         self.metrics = nn.ModuleDict({name: MeanAndSpread() for name in ("psnr", "ssim", "lpips")})
         self._logged_steps = 0
+        self._postfix_due = 0.0
         self._image_bar = None
         self.earlier = [record for record in earlier if record.get("status") == "ok"]
         self.checkpoint_every, self.stop = checkpoint_every, stop
+        self.execution = execution
 
     def on_test_start(self) -> None:
         if self.stop is not None:
@@ -138,7 +150,7 @@ class InversionModule(pl.LightningModule):
             with torch.enable_grad():
                 result = invert(self.generator, images, ids, method=self.method.name, degradation=self.degradation,
                                 seed=self.seed, lpips=self.lpips, callback=lambda r: self._on_step(r, step_bar),
-                                checkpoint=checkpoint, **self.method.options)
+                                checkpoint=checkpoint, execution=self.execution, **self.method.options)
         except Exception as error:  # one batch's crash must not lose the others' results
             log.exception("batch %s failed", ids)
             for image_id in ids:
@@ -200,17 +212,21 @@ class InversionModule(pl.LightningModule):
         return progress_bar(desc="steps", unit="step", position=1, leave=False)
 
     def _on_step(self, report: StepReport, bar) -> None:
-        finite = report.loss[torch.isfinite(report.loss)]
-        loss = float(finite.mean()) if finite.numel() else math.nan
+        # Reading a step's tensors makes the host wait for the GPU: only when a value is shown or logged.
+        log_now = bool(self.logger) and report.step % LOSS_LOG_EVERY == 0
+        show_now = bar is not None and time.monotonic() >= self._postfix_due
+        loss = _finite_mean(report.loss) if log_now or show_now else math.nan
         if bar is not None:
             if bar.total is None:
                 bar.reset(total=report.total_steps)
-            mse = report.terms["mse"][torch.isfinite(report.terms["mse"])]
-            # PSNR against the observation, from the MSE of [-1, 1] images (data range 2).
-            observed_psnr = float(10 * torch.log10(4 / mse.mean().clamp(min=1e-12))) if mse.numel() else math.nan
-            bar.set_postfix(stage=report.stage, loss=f"{loss:.4f}", psnr=f"{observed_psnr:.2f}", refresh=False)
+            if show_now:
+                mse = _finite_mean(report.terms["mse"])
+                # PSNR against the observation, from the MSE of [-1, 1] images (data range 2).
+                observed_psnr = 10 * math.log10(4 / max(mse, 1e-12)) if math.isfinite(mse) else math.nan
+                bar.set_postfix(stage=report.stage, loss=f"{loss:.4f}", psnr=f"{observed_psnr:.2f}", refresh=False)
+                self._postfix_due = time.monotonic() + POSTFIX_EVERY_SECONDS
             bar.update(1)
-        if self.logger and report.step % LOSS_LOG_EVERY == 0:
+        if log_now:
             self.logger.log_metrics({"inversion/loss": loss}, step=self._logged_steps)
             self._logged_steps += 1
 

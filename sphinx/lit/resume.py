@@ -2,8 +2,8 @@
 
 Rerunning into a run dir resumes it, which is only honest if the rerun would compute the same
 thing. ``run.json`` holds a fingerprint of everything that changes a result (generator, method
-and its options, degradation, seed, data, LPIPS); a rerun with a different one is refused before
-any compute. Options that only choose which images run (``data.limit``, ``data.names``) or how
+and its options, degradation, seed, data, LPIPS, execution options that change rounding); a rerun
+with a different one is refused before any compute. Options that only choose which images run (``data.limit``, ``data.names``) or how
 (batch size, trainer, logger) are left out: results do not depend on them.
 """
 
@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sphinx.errors import ConfigError
 from sphinx.files import atomic_write_text
+from sphinx.inversion.execution import Execution
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ def run_fingerprint(cfg: DictConfig, *, method_name: str, method_options: dict, 
         "data": data,
         "lpips": cfg.lpips.net if lpips else None,
     }
+    if "execution" in cfg:
+        # only options away from their defaults, so that run dirs made before they existed resume
+        changed = Execution(**OmegaConf.to_container(cfg.execution, resolve=True)).changes_rounding()
+        if changed:
+            nested["execution"] = changed
     return _flatten(nested)
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sphinx.batch_invariance import samplewise
+from sphinx.batch_invariance import runs_per_sample, samplewise
 from sphinx.errors import CheckpointError, ConfigError, DownloadError
 
 # v0.1 ScalingLayer: maps images in [-1, 1] to roughly ImageNet-normalised inputs.
@@ -208,7 +208,7 @@ class LPIPS(nn.Module):
             Five tensors ``[B, C_k, h_k, w_k]``.
         """
         _check_images(images, images)
-        if images.device.type == "cpu" and images.shape[0] > 1:
+        if runs_per_sample(images):
             # One sample at a time: see sphinx.batch_invariance.samplewise.
             per_sample = [self._trunk_outputs(sample) for sample in images.split(1)]
             trunk = [torch.cat(layer) for layer in zip(*per_sample)]

@@ -93,6 +93,12 @@ class Method(ABC):
         self.config = config
         self.seed = seed
         self.device = generator.input.input.device
+        # What training steps render with: G.synthesis, or invert's compiled version of it.
+        self.synthesis = generator.synthesis
+
+    def synthesize(self, inputs: GeneratorInputs) -> torch.Tensor:
+        """A training step's images ``[B, 3, H, W]`` from ``inputs``, through :attr:`synthesis`."""
+        return self.synthesis(inputs.ws, noise=inputs.noise, input=inputs.content)
 
     @classmethod
     def complete(cls, config):

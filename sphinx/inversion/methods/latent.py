@@ -13,7 +13,7 @@ from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.methods.base import GeneratorInputs, Method, ParamGroup, Stage, broadcast_rows, w_statistics
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import jitter_scale
-from sphinx.seeding import per_image_randn
+from sphinx.seeding import StepDraws
 
 
 def _saved_noise(generator: Generator, tensors: dict[str, torch.Tensor]) -> list[torch.Tensor] | None:
@@ -59,6 +59,8 @@ class ProjectW(Method):
         mean, self.w_std = w_statistics(generator, config.w_avg_samples)
         self.w = mean[None].expand(len(self.ids), -1).clone().requires_grad_()  # [B, style_dim]
         self.noise = NoiseMaps(self.ids, generator.noise_resolutions, seed=seed, device=self.device)
+        self.jitter = StepDraws((generator.style_dim,), self.ids, seed, "w_jitter", device=self.device,
+                                limit=config.steps)  # [B, style_dim] per step
 
     def stages(self) -> list[Stage]:
         c = self.config
@@ -73,12 +75,11 @@ class ProjectW(Method):
         c = self.config
         scale = jitter_scale(progress, w_std=self.w_std, initial_factor=c.initial_noise_factor,
                              ramp_length=c.noise_ramp_length)
-        jitter = per_image_randn((self.generator.style_dim,), self.ids, self.seed, "w_jitter", step,
-                                 device=self.device) * scale
-        return GeneratorInputs(broadcast_rows(self.w + jitter, self.generator.n_latent), self.noise.maps)
+        return GeneratorInputs(broadcast_rows(self.w + self.jitter(step) * scale, self.generator.n_latent),
+                               self.noise.maps)
 
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
-        return self.inputs(stage, step, progress).render(self.generator)
+        return self.synthesize(self.inputs(stage, step, progress))
 
     def regularization(self, stage: Stage, step: int, perceptual) -> torch.Tensor:
         return self.config.noise_regularize * noise_regularization(self.noise.maps)
@@ -145,7 +146,7 @@ class ProjectWPlus(Method):
         return GeneratorInputs(self.w_plus, self.noise)
 
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
-        return self.inputs(stage, step, progress).render(self.generator)
+        return self.synthesize(self.inputs(stage, step, progress))
 
     def renders_reported_image(self, stage: Stage) -> bool:
         return True

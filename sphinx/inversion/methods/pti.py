@@ -18,7 +18,7 @@ from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.methods.base import Method, ParamGroup, Stage, broadcast_rows, w_statistics
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import jitter_scale
-from sphinx.seeding import per_image_randn
+from sphinx.seeding import StepDraws
 
 DELTA_PREFIX = "delta."
 
@@ -101,6 +101,10 @@ class PivotalTuning(Method):
         # Only synthesis weights can change the image rendered from a fixed pivot.
         self.delta = {name: torch.zeros_like(p, requires_grad=True)
                       for name, p in generator.named_parameters() if not name.startswith("style.")}
+        self.jitter = StepDraws((generator.style_dim,), self.ids, seed, "w_jitter", device=self.device,
+                                limit=config.pivot_steps)  # [B, style_dim] per pivot step
+        self.locality_z = StepDraws((generator.style_dim,), self.ids, seed, "locality", device=self.device,
+                                    limit=config.pivot_steps + config.steps)  # [B, style_dim] per tuning step
 
     def stages(self) -> list[Stage]:
         c = self.config
@@ -117,8 +121,7 @@ class PivotalTuning(Method):
         if stage.name == "pivot":
             scale = jitter_scale(progress, w_std=self.w_std, initial_factor=c.initial_noise_factor,
                                  ramp_length=c.noise_ramp_length)
-            jitter = per_image_randn((g.style_dim,), self.ids, self.seed, "w_jitter", step, device=self.device)
-            return g.synthesis(broadcast_rows(self.w + jitter * scale, g.n_latent), noise=self.noise.maps)
+            return self.synthesis(broadcast_rows(self.w + self.jitter(step) * scale, g.n_latent), noise=self.noise.maps)
         # As in PTI, tuning renders the pivot with the generator's stored noise.
         return _tuned_synthesis(g, self.delta, broadcast_rows(self.w.detach(), g.n_latent))
 
@@ -134,7 +137,7 @@ class PivotalTuning(Method):
 
     def _locality(self, step: int, perceptual) -> torch.Tensor:
         g, c = self.generator, self.config
-        z = per_image_randn((g.style_dim,), self.ids, self.seed, "locality", step, device=self.device)
+        z = self.locality_z(step)
         with torch.no_grad():
             center = g.latent_avg if g.latent_avg is not None else w_statistics(g, c.w_avg_samples)[0]
             w_z = g.truncate(g.mapping(z), c.locality_truncation, center)  # [1, style_dim]

@@ -16,7 +16,7 @@ from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.heads import BOTTLENECK, CONTENT_INPUT_SHAPE, ContentHead, StyleHead
 from sphinx.inversion.methods.base import GeneratorInputs, Method, ParamGroup, Stage, w_statistics
 from sphinx.inversion.noise import NoiseMaps
-from sphinx.seeding import per_image_randn
+from sphinx.seeding import StepDraws, per_image_randn
 
 SCHEDULES = ("style_only", "all")
 STYLE_INITS = ("random", "w_avg")
@@ -121,6 +121,10 @@ class Sphinx(Method):
         # The reported image comes from one fixed draw per image, stored with its state.
         self.final_z = self._draw_z("final")
         self.final_s = self._draw_s("final")
+        self.vicinal_z = StepDraws((g.n_latent, g.style_dim), self.ids, seed, "vicinal_z", device=self.device,
+                                   limit=config.steps)  # [B, n_latent, style_dim] per step
+        self.vicinal_s = StepDraws(CONTENT_INPUT_SHAPE, self.ids, seed, "vicinal_s", device=self.device,
+                                   limit=config.steps)  # [B, 8, 4, 4] per step
 
     def _draw_z(self, *stream) -> torch.Tensor:
         g = self.generator
@@ -150,10 +154,10 @@ class Sphinx(Method):
     def inputs(self, stage: Stage | None, step: int, progress: float) -> GeneratorInputs:
         if stage is None or not self.config.vicinal:
             return self._inputs(self.final_z, self.final_s)
-        return self._inputs(self._draw_z(step), self._draw_s(step))
+        return self._inputs(self.vicinal_z(step), self.vicinal_s(step))
 
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
-        return self.inputs(stage, step, progress).render(self.generator)
+        return self.synthesize(self.inputs(stage, step, progress))
 
     def renders_reported_image(self, stage: Stage) -> bool:
         return not self.config.vicinal  # without fresh draws every step renders the final draw
