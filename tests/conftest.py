@@ -46,6 +46,16 @@ def tiny_generator(fixtures_root):
     return load_generator(fixtures_root / "rosinality" / "tiny_g32.pt")
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist each worker takes its share of the cores: oversubscribed torch threads
+    would slow every worker down."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Slow tests first: spread over several workers (make test), the longest jobs start at once
     instead of holding the whole suite up at its end."""
