@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -214,7 +215,7 @@ def curves_png(curves: Sequence[MethodCurve], *, title: str) -> bytes:
             axis.set_title(f"{METRIC_LABELS[metric]} vs {label} — {degradation}")
             axis.grid(True, which="both", alpha=0.3)
         axes[row, 0].legend(fontsize=8, loc="best")
-    figure.suptitle(title)
+    figure.suptitle(textwrap.fill(title, 110))  # long sweep titles would run off the figure
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)

@@ -15,3 +15,4 @@ printf '%s\n' "${METHODS[@]}" | xargs -P "$JOBS" -I{} env OMP_NUM_THREADS=1 MKL_
   python -m sphinx.run +experiment=budget method={} data.limit="$LIMIT" logger=none \
   hydra.run.dir="$RUNS/{}" > "$RUNS/log.txt" 2>&1
 python -m sphinx.report "$RUNS" --out experiments/budget
+python experiments/budget/readme.py  # the headline into README.md
