@@ -9,10 +9,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from sphinx.build import build_execution, build_method, check_run_options, trainer_options
 from sphinx.config_root import config_dir
-from sphinx.build import build_method, trainer_options
 from sphinx.errors import ConfigError
-from sphinx.inversion import METHODS
+from sphinx.inversion import METHODS, Execution
 
 CONF = Path(config_dir("run"))
 GROUPS = ["generator", "method", "head", "regularizer", "degradation", "data", "trainer", "logger"]
@@ -141,3 +141,13 @@ def test_bad_run_options_are_refused_before_compute_in_one_line(hydra_conf, monk
         check_run_options(cfg)
         build_method(cfg, batch_size=cfg.batch_size)
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_execution_options_build_and_lightnings_own_mixed_precision_is_refused(hydra_conf):
+    assert build_execution(composed()) == Execution()
+    assert build_execution(composed("execution.precision=bfloat16", "execution.compile=step")) == \
+        Execution(precision="bfloat16", compile="step")
+    with pytest.raises(ConfigError, match="execution.exact_batch"):
+        check_run_options(composed("execution.exact_batch=sometimes"))
+    with pytest.raises(ConfigError, match="execution.precision=bfloat16"):
+        check_run_options(composed("trainer.precision=bf16-mixed"))
