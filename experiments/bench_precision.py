@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from sphinx.data import BundledSamples, collate_items
+from sphinx.data import BundledSamples
 from sphinx.generators import load_generator
 from sphinx.inversion import invert
 from sphinx.inversion.execution import Execution
@@ -32,9 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     generator = load_generator("demo")
-    dataset = BundledSamples(resolution=generator.resolution)
-    batch = collate_items([dataset[i] for i in range(len(dataset))])
-    targets, ids = batch["images"], batch["ids"]
+    targets, ids = BundledSamples(resolution=generator.resolution).batch()
     print(f"Demo prior, {len(ids)} bundled samples in one batch, {args.steps} steps, MSE only, seed 0, one CPU thread.\n")
     print("| method | execution | PSNR dB | SSIM | max abs diff from float32 exact |")
     print("|---|---|---:|---:|---:|")

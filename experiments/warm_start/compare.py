@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from sphinx.data import BundledSamples, collate_items
+from sphinx.data import BundledSamples
 from sphinx.generators import load_generator
 from sphinx.inversion import invert
 from sphinx.metrics.image_quality import psnr, ssim
@@ -45,9 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     generator = load_generator("demo")
-    dataset = BundledSamples(resolution=generator.resolution)
-    batch = collate_items([dataset[i] for i in range(len(dataset))])
-    targets, ids = batch["images"], batch["ids"]
+    targets, ids = BundledSamples(resolution=generator.resolution).batch()
     lines = [f"Demo prior, {len(ids)} bundled samples, {args.steps} steps, MSE only, seed 0, one CPU thread.",
              "", "| variant | PSNR dB | SSIM | vicinity spread |", "|---|---|---|---|"]
     for name in args.variants:

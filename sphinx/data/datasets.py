@@ -330,6 +330,14 @@ class BundledSamples(Dataset):
             return ImageItem(name, None, str(error))
         return ImageItem(name, image, None)
 
+    def batch(self) -> tuple[torch.Tensor, list[str]]:
+        """Every sample as one batch: ``([N, 3, R, R] in [-1, 1], ids)`` (an unreadable one fails)."""
+        collated = collate_items([self[index] for index in range(len(self))], resolution=self.resolution)
+        if collated["failures"]:
+            image_id, error = collated["failures"][0]
+            raise ImageError(f"bundled sample {image_id}: {error}")
+        return collated["images"], collated["ids"]
+
 
 def load_sample_pixels(name: str) -> np.ndarray:
     """The pixels of one bundled sample after its crop, as ``skimage.data`` gives them.

@@ -524,3 +524,9 @@ def test_an_unreadable_file_whose_name_holds_a_newline_is_isolated_in_one_line(t
     dataset = ImageFolder(tmp_path, resolution=8)
     item = dataset[dataset.ids.index("bad\nname.png")]
     assert item.image is None and "\n" not in item.error and "bad\\nname.png" in item.error
+
+
+def test_the_bundled_samples_come_as_one_batch_in_their_order():
+    images, ids = BundledSamples(resolution=32, names=["coffee", "astronaut"]).batch()
+    assert ids == ["coffee", "astronaut"] and images.shape == (2, 3, 32, 32)
+    assert images.min() >= -1 and images.max() <= 1
