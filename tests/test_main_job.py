@@ -8,9 +8,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from sphinx.build import build_execution, build_method
 from sphinx.config_root import config_dir
-from sphinx.build import build_method
-from sphinx.data import BundledSamples, collate_items
+from sphinx.data import BundledSamples
 from sphinx.generators import load_generator
 from sphinx.inversion import invert
 from sphinx.metrics.image_quality import psnr
@@ -20,28 +20,26 @@ CONF = Path(config_dir("run"))
 
 
 def main_job_method():
-    """The method and options ``python -m sphinx.run +experiment=ood_faces`` runs."""
+    """The method, options and execution ``python -m sphinx.run +experiment=ood_faces`` runs."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["+experiment=ood_faces"])
     GlobalHydra.instance().clear()
-    return build_method(cfg, batch_size=cfg.batch_size)
+    return build_method(cfg, batch_size=cfg.batch_size), build_execution(cfg)
 
 
 @pytest.mark.slow
 def test_the_main_jobs_sphinx_beats_wplus_at_the_same_steps_on_the_bundled_samples():
-    spec = main_job_method()
+    spec, execution = main_job_method()
     steps = spec.options["steps"]
     assert spec.name.startswith("sphinx") and steps == 500
     generator = load_generator("demo")
-    dataset = BundledSamples(resolution=generator.resolution)
-    batch = collate_items([dataset[i] for i in range(len(dataset))])
-    targets, ids = batch["images"], batch["ids"]
+    targets, ids = BundledSamples(resolution=generator.resolution).batch()  # one batch, as the job runs them
     # Offline there are no VGG weights, so the run goes MSE only, as the main job does here.
-    sphinx = invert(generator, targets, ids, method=spec.name, seed=0, record_curve=False,
+    sphinx = invert(generator, targets, ids, method=spec.name, seed=0, record_curve=False, execution=execution,
                     **without_lpips(spec.options))
     wplus = invert(generator, targets, ids, method="wplus", seed=0, steps=steps, lpips_weight=0.0,
-                   record_curve=False)
+                   record_curve=False, execution=execution)
     sphinx_psnr, wplus_psnr = psnr(sphinx.reconstructions, targets), psnr(wplus.reconstructions, targets)
     assert sphinx.status == ("ok",) * len(ids)
     assert sphinx_psnr.mean() > wplus_psnr.mean() + 1.0, (sphinx_psnr, wplus_psnr)
