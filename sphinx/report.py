@@ -2,7 +2,8 @@
 
 ``python -m sphinx.report DIR [DIR ...] [--out DIR]`` writes ``report.md`` (mean ± std per metric,
 image counts, SPHInX against the best baseline), ``report.csv`` (its numbers, long format),
-``report.png`` and, when the runs recorded curves, ``curves.md``/``curves.png``. pandas does the
+``report.png`` (drawn by :mod:`sphinx.report_render`) and, when the runs recorded curves,
+``curves.md``/``curves.png`` (:mod:`sphinx.report_curves`). pandas does the
 tables; sphinx's own is the domain: an image a resumed run wrote twice counts once (the newest row),
 a run killed mid-line loses only its last row, and SPHInX is set against the best baseline.
 """
@@ -12,15 +13,13 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import io
 import json
 import math
 import os
 import statistics
 import sys
-import textwrap
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -30,21 +29,16 @@ import pandas as pd
 from sphinx.errors import SphinxError
 from sphinx.files import atomic_write_bytes
 from sphinx.report_curves import CURVES_NAME, curves_markdown, curves_png, read_curves
+from sphinx.report_names import DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER, METRICS, order_key, ordered
+from sphinx.report_render import report_markdown, report_png
 
 RESULTS_NAME = "results.csv"
 SUMMARY_NAME = "summary.json"
 RESULTS_COLUMNS = ("image", "method", "degradation", "generator", "psnr", "ssim", "lpips", "vicinity_spread",
                    "steps", "seconds", "status")
 STATUSES = ("ok", "failed")
-METRICS = ("psnr", "ssim", "lpips")
-METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
-METRIC_DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
-LOWER_IS_BETTER = frozenset({"lpips"})
 REPORT_CSV_COLUMNS = ("generator", "data", "method", "degradation", "metric", "mean", "std", "n")
 UNKNOWN_DATA = "unknown"
-# Known names come in the order a reader expects; anything else follows, alphabetically.
-METHOD_ORDER = ("sphinx", "sphinx_warm", "sphinx_ps", "sphinx_ps_pc", "w", "wplus", "wplus_noise", "pti")
-DEGRADATION_ORDER = ("none", "denoise", "inpaint", "superres", "compressed_sensing", "colorize")
 _NAMES = ("image", "method", "degradation", "generator")
 _CELL_KEY = ["generator", "data", "method", "degradation"]
 _MAX_NAMES_IN_WARNING = 5
@@ -162,9 +156,9 @@ def build_report(dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | 
                     sources=tuple(paths), warnings=tuple(notes), markdown=out_dir / "report.md",
                     csv=out_dir / "report.csv", png=out_dir / "report.png")
     # atomic: a report being rewritten is never seen half-written by a notebook or a sync job
-    atomic_write_bytes(report.markdown, _markdown(report, table).encode("utf-8"))
+    atomic_write_bytes(report.markdown, report_markdown(report, table).encode("utf-8"))
     atomic_write_bytes(report.csv, table[list(REPORT_CSV_COLUMNS)].to_csv(index=False, lineterminator="\n").encode())
-    atomic_write_bytes(report.png, _plot(report, table))
+    atomic_write_bytes(report.png, report_png(report, table))
     curve_files = [path.parent / CURVES_NAME for path in paths if (path.parent / CURVES_NAME).is_file()]
     curves = [c for c in read_curves(curve_files) if c.steps.size > 1] if curve_files else []
     if curves:
@@ -294,8 +288,8 @@ def _aggregate(rows: pd.DataFrame, notes: list[str]) -> list[Cell]:
         ok = images[images["status"] == "ok"]
         metrics = {metric: _statistic(ok[metric].dropna().tolist()) for metric in METRICS}
         cells.append(Cell(*key, ok=len(ok), failed=len(images) - len(ok), **metrics))
-    return sorted(cells, key=lambda c: (c.generator, c.data, _order_key(c.method, METHOD_ORDER),
-                                        _order_key(c.degradation, DEGRADATION_ORDER)))
+    return sorted(cells, key=lambda c: (c.generator, c.data, order_key(c.method, METHOD_ORDER),
+                                        order_key(c.degradation, DEGRADATION_ORDER)))
 
 
 def _statistic(values: list[float]) -> Statistic:
@@ -306,17 +300,9 @@ def _statistic(values: list[float]) -> Statistic:
     return Statistic(mean=statistics.fmean(values), std=std, n=len(values))
 
 
-def _order_key(name: str, known: Sequence[str]) -> tuple[int, str]:
-    return (known.index(name), "") if name in known else (len(known), name)
-
-
-def _ordered(names: Iterable[str], known: Sequence[str]) -> list[str]:
-    return sorted(set(names), key=lambda name: _order_key(name, known))
-
-
 def _compare(cells: Sequence[Cell]) -> list[Comparison]:
     comparisons = []
-    by_column = sorted(cells, key=lambda c: (c.generator, c.data, _order_key(c.degradation, DEGRADATION_ORDER)))
+    by_column = sorted(cells, key=lambda c: (c.generator, c.data, order_key(c.degradation, DEGRADATION_ORDER)))
     for (generator, data, degradation), column in groupby(by_column, lambda c: (c.generator, c.data, c.degradation)):
         column = list(column)
         for metric in METRICS:
@@ -335,13 +321,13 @@ def _best(cells: Sequence[Cell], metric: str) -> Cell | None:
     sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
     # ties go to the method listed first, so the result does not depend on file order
     return min((c for c in cells if c.statistic(metric).mean is not None), default=None,
-               key=lambda c: (sign * c.statistic(metric).mean, _order_key(c.method, METHOD_ORDER)))
+               key=lambda c: (sign * c.statistic(metric).mean, order_key(c.method, METHOD_ORDER)))
 
 
 def _title(rows: pd.DataFrame, cells: Sequence[Cell]) -> str:
     experiments = ", ".join(sorted(set(rows["experiment"].dropna()))) or "sphinx report"
-    methods = ", ".join(_ordered((c.method for c in cells), METHOD_ORDER))
-    degradations = ", ".join(_ordered((c.degradation for c in cells), DEGRADATION_ORDER))
+    methods = ", ".join(ordered((c.method for c in cells), METHOD_ORDER))
+    degradations = ", ".join(ordered((c.degradation for c in cells), DEGRADATION_ORDER))
     # data and generator in pairs, so that several of each still say which went with which
     settings = "; ".join(dict.fromkeys(f"on {c.data}, generator {c.generator}" for c in cells))
     return f"{experiments}: {methods} x {degradations} {settings}"
@@ -352,121 +338,6 @@ def _long_table(cells: Sequence[Cell]) -> pd.DataFrame:
     rows = [(c.generator, c.data, c.method, c.degradation, metric, s.mean, s.std, s.n, c.ok, c.failed)
             for c in cells for metric in METRICS for s in [c.statistic(metric)]]
     return pd.DataFrame(rows, columns=[*REPORT_CSV_COLUMNS, "ok", "failed"])
-
-
-def _markdown(report: Report, table: pd.DataFrame) -> str:
-    sections = list(table.groupby(["generator", "data"], sort=False))
-    lines = [
-        f"# {report.title}",
-        "",
-        f"{len(report.sources)} results file(s). Cells are mean ± sample standard deviation (n − 1; a single "
-        "image gives ± 0) over the images that finished (status ok); failed images are counted, not averaged. "
-        "(n=…) marks a cell where some finished images have no value. Bold is the best method of a column. "
-        "Plot: `report.png`; numbers: `report.csv`.",
-    ]
-    # one heading level deeper when the report holds several generators or data sets
-    level = "###" if len(sections) > 1 else "##"
-    for (generator, data), section in sections:
-        if len(sections) > 1:
-            lines += ["", f"## Generator {generator}, data {data}"]
-        for metric in METRICS:
-            order = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
-            values = section[section["metric"] == metric]
-            lines += ["", f"{level} {METRIC_LABELS[metric]}, {order}", ""]
-            lines += _grid(values, _metric_texts(values, metric))
-        counts = section[section["metric"] == METRICS[0]]
-        texts = counts["ok"].astype(str) + " ok" + counts["failed"].map(lambda n: f", {n} failed" if n else "")
-        lines += ["", f"{level} Images", "", *_grid(counts, texts)]
-        lines += ["", f"{level} SPHInX against the best baseline", ""]
-        lines += _comparison_table([c for c in report.comparisons if (c.generator, c.data) == (generator, data)])
-    if report.warnings:
-        lines += ["", "## Warnings", "", *(f"- {warning}" for warning in report.warnings)]
-    lines += ["", "## Sources", "", *(f"- `{path}`" for path in report.sources)]
-    return "\n".join(lines) + "\n"
-
-
-def _grid(cells: pd.DataFrame, texts: pd.Series) -> list[str]:
-    """A markdown methods x degradations table of ``texts``, one per row of ``cells``."""
-    degradations = _ordered(cells["degradation"], DEGRADATION_ORDER)
-    grid = cells.assign(text=texts).pivot(index="method", columns="degradation", values="text")
-    # the rows come in report order, so their methods do too
-    grid = grid.reindex(index=cells["method"].unique(), columns=degradations).fillna("")
-    return _table(["method", *degradations], grid.reset_index().to_numpy().tolist())
-
-
-def _metric_texts(cells: pd.DataFrame, metric: str) -> pd.Series:
-    """Mean ± std of each cell, bold when best of its column (of two or more), "—" without values."""
-    means, stds = cells["mean"].astype(float), cells["std"].astype(float)
-    texts = means.map(lambda mean: _format(mean, metric)) + " ± " + stds.map(lambda std: _format(std, metric))
-    column = means.groupby(cells["degradation"])
-    best = column.transform("min" if metric in LOWER_IS_BETTER else "max")
-    texts = texts.mask((means == best) & (column.transform("count") > 1), "**" + texts + "**")
-    # some finished images have no value, e.g. LPIPS unavailable
-    texts = texts.mask(cells["n"] != cells["ok"], texts + " (n=" + cells["n"].astype(str) + ")")
-    return texts.mask(means.isna(), "—")
-
-
-def _comparison_table(comparisons: Sequence[Comparison]) -> list[str]:
-    if not comparisons:
-        return ["No degradation has both a SPHInX method and a baseline with results."]
-    rows = []
-    for c in comparisons:
-        better = "SPHInX" if c.sphinx_better else "tie" if c.difference == 0 else c.baseline_method
-        rows.append([c.degradation, METRIC_LABELS[c.metric], f"{c.sphinx_method} {_format(c.sphinx_mean, c.metric)}",
-                     f"{c.baseline_method} {_format(c.baseline_mean, c.metric)}",
-                     _format(c.difference, c.metric, signed=True), better])
-    return _table(["degradation", "metric", "best SPHInX", "best baseline", "SPHInX − baseline", "better"], rows)
-
-
-def _format(value: float, metric: str, *, signed: bool = False) -> str:
-    return f"{value:{'+' if signed else ''}.{METRIC_DIGITS[metric]}f}"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def _plot(report: Report, table: pd.DataFrame) -> bytes:
-    # the object API with an explicit Agg canvas: no pyplot state, no change to a notebook backend
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    sections = list(table.groupby(["generator", "data"], sort=False))
-    widest = max(section["degradation"].nunique() for _, section in sections)
-    figure = Figure(figsize=(max(12.0, 4.2 * widest), 3.8 * len(sections) + 0.8), dpi=110)
-    FigureCanvasAgg(figure)
-    all_methods = _ordered(table["method"], METHOD_ORDER)
-    colours = {method: f"C{index % 10}" for index, method in enumerate(all_methods)}
-    grid = figure.subplots(len(sections), len(METRICS), squeeze=False)
-    for axes, ((generator, data), section) in zip(grid, sections):
-        methods, degradations = section["method"].unique(), _ordered(section["degradation"], DEGRADATION_ORDER)
-        for ax, metric in zip(axes, METRICS):
-            values = section[section["metric"] == metric]
-            # degradations along x, one bar per method, its std as the error bar
-            means, stds = (values.pivot(index="degradation", columns="method", values=field).astype(float)
-                           .reindex(index=degradations, columns=methods) for field in ("mean", "std"))
-            if means.notna().to_numpy().any():
-                means.plot.bar(ax=ax, yerr=stds, width=0.8, capsize=3, color=[colours[m] for m in methods],
-                               legend=False, rot=0, xlabel="")
-            else:
-                ax.set_xticks(range(len(degradations)), degradations)
-                ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
-            ax.set_xlim(-0.5, len(degradations) - 0.5)
-            title = f"{METRIC_LABELS[metric]} {'↓' if metric in LOWER_IS_BETTER else '↑'}"
-            ax.set_title(title + (f"  ({generator}, {data})" if len(sections) > 1 else ""))
-            ax.grid(axis="y", alpha=0.3)
-            ax.set_axisbelow(True)
-    height = figure.get_figheight()
-    figure.suptitle(textwrap.fill(report.title, 150), y=1 - 0.08 / height, va="top", fontsize=11)
-    figure.legend(handles=[Patch(color=colours[method], label=method) for method in all_methods],
-                  loc="upper center", bbox_to_anchor=(0.5, 1 - 0.38 / height), ncol=min(len(all_methods), 8),
-                  frameon=False)
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.62 / height))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

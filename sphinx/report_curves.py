@@ -8,7 +8,7 @@ SSIM and LPIPS at log-spaced steps) and writes, into the report folder:
 - ``curves.md``: the mean PSNR of every method at a ladder of budgets, the best method at each,
   and where the methods' mean curves cross.
 
-Only numpy and matplotlib are needed, like :mod:`sphinx.report`.
+Only numpy and matplotlib are needed.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sphinx.report_names import METHOD_ORDER, METRIC_LABELS, METRICS, order_key
+
 CURVES_NAME = "curves.csv"
-CURVE_METRICS = ("psnr", "ssim", "lpips")
-METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
+CURVE_METRICS = METRICS
 BUDGETS = (10, 30, 100, 300, 1000, 3000, 5000, 8000)
-METHOD_ORDER = ("sphinx", "sphinx_warm", "sphinx_ps", "sphinx_ps_pc", "w", "wplus", "wplus_noise", "pti")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def read_curves(paths: Sequence[Path]) -> list[MethodCurve]:
         for (method, degradation, image), points in fresh.items():
             per_image[(method, degradation)][image] = points
     return [_aggregate(method, degradation, images) for (method, degradation), images in sorted(
-        per_image.items(), key=lambda item: (_order(item[0][0]), item[0][1]))]
+        per_image.items(), key=lambda item: (order_key(item[0][0], METHOD_ORDER), item[0][1]))]
 
 
 def _number(text: str | None) -> float:
@@ -91,10 +91,6 @@ def _number(text: str | None) -> float:
         return float(text) if text not in (None, "") else math.nan
     except ValueError:
         return math.nan
-
-
-def _order(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def _aggregate(method: str, degradation: str, images: dict[str, dict[int, dict[str, float]]]) -> MethodCurve:
