@@ -27,4 +27,4 @@ demo: install
 	$(BIN)/python -m sphinx.run +experiment=ood_faces
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)

@@ -38,12 +38,6 @@ def lpips():
 
 
 @pytest.fixture(scope="module")
-def vgg_lpips():
-    """The authors' network, for the tests that hold inversion quality to a number."""
-    return LPIPS("vgg", pretrained=False)
-
-
-@pytest.fixture(scope="module")
 def own_images(generator):
     """Images the generator itself made: a perfect inversion exists."""
     with torch.no_grad():
@@ -129,15 +123,17 @@ def test_every_method_lowers_its_loss(generator, lpips, own_images, method):
 
 
 @pytest.mark.slow
-def test_wplus_noise_inverts_a_generated_image_above_30_db(generator, vgg_lpips, own_images):
-    result = invert(generator, own_images[:2], IDS[:2], method="wplus_noise", lpips=vgg_lpips, steps=300, noise_steps=100)
+def test_wplus_noise_inverts_a_generated_image_above_30_db(generator, own_images):
+    # MSE alone, as an offline run fits: an LPIPS of random weights would only cost time here
+    result = invert(generator, own_images[:2], IDS[:2], method="wplus_noise", lpips_weight=0, steps=300, noise_steps=100)
     assert (psnr(result.reconstructions, own_images[:2]) >= 30).all()
 
 
 @pytest.mark.slow
-def test_sphinx_inverts_a_generated_image_above_30_db(generator, vgg_lpips, own_images):
-    # The authors' lr (1e-3) is tuned for 5000 steps; a few hundred need a larger one.
-    result = invert(generator, own_images[:2], IDS[:2], method="sphinx", lpips=vgg_lpips, steps=600, lr=1e-2)
+def test_sphinx_inverts_a_generated_image_above_30_db(generator, own_images):
+    # The authors' lr (1e-3) is tuned for 5000 steps; a few hundred need a larger one. MSE alone,
+    # as an offline run fits: an LPIPS of random weights would only cost time here.
+    result = invert(generator, own_images[:2], IDS[:2], method="sphinx", lpips_weight=0, steps=600, lr=1e-2)
     assert (psnr(result.reconstructions, own_images[:2]) >= 30).all()
     assert (result.vicinity_spread >= 0).all() and (result.vicinity_spread < 2).all()
 
