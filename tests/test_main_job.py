@@ -28,13 +28,19 @@ def main_job_method():
     return build_method(cfg, batch_size=cfg.batch_size), build_execution(cfg)
 
 
+# Three of the seven bundled samples, a third of the job's cost: a colour photograph, a grayscale one
+# and the near-black deep field, on which SPHInX's lead is smallest. On all seven at 500 steps,
+# SPHInX leads by 0.69 (deep field) to 3.99 dB (retina), 2.25 dB on average.
+SAMPLES = ["astronaut", "camera", "hubble_deep_field"]
+
+
 @pytest.mark.slow
 def test_the_main_jobs_sphinx_beats_wplus_at_the_same_steps_on_the_bundled_samples():
     spec, execution = main_job_method()
     steps = spec.options["steps"]
     assert spec.name.startswith("sphinx") and steps == 500
     generator = load_generator("demo")
-    targets, ids = BundledSamples(resolution=generator.resolution).batch()  # one batch, as the job runs them
+    targets, ids = BundledSamples(resolution=generator.resolution, names=SAMPLES).batch()  # one batch, as in the job
     # Offline there are no VGG weights, so the run goes MSE only, as the main job does here.
     sphinx = invert(generator, targets, ids, method=spec.name, seed=0, record_curve=False, execution=execution,
                     **without_lpips(spec.options))
@@ -42,4 +48,4 @@ def test_the_main_jobs_sphinx_beats_wplus_at_the_same_steps_on_the_bundled_sampl
                    record_curve=False, execution=execution)
     sphinx_psnr, wplus_psnr = psnr(sphinx.reconstructions, targets), psnr(wplus.reconstructions, targets)
     assert sphinx.status == ("ok",) * len(ids)
-    assert sphinx_psnr.mean() > wplus_psnr.mean() + 1.0, (sphinx_psnr, wplus_psnr)
+    assert (sphinx_psnr > wplus_psnr).all() and sphinx_psnr.mean() > wplus_psnr.mean() + 1.0, (sphinx_psnr, wplus_psnr)

@@ -37,7 +37,7 @@ def without_time(rows: list[dict]) -> list[dict]:
 
 @pytest.mark.slow
 def test_sigkill_and_sigterm_inside_batches_resume_to_the_uninterrupted_results(tiny, tmp_path):
-    common = [*tiny, "data.limit=2", "batch_size=1", "steps_scale=0.08", "checkpoint_every=25"]
+    common = [*tiny, "data.limit=2", "batch_size=1", "steps_scale=0.04", "checkpoint_every=20"]
     sphinx_run(*common, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
     run_dir = tmp_path / "interrupted"
     args = [*common, f"hydra.run.dir={run_dir}"]
