@@ -36,16 +36,10 @@ def without_lpips(options: dict) -> dict:
 
 def run(cfg: DictConfig) -> dict | None:
     """Build everything from ``cfg`` (checking it), invert the pending images, write the tables."""
-    import pytorch_lightning as pl
-    from pytorch_lightning.utilities import rank_zero_only
-
     from sphinx import build
     from sphinx.files import remove_temporaries
     from sphinx.generators.checkpoints import describe
     from sphinx.lit.resume import check_resume, run_fingerprint
-    from sphinx.lit.datamodule import InversionDataModule
-    from sphinx.lit.loggers import log_results
-    from sphinx.lit.module import InversionModule
     from sphinx.lit.outputs import OutputWriter
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -66,6 +60,14 @@ def run(cfg: DictConfig) -> dict | None:
     if lpips is None:
         method = build.MethodSpec(method.name, without_lpips(method.options))
     generator_name = build.describe_generator(generator, cfg)
+    # Lightning only now: it takes seconds to import, and a bad path or config fails above without it
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from sphinx.lit.datamodule import InversionDataModule
+    from sphinx.lit.loggers import log_results
+    from sphinx.lit.module import InversionModule
+
     first_rank = rank_zero_only.rank == 0  # the trainer does not exist yet; DDP ranks rerun this function
     fingerprint = run_fingerprint(cfg, method_name=method.name, method_options=method.options,
                                   generator=describe(generator), lpips=lpips is not None)
