@@ -4,9 +4,11 @@ they show holds."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -22,8 +24,10 @@ def execute_notebook(name: str, report: str, cwd: Path, *, parameters: str) -> d
     (tagged,) = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
     notebook.cells.insert(tagged + 1, nbformat.v4.new_code_cell(parameters))
     notebook.cells.append(nbformat.v4.new_code_cell(f"import json\nprint(json.dumps({report}))"))
-    nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd)}}).execute()
+    # the kernel gets this worker's share of the cores: more threads than cores burn CPU spinning
+    threads = str(torch.get_num_threads())
+    nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+                            ).execute(env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     (printed,) = [output["text"] for output in notebook.cells[-1].outputs if output.get("name") == "stdout"]
     return json.loads(printed)
 

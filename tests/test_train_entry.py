@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +91,9 @@ def test_seed_zero_is_honoured(tmp_path: Path) -> None:
 
 
 def run_entry(*overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sphinx.train", *overrides], cwd=REPO_ROOT,
+    # one thread: the test workers share this machine's cores
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "sphinx.train", *overrides], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
