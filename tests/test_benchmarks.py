@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
@@ -15,6 +17,7 @@ def load_script(name: str):
     return module
 
 
+@pytest.mark.slow  # an experiments/ script, not a module of the package
 def test_bench_gpu_quick_on_cpu_smoke(capsys):
     load_script("bench_gpu").main(["--device", "cpu", "--quick"])
     printed = capsys.readouterr().out

@@ -39,15 +39,28 @@ def one_error_line(result) -> str:
     return errors[0]
 
 
+@pytest.fixture(scope="module")
+def demo_generator():
+    return load_generator("demo")
+
+
 # --- configs --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("edit_*.yaml")))
-def test_every_edit_experiment_composes_on_the_demo_prior(experiment):
+def test_every_edit_experiment_composes_on_the_demo_prior_and_builds_its_edit(experiment, demo_generator):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="editing", overrides=[f"+experiment={experiment}"])
         assert cfg.experiment_name == experiment and cfg.generator.source == "demo"
         assert cfg.edit.kind in ("attribute", "morph", "direction")
+        edit = build_edit(cfg, demo_generator, ["astronaut", "chelsea"], cfg.method.name, "none")
+        assert edit.kind == cfg.edit.kind
+    GlobalHydra.instance().clear()
+
+
+def test_every_edit_option_composes():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for option in sorted(p.stem for p in (CONF / "edit").glob("*.yaml")):
             assert compose(config_name="editing", overrides=[f"edit={option}"]).edit.kind
     GlobalHydra.instance().clear()
@@ -83,6 +96,7 @@ def test_edit_rotate_runs_offline_on_the_demo_prior_and_writes_every_output(tmp_
 
 # --- morph and directions, on the tiny generator ----------------------------------------------
 
+@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_morph_inverts_then_morphs_each_image_into_the_next_with_exact_ends(tiny, tmp_path):
     run_dir = tmp_path / "morph"
     sphinx_edit(*tiny, "edit=morph", "data.limit=3", "method.steps=10", "edit.frames=5", f"hydra.run.dir={run_dir}",

@@ -73,8 +73,8 @@ def test_sigkill_and_sigterm_inside_batches_resume_to_the_uninterrupted_results(
     assert not strays, strays
 
 
-@pytest.mark.parametrize("kind", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
-                         ids=["SIGTERM", "SIGINT"])
+@pytest.mark.slow  # a subprocess of the entry point (StopSignals alone: tests/unit/test_stop_signals.py)
+@pytest.mark.parametrize("kind", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_a_batch_within_seconds_with_its_state_saved(tiny, tmp_path, kind):
     run_dir = tmp_path / "run"
     process = launch([*tiny, "data.limit=1", "steps_scale=1", "checkpoint_every=100", f"hydra.run.dir={run_dir}"],

@@ -18,6 +18,8 @@ from sphinx.inversion.schedules import projector_lr_factor
 from sphinx.metrics.image_quality import psnr
 from sphinx.metrics.lpips import LPIPS
 
+from tests.conftest import fast_tier
+
 SHORT = {  # enough steps to exercise every stage of every method
     "sphinx": dict(steps=20), "sphinx_warm": dict(steps=20), "sphinx_ps": dict(steps=20), "sphinx_ps_pc": dict(steps=20),
     "w": dict(steps=20), "wplus": dict(steps=20), "wplus_noise": dict(steps=20, noise_steps=10),
@@ -111,7 +113,7 @@ def test_projector_schedule_warms_up_holds_then_ramps_down_to_zero():
 
 # --- every method ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", fast_tier(METHODS, keep=("sphinx", "wplus_noise", "pti")))
 def test_every_method_lowers_its_loss(generator, lpips, own_images, method):
     images = own_images[:1] if method == "pti" else own_images[:2]
     result = invert(generator, images, IDS[: len(images)], method=method, lpips=lpips, **SHORT[method])
@@ -184,7 +186,7 @@ def test_sphinx_variants_optimize_what_their_names_say(generator, lpips, own_ima
 
 # --- batched by design ----------------------------------------------------------------
 
-@pytest.mark.parametrize("method", ["sphinx", "w"])
+@pytest.mark.parametrize("method", fast_tier(["sphinx", "w"], keep=("sphinx",)))
 def test_a_batch_gives_the_same_result_as_its_images_one_by_one(generator, lpips, own_images, method):
     together = invert(generator, own_images, IDS, method=method, lpips=lpips, steps=20, seed=7)
     for index in range(len(IDS)):
@@ -211,7 +213,7 @@ def test_the_same_seed_gives_the_same_result_and_another_seed_another(generator,
 
 # --- saved states ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", fast_tier(METHODS, keep=("sphinx_ps_pc", "wplus_noise", "pti")))
 def test_a_saved_state_re_renders_its_image(generator, lpips, own_images, method, tmp_path):
     images = own_images[:1] if method == "pti" else own_images[:2]
     result = invert(generator, images, IDS[: len(images)], method=method, lpips=lpips, **SHORT[method])

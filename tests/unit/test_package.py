@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # a subprocess importing torch and scipy (~6 s of CPU)
 def test_scipy_stats_imports_after_sphinx_despite_the_name_clash():
     # scipy treats any loaded module named "sphinx" as the documentation tool.
     result = run_python("import sphinx.inversion, scipy.stats, torchmetrics; print('ok')")

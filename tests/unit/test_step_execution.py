@@ -16,7 +16,7 @@ from sphinx.metrics.lpips import LPIPS
 from sphinx.profiling import StepDispatchCounter
 from sphinx.seeding import StepDraws, per_image_randn
 
-from tests.conftest import images_of
+from tests.conftest import fast_tier, images_of
 from tests.unit.test_inversion import PoisonOneImage
 
 CHECK_EVERY = 4
@@ -56,7 +56,7 @@ def shorter(method: str) -> dict:
 
 # --- no host syncs, no launches per image --------------------------------------------------
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", fast_tier(METHODS, keep=("sphinx", "pti")))
 def test_a_step_waits_for_the_device_only_at_its_checks(tiny_generator, lpips, method):
     images = images_of(tiny_generator, 1 if method == "pti" else 2)
     steps = count_steps(tiny_generator, images, lpips, method, Execution(check_every=CHECK_EVERY))
@@ -66,6 +66,7 @@ def test_a_step_waits_for_the_device_only_at_its_checks(tiny_generator, lpips, m
     assert not waiting, waiting
 
 
+@pytest.mark.slow  # a batch of 16 for every method
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "pti"])  # pti: one image per batch
 def test_the_ops_a_step_dispatches_do_not_grow_with_the_batch(tiny_generator, lpips, method):
     whole_batch = Execution(check_every=100, exact_batch=False)
@@ -108,7 +109,7 @@ def test_a_pti_stop_found_at_a_later_check_ends_where_it_was_met(tiny_generator,
 
 def test_a_failure_found_at_a_later_check_keeps_its_step_and_the_others_untouched(tiny_generator, lpips):
     images, ids = images_of(tiny_generator, 3), ["a", "b", "c"]
-    runs = [invert(tiny_generator, images, ids, lpips=lpips, steps=12, degradation=PoisonOneImage("b", 5),
+    runs = [invert(tiny_generator, images, ids, lpips=lpips, steps=8, degradation=PoisonOneImage("b", 5),
                    execution=Execution(check_every=k)) for k in (1, 7)]
     assert runs[0].status == ("ok", "failed", "ok") and "step 5 (sphinx)" in runs[0].messages[1]
     assert_same_results(*runs)
@@ -124,6 +125,7 @@ def test_a_batch_whose_images_all_fail_stops_where_the_last_one_failed(tiny_gene
 
 # --- opt-in paths ---------------------------------------------------------------------------
 
+@pytest.mark.slow  # an opt-in path, two inversions
 def test_the_whole_batch_cpu_path_agrees_with_the_exact_one_to_float_rounding(tiny_generator, lpips):
     images, ids = images_of(tiny_generator, 3), ["a", "b", "c"]
     exact = invert(tiny_generator, images, ids, lpips=lpips, steps=8, spread_draws=0)
@@ -136,6 +138,7 @@ def test_the_whole_batch_cpu_path_agrees_with_the_exact_one_to_float_rounding(ti
                                                         spread_draws=0).reconstructions[0])
 
 
+@pytest.mark.slow  # an opt-in path, two inversions
 def test_bfloat16_runs_generator_and_lpips_in_bfloat16_and_keeps_parameters_float32(tiny_generator, lpips):
     images = images_of(tiny_generator, 2)
     convolution_dtypes = set()
