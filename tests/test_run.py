@@ -126,8 +126,7 @@ def test_a_run_writes_every_output_and_its_states_re_render(tiny, tmp_path, fixt
 @pytest.mark.slow
 def test_batch_1_and_batch_3_give_equal_results(tiny, tmp_path):
     for batch in (1, 3):
-        sphinx_run(*tiny, "data.limit=3", f"batch_size={batch}", "steps_scale=0.004",
-                   f"hydra.run.dir={tmp_path / str(batch)}", cwd=tmp_path)
+        run_in_process(*tiny, "data.limit=3", f"batch_size={batch}", "steps_scale=0.004", run_dir=tmp_path / str(batch))
     one, three = read_rows(tmp_path / "1"), read_rows(tmp_path / "3")
     for column in ("image", "psnr", "ssim", "vicinity_spread"):
         assert [r[column] for r in one] == [r[column] for r in three]
@@ -166,7 +165,6 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_results(tiny, tmp_pat
     assert ignore_time(read_rows(run_dir)) == ignore_time(read_rows(tmp_path / "whole"))
 
 
-@pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_a_folder_with_a_corrupt_and_a_grayscale_file_finishes_the_good_ones(tiny, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -175,7 +173,7 @@ def test_a_folder_with_a_corrupt_and_a_grayscale_file_finishes_the_good_ones(tin
     Image.fromarray(ramp).save(folder / "gray16.png")
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 4), dtype=np.uint8), "RGBA").save(folder / "rgba.png")
     run_dir = tmp_path / "run"
-    sphinx_run(*tiny, "data=folder", f"data.path={folder}", "steps_scale=0.002", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    run_in_process(*tiny, "data=folder", f"data.path={folder}", "steps_scale=0.002", run_dir=run_dir)
     rows = {r["image"]: r for r in read_rows(run_dir)}
     assert rows["broken.png"]["status"] == "failed" and rows["broken.png"]["psnr"] == ""
     assert rows["gray16.png"]["status"] == "ok" and rows["rgba.png"]["status"] == "ok"
