@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
-from test_run import read_rows, sphinx_run
+from test_run import read_rows, run_in_process, sphinx_run
 
 from sphinx.config_root import config_dir
 from sphinx.edit import build_edit
@@ -71,14 +71,14 @@ def test_every_edit_option_composes():
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_edit_rotate_runs_offline_on_the_demo_prior_and_writes_every_output(tmp_path):
     run_dir = tmp_path / "rotate"
-    result = sphinx_edit("+experiment=edit_rotate", "steps_scale=0.01", "logger=none", f"hydra.run.dir={run_dir}",
+    result = sphinx_edit("+experiment=edit_rotate", "steps_scale=0.006", "logger=none", f"hydra.run.dir={run_dir}",
                          cwd=tmp_path)
     assert "edit attribute / sphinx: 2 ok, 0 failed" in result.stdout
     rows = read_rows(run_dir)
     assert [r["image"] for r in rows] == ["astronaut", "chelsea"]
     for row in rows:
         assert row["status"] == "ok" and row["transform"] == "rotate" and row["factors"] == "0 22.5 45"
-        assert row["steps"] == "50" and row["alphas"].startswith("0 ")
+        assert row["steps"] == "30" and row["alphas"].startswith("0 ")
         for column in ("psnr@0", "psnr@22.5", "psnr@45", "psnr_learned", "psnr_heldout@30", "psnr_identity@30"):
             assert float(row[column]) > 5, column
         folder = run_dir / "images" / row["image"]
@@ -112,7 +112,7 @@ def test_morph_inverts_then_morphs_each_image_into_the_next_with_exact_ends(tiny
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_a_direction_edits_a_finished_run_and_a_rerun_resumes(tiny, tmp_path):
     inverted = tmp_path / "inverted"
-    sphinx_run(*tiny, "data.limit=2", "method.steps=10", f"hydra.run.dir={inverted}", cwd=tmp_path)
+    run_in_process(*tiny, "data.limit=2", "method.steps=10", run_dir=inverted)
     direction = tmp_path / "d.npy"
     np.save(direction, np.linspace(-1, 1, 64, dtype=np.float32))
     run_dir = tmp_path / "direction"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.test_run import TIMEOUT, read_rows, sphinx_run
+from tests.test_run import TIMEOUT, read_rows, run_in_process, sphinx_run
 
 STOP_WITHIN_S = 5.0
 
@@ -38,7 +38,7 @@ def without_time(rows: list[dict]) -> list[dict]:
 @pytest.mark.slow
 def test_sigkill_and_sigterm_inside_batches_resume_to_the_uninterrupted_results(tiny, tmp_path):
     common = [*tiny, "data.limit=2", "batch_size=1", "steps_scale=0.04", "checkpoint_every=20"]
-    sphinx_run(*common, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
+    run_in_process(*common, run_dir=tmp_path / "whole")  # the uninterrupted reference
     run_dir = tmp_path / "interrupted"
     args = [*common, f"hydra.run.dir={run_dir}"]
     draw = random.Random(10)
