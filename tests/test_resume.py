@@ -20,6 +20,7 @@ from sphinx.lit.module import InversionModule
 from sphinx.lit.outputs import OutputWriter
 
 from tests.test_run import read_rows, sphinx_run
+from tests.test_run import run_in_process as run_job_in_process
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,8 @@ def test_rerunning_a_run_dir_with_another_method_is_refused_and_keeps_its_config
     assert "method.name (\"sphinx\" -> \"wplus\")" in errors[0] and "start a new run" in errors[0]
     assert (run_dir / ".hydra" / "config.yaml").read_text() == config_before
     assert read_rows(run_dir)[0]["method"] == "sphinx"
-    sphinx_run(*common, "data.limit=2", cwd=tmp_path)  # more images, same configuration: resumes
+    # more images, same configuration: resumes (the job in process; the refusal above is the command's)
+    run_job_in_process(*[o for o in common if not o.startswith("hydra.")], "data.limit=2", run_dir=run_dir)
     rows = read_rows(run_dir)
     assert [r["image"] for r in rows] == ["astronaut", "chelsea"] and not stale.exists()
     assert json.loads((run_dir / "run.json").read_text())["fingerprint"]["method.name"] == "sphinx"
