@@ -27,7 +27,6 @@ import numpy as np
 from sphinx.report_names import METHOD_ORDER, METRIC_LABELS, METRICS, order_key
 
 CURVES_NAME = "curves.csv"
-CURVE_METRICS = METRICS
 BUDGETS = (10, 30, 100, 300, 1000, 3000, 5000, 8000)
 
 
@@ -72,14 +71,14 @@ def read_curves(paths: Sequence[Path]) -> list[MethodCurve]:
             rows = list(csv.DictReader(stream))
         fresh: dict[tuple[str, str, str], dict[int, dict[str, float]]] = defaultdict(dict)
         for row in rows:
-            if any(row.get(name) is None for name in ("step", "seconds", *CURVE_METRICS)):
+            if any(row.get(name) is None for name in ("step", "seconds", *METRICS)):
                 continue  # a truncated last line
             try:
                 step = int(row["step"])
             except ValueError:
                 continue
             fresh[(row["method"], row["degradation"], row["image"])][step] = {
-                name: _number(row.get(name)) for name in ("seconds", *CURVE_METRICS)}
+                name: _number(row.get(name)) for name in ("seconds", *METRICS)}
         for (method, degradation, image), points in fresh.items():
             per_image[(method, degradation)][image] = points
     return [_aggregate(method, degradation, images) for (method, degradation), images in sorted(
@@ -95,13 +94,13 @@ def _number(text: str | None) -> float:
 
 def _aggregate(method: str, degradation: str, images: dict[str, dict[int, dict[str, float]]]) -> MethodCurve:
     steps = np.array(sorted({step for points in images.values() for step in points}))
-    table = {name: np.full((len(images), len(steps)), np.nan) for name in ("seconds", *CURVE_METRICS)}
+    table = {name: np.full((len(images), len(steps)), np.nan) for name in ("seconds", *METRICS)}
     for row, points in enumerate(images.values()):
         for column, step in enumerate(steps):
             for name, value in points.get(int(step), {}).items():
                 table[name][row, column] = value
     mean, std = {}, {}
-    for name in CURVE_METRICS:
+    for name in METRICS:
         mean[name], std[name] = _nan_mean_std(table[name])
     return MethodCurve(method, degradation, len(images), steps, _nan_mean_std(table["seconds"])[0], mean, std)
 
@@ -185,7 +184,7 @@ def curves_png(curves: Sequence[MethodCurve], *, title: str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in CURVE_METRICS if any(np.isfinite(c.mean[m]).any() for c in curves)]
+    metrics = [m for m in METRICS if any(np.isfinite(c.mean[m]).any() for c in curves)]
     degradations = list(dict.fromkeys(c.degradation for c in curves))
     rows = [(d, m) for d in degradations for m in metrics]
     figure, axes = plt.subplots(len(rows), 2, figsize=(12, 3.6 * len(rows)), squeeze=False)

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from sphinx.build import MethodSpec
@@ -19,8 +18,7 @@ from sphinx.lit.datamodule import IDLE, InversionDataModule, ShardSampler
 from sphinx.lit.module import InversionModule
 from sphinx.lit.outputs import OutputWriter
 
-from tests.test_run import read_rows, sphinx_run
-from tests.test_run import run_in_process as run_job_in_process
+from tests.test_run import read_rows, run_in_process, sphinx_run
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +26,7 @@ def generator(fixtures_root):
     return load_generator(fixtures_root / "rosinality" / "tiny_g32.pt")
 
 
-def run_in_process(generator, run_dir, *, limit: int, logger=False) -> OutputWriter:
+def trainer_pass(generator, run_dir, *, limit: int, logger=False) -> OutputWriter:
     """One `trainer.test` over the first `limit` bundled samples, as sphinx.run does it."""
     writer = OutputWriter(run_dir, method="wplus", degradation="none", generator="tiny")
     done = writer.done_ids()
@@ -52,19 +50,19 @@ def test_images_of_a_crashed_batch_are_retried_on_the_next_run(generator, tmp_pa
         return real_invert(generator, images, ids, **options)
 
     monkeypatch.setattr(module_code, "invert", crash_on_chelsea)
-    writer = run_in_process(generator, tmp_path, limit=2)
+    writer = trainer_pass(generator, tmp_path, limit=2)
     statuses = {r["image"]: r["status"] for r in writer.records()}
     assert statuses == {"astronaut": "ok", "chelsea": "failed"}
     assert writer.done_ids() == {"astronaut"}  # the crash is not counted as done
     monkeypatch.setattr(module_code, "invert", real_invert)
-    writer = run_in_process(generator, tmp_path, limit=2)
+    writer = trainer_pass(generator, tmp_path, limit=2)
     assert {r["image"]: r["status"] for r in writer.records()} == {"astronaut": "ok", "chelsea": "ok"}
 
 
 def test_metrics_logged_after_a_resume_cover_every_image(generator, tmp_path):
-    run_in_process(generator, tmp_path, limit=1)
+    trainer_pass(generator, tmp_path, limit=1)
     logger = CSVLogger(save_dir=str(tmp_path), name="csv", version="")
-    writer = run_in_process(generator, tmp_path, limit=3, logger=logger)
+    writer = trainer_pass(generator, tmp_path, limit=3, logger=logger)
     logger.finalize("success")
     with open(tmp_path / "csv" / "metrics.csv", newline="") as stream:
         logged = [row for row in csv.DictReader(stream) if row.get("test/psnr")]
@@ -74,9 +72,9 @@ def test_metrics_logged_after_a_resume_cover_every_image(generator, tmp_path):
 
 
 def test_a_run_with_every_image_done_still_finishes(generator, tmp_path):
-    run_in_process(generator, tmp_path, limit=1)
+    trainer_pass(generator, tmp_path, limit=1)
     before = (tmp_path / "images" / "astronaut" / "record.json").read_text()
-    run_in_process(generator, tmp_path, limit=1)
+    trainer_pass(generator, tmp_path, limit=1)
     assert (tmp_path / "images" / "astronaut" / "record.json").read_text() == before
 
 
@@ -105,7 +103,7 @@ def test_rerunning_a_run_dir_with_another_method_is_refused_and_keeps_its_config
     assert (run_dir / ".hydra" / "config.yaml").read_text() == config_before
     assert read_rows(run_dir)[0]["method"] == "sphinx"
     # more images, same configuration: resumes (the job in process; the refusal above is the command's)
-    run_job_in_process(*[o for o in common if not o.startswith("hydra.")], "data.limit=2", run_dir=run_dir)
+    run_in_process(*[o for o in common if not o.startswith("hydra.")], "data.limit=2", run_dir=run_dir)
     rows = read_rows(run_dir)
     assert [r["image"] for r in rows] == ["astronaut", "chelsea"] and not stale.exists()
     assert json.loads((run_dir / "run.json").read_text())["fingerprint"]["method.name"] == "sphinx"
