@@ -23,7 +23,6 @@ from sphinx.errors import OutputError, SphinxError
 TEMPORARY_SUFFIX = ".part"
 # Older sphinx versions named their temporary files like this too; resume clears both.
 _LEGACY_TEMPORARY_SUFFIX = ".tmp"
-_FILE_MODE = 0o666  # minus the umask, as open(2) applies it
 
 
 @contextlib.contextmanager
@@ -34,7 +33,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         path: the destination; missing parent folders are created.
 
     Yields:
-        A writable binary stream on the temporary file.
+        A writable binary stream on the temporary file, whose ``name`` is that file's path.
 
     Raises:
         OutputError: the folder or the file cannot be written (read-only, full disk, ...); one
@@ -43,11 +42,12 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = _create_temporary(path)
+        stream = _create_temporary(path)
     except OSError as error:
         raise _output_error(path, error) from None
+    temporary = stream.name
     try:
-        with os.fdopen(descriptor, "wb") as stream:
+        with stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
@@ -92,13 +92,12 @@ def remove_temporaries(folder: str | os.PathLike) -> int:
     return removed
 
 
-def _create_temporary(path: Path) -> tuple[int, str]:
-    # O_EXCL on a random name instead of mkstemp: open(2) then applies the umask to 0666.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+def _create_temporary(path: Path) -> BinaryIO:
+    # open()'s exclusive mode on a random name instead of mkstemp: it creates the file with 0666 minus
+    # the umask (mkstemp: 0600) and a descriptor that child processes do not inherit.
     while True:
-        temporary = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"))
         try:
-            return os.open(temporary, flags, _FILE_MODE), temporary
+            return open(path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"), "xb")  # noqa: SIM115
         except FileExistsError:
             continue
 
