@@ -1,8 +1,6 @@
-"""Fetching files into a local cache: pooch's HTTP downloader under sphinx's rules.
-
-Files live in torch's hub checkpoint folder (``TORCH_HOME`` moves it), beside torchvision's; a file
-appears under its name complete and checked or not at all; ``SPHINX_OFFLINE=1`` forbids the network;
-every failure is one line that says where to place the file by hand.
+"""Fetching files into torch's hub checkpoint folder (``TORCH_HOME`` moves it) with pooch's HTTP downloader,
+under sphinx's rules: a file appears under its name complete and checked or not at all; ``SPHINX_OFFLINE=1``
+forbids the network; every failure is one line that says where to place the file by hand.
 """
 
 from __future__ import annotations
