@@ -6,16 +6,14 @@ exists, the method options are known to the method, the degradation fits the res
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import netrc
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sphinx import resolvers  # noqa: F401  (registers ${scaled_steps:...} before any config resolves)
@@ -23,22 +21,9 @@ from sphinx.errors import ConfigError, DownloadError, SphinxError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.execution import Execution
-from sphinx.inversion.loop import resolve_method
+from sphinx.inversion.methods import MethodConfig
 
 log = logging.getLogger(__name__)
-
-SPHINX_METHODS = ("sphinx", "sphinx_warm", "sphinx_ps", "sphinx_ps_pc")
-STEP_FIELDS = ("steps", "noise_steps", "pivot_steps")
-DEFAULT_BOTTLENECK = 32
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """What ``invert`` is called with: the method name and every hyperparameter override."""
-
-    name: str
-    options: dict
-
 
 def instantiate_leaf(node: DictConfig, what: str, **kwargs):
     """``hydra.utils.instantiate``, with sphinx's own errors unwrapped to their one line."""
@@ -60,20 +45,15 @@ _FULL_PRECISION = ("32-true", "32")
 
 def check_run_options(cfg: DictConfig) -> None:
     """Refuse unset, mistyped or out-of-range run options in one line, before anything is built."""
-    # first: the method's step counts are interpolations of it (sphinx.resolvers)
-    _check_number(cfg.steps_scale, "steps_scale", positive=True)
+    # first: the method's step counts are interpolations of it
+    resolvers.check_steps_scale(cfg.steps_scale)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         hint = _MISSING_HINTS.get(missing[0], f"set it with {missing[0]}=<value>")
         raise ConfigError(f"{missing[0]} is not set: {hint}")
-    _check_number(cfg.seed, "seed", integer=True)
-    _check_number(cfg.batch_size, "batch_size", integer=True, minimum=1)
-    _check_number(cfg.checkpoint_every, "checkpoint_every", integer=True, minimum=0)
-    _check_number(cfg.head.bottleneck, "head.bottleneck", integer=True, minimum=1)
-    if not isinstance(cfg.regularizer.vicinal, bool):
-        raise ConfigError(f"regularizer.vicinal must be true or false, got {cfg.regularizer.vicinal!r}")
-    if cfg.regularizer.noise_regularize is not None:
-        _check_number(cfg.regularizer.noise_regularize, "regularizer.noise_regularize", minimum=0)
+    _check_integer(cfg.seed, "seed")
+    _check_integer(cfg.batch_size, "batch_size", minimum=1)
+    _check_integer(cfg.checkpoint_every, "checkpoint_every", minimum=0)
     build_execution(cfg)
     if str(cfg.trainer.get("precision", "32-true")) not in _FULL_PRECISION:
         raise ConfigError(f"trainer.precision={cfg.trainer.precision} would autocast the whole step, per-image heads "
@@ -91,14 +71,11 @@ def build_execution(cfg: DictConfig) -> Execution:
     return Execution(**OmegaConf.to_container(cfg.execution, resolve=True))
 
 
-def _check_number(value, key: str, *, integer: bool = False, minimum: float | None = None,
-                  positive: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ConfigError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if minimum is not None and value < minimum or positive and not value > 0:
-        bound = "positive" if positive else f"at least {minimum}"
-        raise ConfigError(f"{key} must be {bound}, got {value!r}")
+def _check_integer(value, key: str, *, minimum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, got {value!r}")
 
 
 def build_generator(cfg: DictConfig) -> Generator:
@@ -106,36 +83,23 @@ def build_generator(cfg: DictConfig) -> Generator:
     return instantiate_leaf(cfg.generator, "the generator")
 
 
-def build_method(cfg: DictConfig, *, batch_size: int) -> MethodSpec:
-    """Method options from ``method``, ``head`` and ``regularizer``, validated.
+def build_method(cfg: DictConfig, *, batch_size: int) -> MethodConfig:
+    """The method config of the ``method`` group (its ``_target_`` class), checked.
 
     ``steps_scale`` reaches the step counts through their ``${scaled_steps:...}`` defaults
     (:mod:`sphinx.resolvers`); a count given explicitly is used as given.
     """
-    scale = float(cfg.steps_scale)
-    if not scale > 0:
-        raise ConfigError(f"steps_scale must be positive, got {scale}")
-    options = OmegaConf.to_container(cfg.method, resolve=True)
-    name = options.pop("name")
-    is_sphinx = name in SPHINX_METHODS
-    if cfg.head.bottleneck != DEFAULT_BOTTLENECK or not cfg.regularizer.vicinal:
-        if not is_sphinx:
-            raise ConfigError(f"head.* and regularizer.vicinal apply to the SPHInX methods only, not method={name}")
-    if is_sphinx:
-        options["bottleneck"] = int(cfg.head.bottleneck)
-        options["vicinal"] = bool(cfg.regularizer.vicinal)
-    if cfg.regularizer.noise_regularize is not None:
-        if "noise_regularize" not in options:
-            raise ConfigError(f"regularizer.noise_regularize applies to methods w and pti, not method={name}")
-        options["noise_regularize"] = float(cfg.regularizer.noise_regularize)
-    _, implementation, config = resolve_method(name, options)  # rejects unknown keys
-    implementation.validate(config, batch_size=batch_size)
-    return MethodSpec(name, dataclasses.asdict(config))
-
-
-def step_counts(method: MethodSpec) -> dict[str, int]:
-    """The step counts a method runs with, e.g. ``{"steps": 500}`` or PTI's pivot and tuning steps."""
-    return {field: method.options[field] for field in STEP_FIELDS if field in method.options}
+    target = cfg.method.get("_target_")
+    try:
+        config_class = get_class(target)
+    except Exception as unknown:  # ImportError or ValueError, by Hydra version
+        raise ConfigError(f"method._target_ {target} is not a class: {unknown}") from None
+    if not issubclass(config_class, MethodConfig):
+        raise ConfigError(f"method._target_ {target} is not a method config (sphinx.inversion.methods)")
+    config_class.refuse_unknown(cfg.method.name, [key for key in cfg.method if key != "_target_"])
+    config = instantiate_leaf(cfg.method, "the method")
+    config.check_batch_size(batch_size)
+    return config
 
 
 def build_degradation(cfg: DictConfig, *, resolution: int):
@@ -198,7 +162,6 @@ def build_logger(cfg: DictConfig, *, run_dir: Path, method: str, degradation: st
     """
     if "_target_" not in cfg.logger:
         return False
-    from hydra.utils import get_class
     from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
 
     try:

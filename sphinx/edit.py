@@ -19,25 +19,26 @@ from omegaconf import DictConfig, OmegaConf
 from sphinx import resolvers  # noqa: F401  (${config_dir:run} in editing.yaml's search path)
 from sphinx.config_root import config_dir
 from sphinx.errors import ConfigError, SphinxError
+from sphinx.inversion.methods import MethodConfig
 
 log = logging.getLogger("sphinx.edit")
 KINDS = ("attribute", "morph", "direction")
 
 
-def build_edit(cfg: DictConfig, generator, ids: list[str], method: str, degradation: str):
+def build_edit(cfg: DictConfig, generator, ids: list[str], method: MethodConfig, degradation: str):
     """The edit spec from the ``edit`` group, every option checked, states and direction loaded."""
     from sphinx.editing import as_layer_direction, build_transform, check_factors, load_direction, principal_directions
     from sphinx.editing.attribute import check_attribute_options
     from sphinx.editing.latents import layer_mask, state_inputs
-    from sphinx.inversion.methods import METHODS
     from sphinx.lit.editing import EditSpec
 
     options = OmegaConf.to_container(cfg.edit, resolve=True)
     kind = options.pop("kind")
     if kind not in KINDS:
         raise ConfigError(f"edit.kind must be one of {', '.join(KINDS)}, got '{kind}'")
-    if not METHODS[method][0].latent_inputs:
-        raise ConfigError(f"method={method} has no W+ input to edit; use sphinx, its variants, w, wplus or wplus_noise")
+    if not method.implementation.latent_inputs:
+        raise ConfigError(f"method={method.name} has no W+ input to edit; use sphinx, its variants, w, wplus or "
+                          "wplus_noise")
     if options["frame_ms"] < 20:
         raise ConfigError(f"edit.frame_ms must be at least 20, got {options['frame_ms']}")
     spec = {"kind": kind, "options": options}
@@ -69,9 +70,9 @@ def build_edit(cfg: DictConfig, generator, ids: list[str], method: str, degradat
             spec["direction_name"] = Path(options["source"]).name
     if options.get("states_from") is not None:
         states = _load_states(Path(options["states_from"]), ids, generator, state_inputs)
-        if kind == "attribute" and any(s.method != method for s in states.values()):
+        if kind == "attribute" and any(s.method != method.name for s in states.values()):
             raise ConfigError(f"edit.states_from holds states of method {next(iter(states.values())).method}; "
-                              f"start method={method} from states of the same method")
+                              f"start method={method.name} from states of the same method")
         spec["initial_states"] = states
     return EditSpec(**spec)
 
@@ -101,7 +102,7 @@ def run(cfg: DictConfig) -> dict | None:
     from sphinx.lit.datamodule import InversionDataModule
     from sphinx.lit.editing import EditModule, EditWriter, morph_pairs
     from sphinx.lit.loggers import log_results
-    from sphinx.run import _data_name, without_lpips
+    from sphinx.run import _data_name
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.batch_size < 1:
@@ -112,10 +113,10 @@ def run(cfg: DictConfig) -> dict | None:
     dataset = build.build_dataset(cfg, resolution=generator.resolution)
     degradation = build.build_degradation(cfg, resolution=generator.resolution)
     method = build.build_method(cfg, batch_size=cfg.batch_size)
-    edit = build_edit(cfg, generator, list(dataset.ids), method.name, degradation.name)
+    edit = build_edit(cfg, generator, list(dataset.ids), method, degradation.name)
     lpips = build.build_lpips(cfg)
     if lpips is None:
-        method = build.MethodSpec(method.name, without_lpips(method.options))
+        method = method.without_lpips()
     writer = EditWriter(run_dir, method=method.name, degradation=degradation.name,
                         generator=str(cfg.generator.source))
     done = writer.done_ids()

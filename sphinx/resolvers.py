@@ -19,11 +19,16 @@ from sphinx.config_root import config_dir
 from sphinx.errors import ConfigError
 
 
+def check_steps_scale(scale) -> float:
+    """``steps_scale`` as a number, or a one-line error: it must be positive and finite."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
+        raise ConfigError(f"steps_scale must be a positive number, got {scale!r}")
+    return float(scale)
+
+
 def scaled_steps(count: int, *, _root_) -> int:
     """``count`` times ``steps_scale`` (rounded up, at least 1; 0 stays 0)."""
-    scale = _root_.get("steps_scale", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ConfigError(f"steps_scale must be a positive number, got {scale!r}")
+    scale = check_steps_scale(_root_.get("steps_scale", 1.0))
     return max(1, math.ceil(int(count) * scale)) if count else 0
 
 

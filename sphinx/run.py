@@ -23,17 +23,6 @@ from sphinx.lit.preemption import StopSignals, exit_status
 log = logging.getLogger("sphinx.run")
 
 
-def without_lpips(options: dict) -> dict:
-    """Method options for a run without LPIPS: its weight is 0, and MSE carries the loss."""
-    adjusted = dict(options)
-    for lpips_key, mse_key in (("lpips_weight", "mse_weight"), ("pivot_lpips_weight", "pivot_mse_weight")):
-        if lpips_key in adjusted and adjusted[lpips_key] > 0:
-            adjusted[lpips_key] = 0.0
-            if adjusted.get(mse_key, 0) == 0:
-                adjusted[mse_key] = 1.0
-    return adjusted
-
-
 def run(cfg: DictConfig) -> dict | None:
     """Build everything from ``cfg`` (checking it), invert the pending images, write the tables."""
     from sphinx import build
@@ -58,7 +47,7 @@ def run(cfg: DictConfig) -> dict | None:
     method = build.build_method(cfg, batch_size=cfg.batch_size)
     lpips = build.build_lpips(cfg)
     if lpips is None:
-        method = build.MethodSpec(method.name, without_lpips(method.options))
+        method = method.without_lpips()
     generator_name = build.describe_generator(generator, cfg)
     # Lightning only now: it takes seconds to import, and a bad path or config fails above without it
     import pytorch_lightning as pl
@@ -69,8 +58,7 @@ def run(cfg: DictConfig) -> dict | None:
     from sphinx.lit.module import InversionModule
 
     first_rank = rank_zero_only.rank == 0  # the trainer does not exist yet; DDP ranks rerun this function
-    fingerprint = run_fingerprint(cfg, method_name=method.name, method_options=method.options,
-                                  generator=describe(generator), lpips=lpips is not None)
+    fingerprint = run_fingerprint(cfg, method=method, generator=describe(generator), lpips=lpips is not None)
     check_resume(run_dir, fingerprint, allow_change=bool(cfg.allow_config_change), write=first_rank)
     if first_rank:
         removed = remove_temporaries(run_dir)  # left by writes that a kill cut short
@@ -97,7 +85,7 @@ def run(cfg: DictConfig) -> dict | None:
     if not trainer.is_global_zero:
         return None
     summary = writer.finalize(config=OmegaConf.to_container(cfg, resolve=True), experiment=cfg.experiment_name,
-                              data=_data_name(cfg), steps=build.step_counts(method))
+                              data=_data_name(cfg), steps=method.step_counts())
     log_results(logger, writer.run_dir / "results.csv", summary)
     _print_summary(summary, run_dir)
     return summary

@@ -13,9 +13,10 @@ from sphinx.build import build_execution, build_method, check_run_options, train
 from sphinx.config_root import config_dir
 from sphinx.errors import ConfigError
 from sphinx.inversion import METHODS, Execution
+from sphinx.inversion.methods import method_config
 
 CONF = Path(config_dir("run"))
-GROUPS = ["generator", "method", "head", "regularizer", "degradation", "data", "trainer", "logger"]
+GROUPS = ["generator", "method", "degradation", "data", "trainer", "logger"]
 
 
 def options(group: str) -> list[str]:
@@ -53,15 +54,12 @@ def test_every_experiment_composes_with_the_plus_syntax(hydra_conf, experiment):
     assert cfg.generator.source == "demo"
 
 
-def test_method_configs_name_every_registered_method_with_its_source_defaults(hydra_conf):
+def test_method_configs_build_every_registered_method_with_its_source_defaults(hydra_conf):
     assert set(options("method")) == set(METHODS)
-    for name, (implementation, defaults) in METHODS.items():
+    for name in METHODS:
         cfg = composed(f"method={name}")
         assert cfg.method.name == name
-        spec = build_method(cfg, batch_size=cfg.batch_size)
-        assert spec.name == name
-        for key, value in vars(implementation.complete(defaults)).items():
-            assert spec.options[key] == value, (name, key)
+        assert build_method(cfg, batch_size=cfg.batch_size) == method_config(name), name
 
 
 def test_pti_brings_its_own_batch_size_and_the_command_line_still_wins(hydra_conf):
@@ -72,34 +70,42 @@ def test_pti_brings_its_own_batch_size_and_the_command_line_still_wins(hydra_con
 
 
 def test_steps_scale_shrinks_every_step_count(hydra_conf):
-    spec = build_method(composed("method=wplus_noise", "steps_scale=0.1"), batch_size=4)
-    assert (spec.options["steps"], spec.options["noise_steps"]) == (800, 300)
+    method = build_method(composed("method=wplus_noise", "steps_scale=0.1"), batch_size=4)
+    assert method.step_counts() == {"steps": 800, "noise_steps": 300}
     pti = build_method(composed("method=pti", "steps_scale=0.1"), batch_size=1)
-    assert (pti.options["pivot_steps"], pti.options["steps"]) == (45, 35)
+    assert pti.step_counts() == {"steps": 35, "pivot_steps": 45}
 
 
 def test_an_explicit_step_count_runs_as_given_whatever_the_scale(hydra_conf):
     for experiment in ("ood_faces", "restoration", "ablation", "budget"):
         for method in ("sphinx", "wplus", "pti"):
             cfg = composed(f"+experiment={experiment}", f"method={method}", "method.steps=30")
-            assert build_method(cfg, batch_size=1).options["steps"] == 30, (experiment, method)
+            assert build_method(cfg, batch_size=1).steps == 30, (experiment, method)
 
 
 def test_wplus_noise_splits_an_explicit_step_count_in_its_ratio(hydra_conf):
-    spec = build_method(composed("method=wplus_noise", "method.steps=80"), batch_size=4)
-    assert (spec.options["steps"], spec.options["noise_steps"]) == (80, 30)
-    spec = build_method(composed("method=wplus_noise", "method.steps=80", "method.noise_steps=5"), batch_size=4)
-    assert spec.options["noise_steps"] == 5
+    method = build_method(composed("method=wplus_noise", "method.steps=80"), batch_size=4)
+    assert (method.steps, method.noise_steps) == (80, 30)
+    assert build_method(composed("method=wplus_noise", "method.steps=80", "method.noise_steps=5"),
+                        batch_size=4).noise_steps == 5
 
 
-def test_head_and_regularizer_reach_sphinx_and_are_refused_elsewhere(hydra_conf):
-    spec = build_method(composed("head=wide", "regularizer=no_vicinal"), batch_size=4)
-    assert spec.options["bottleneck"] == 128 and spec.options["vicinal"] is False
-    assert build_method(composed("method=w", "regularizer=no_noise_reg"), batch_size=4).options["noise_regularize"] == 0
-    with pytest.raises(ConfigError, match="SPHInX methods only"):
-        build_method(composed("method=wplus", "regularizer=no_vicinal"), batch_size=4)
-    with pytest.raises(ConfigError, match="applies to methods w and pti"):
-        build_method(composed("method=sphinx", "regularizer=no_noise_reg"), batch_size=4)
+def test_the_former_head_and_regularizer_settings_are_method_keys_and_refused_elsewhere(hydra_conf):
+    method = build_method(composed("method.bottleneck=128", "method.vicinal=false"), batch_size=4)
+    assert (method.bottleneck, method.vicinal) == (128, False)
+    assert build_method(composed("method=w", "method.noise_regularize=0"), batch_size=4).noise_regularize == 0
+    with pytest.raises(ConfigError, match="method 'wplus' has no option vicinal"):
+        build_method(composed("method=wplus", "+method.vicinal=false"), batch_size=4)
+
+
+def test_the_ablation_sweep_sweeps_the_vicinal_draw_as_a_method_key(hydra_conf):
+    cfg = compose(config_name="config", overrides=["+experiment=ablation"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert params["method"] == "sphinx,sphinx_warm,sphinx_ps,sphinx_ps_pc" and params["method.vicinal"] == "true,false"
+    for vicinal in ("true", "false"):
+        method = build_method(composed("+experiment=ablation", "method=sphinx_ps", f"method.vicinal={vicinal}"),
+                              batch_size=4)
+        assert method.vicinal is (vicinal == "true") and method.name == "sphinx_ps"
 
 
 def test_an_unknown_method_option_is_refused_with_the_valid_ones(hydra_conf):
@@ -119,11 +125,12 @@ def test_trainer_options_pass_through_and_force_what_inversion_needs(hydra_conf)
     (["method.steps=-5"], "method.steps must be non-negative, got -5"),
     (["method.spread_draws=-1"], "method.spread_draws must be non-negative, got -1"),
     (["method.spread_draws=1"], "method.spread_draws must be 0 (skip) or at least 2"),
-    (["head.bottleneck=0"], "head.bottleneck must be at least 1"),
-    (["head.bottleneck=wide"], "head.bottleneck must be an integer"),
+    (["method.bottleneck=0"], "method.bottleneck must be at least 1"),
+    (["method.bottleneck=wide"], "method.bottleneck of method 'sphinx' must be an integer"),
+    (["method.lr=inf"], "method.lr must be finite"),
     (["batch_size=abc"], "batch_size must be an integer, got 'abc'"),
     (["seed=abc"], "seed must be an integer"),
-    (["steps_scale=abc"], "steps_scale must be a number"),
+    (["steps_scale=abc"], "steps_scale must be a positive number, got 'abc'"),
     (["checkpoint_every=-1"], "checkpoint_every must be at least 0"),
     (["data=folder"], "data.path is not set: data=folder needs data.path="),
     (["generator=custom"], "generator.source is not set: generator=custom needs generator.source="),

@@ -13,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 from test_run import read_rows, run_in_process, sphinx_run
 
+from sphinx.build import build_method
 from sphinx.config_root import config_dir
 from sphinx.edit import build_edit
 from sphinx.editing import AttributeEdit
@@ -53,7 +54,7 @@ def test_every_edit_experiment_composes_on_the_demo_prior_and_builds_its_edit(ex
         cfg = compose(config_name="editing", overrides=[f"+experiment={experiment}"])
         assert cfg.experiment_name == experiment and cfg.generator.source == "demo"
         assert cfg.edit.kind in ("attribute", "morph", "direction")
-        edit = build_edit(cfg, demo_generator, ["astronaut", "chelsea"], cfg.method.name, "none")
+        edit = build_edit(cfg, demo_generator, ["astronaut", "chelsea"], build_method(cfg, batch_size=1), "none")
         assert edit.kind == cfg.edit.kind
     GlobalHydra.instance().clear()
 
@@ -165,7 +166,7 @@ def test_bad_edit_options_are_refused_in_one_line(tiny, tmp_path, overrides, mes
         cfg = compose(config_name="editing", overrides=[*tiny, *(o.format(tmp=tmp_path) for o in overrides)])
     GlobalHydra.instance().clear()
     with pytest.raises(SphinxError) as refused:
-        build_edit(cfg, generator, ["astronaut"], cfg.method.name, "none")
+        build_edit(cfg, generator, ["astronaut"], build_method(cfg, batch_size=cfg.batch_size), "none")
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 

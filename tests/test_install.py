@@ -63,8 +63,7 @@ def test_the_installed_wheel_lists_each_entry_points_own_config_groups(installed
     run_help = run([str(installed_wheel), "-m", "sphinx.run", "--help"], cwd=tmp_path).stdout
     listing = run_help.split("== Configuration groups ==")[1].split("== Config ==")[0]
     groups = {line.split(":")[0] for line in listing.splitlines() if ": " in line}
-    assert groups == {"data", "degradation", "experiment", "generator", "head", "logger", "method",
-                      "regularizer", "trainer"}
+    assert groups == {"data", "degradation", "experiment", "generator", "logger", "method", "trainer"}
     assert "experiment: ablation, budget, ood_faces, restoration\n" in listing
 
     edit_help = run([str(installed_wheel), "-m", "sphinx.edit", "--help"], cwd=tmp_path).stdout

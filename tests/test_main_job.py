@@ -14,7 +14,6 @@ from sphinx.data import BundledSamples
 from sphinx.generators import load_generator
 from sphinx.inversion import invert
 from sphinx.metrics.image_quality import psnr
-from sphinx.run import without_lpips
 
 CONF = Path(config_dir("run"))
 
@@ -36,14 +35,14 @@ SAMPLES = ["astronaut", "camera", "hubble_deep_field"]
 
 @pytest.mark.slow
 def test_the_main_jobs_sphinx_beats_wplus_at_the_same_steps_on_the_bundled_samples():
-    spec, execution = main_job_method()
-    steps = spec.options["steps"]
-    assert spec.name.startswith("sphinx") and steps == 500
+    method, execution = main_job_method()
+    steps = method.steps
+    assert method.name.startswith("sphinx") and steps == 500
     generator = load_generator("demo")
     targets, ids = BundledSamples(resolution=generator.resolution, names=SAMPLES).batch()  # one batch, as in the job
     # Offline there are no VGG weights, so the run goes MSE only, as the main job does here.
-    sphinx = invert(generator, targets, ids, method=spec.name, seed=0, record_curve=False, execution=execution,
-                    **without_lpips(spec.options))
+    sphinx = invert(generator, targets, ids, method=method.without_lpips(), seed=0, record_curve=False,
+                    execution=execution)
     wplus = invert(generator, targets, ids, method="wplus", seed=0, steps=steps, lpips_weight=0.0,
                    record_curve=False, execution=execution)
     sphinx_psnr, wplus_psnr = psnr(sphinx.reconstructions, targets), psnr(wplus.reconstructions, targets)

@@ -9,7 +9,7 @@ import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 
-from sphinx.build import MethodSpec
+from sphinx.inversion.methods import method_config
 from sphinx.data.datasets import BundledSamples
 from sphinx.degradations import NoDegradation
 from sphinx.generators import load_generator
@@ -30,8 +30,7 @@ def trainer_pass(generator, run_dir, *, limit: int, logger=False) -> OutputWrite
     """One `trainer.test` over the first `limit` bundled samples, as sphinx.run does it."""
     writer = OutputWriter(run_dir, method="wplus", degradation="none", generator="tiny")
     done = writer.done_ids()
-    module = InversionModule(generator, method=MethodSpec("wplus", {"steps": 2, "lpips_weight": 0.0,
-                                                                    "w_avg_samples": 100}),
+    module = InversionModule(generator, method=method_config("wplus", steps=2, lpips_weight=0.0, w_avg_samples=100),
                              degradation=NoDegradation(), seed=0, lpips=None, writer=writer, progress=False,
                              earlier=[r for r in writer.records() if r["image"] in done])
     dataset = BundledSamples(resolution=generator.resolution, limit=limit)

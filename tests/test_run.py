@@ -212,7 +212,7 @@ def test_an_unknown_config_key_gets_hydras_error_and_a_hint(tmp_path):
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_help_lists_the_config_groups(tmp_path):
     result = sphinx_run("--help", cwd=tmp_path)
-    for group in ("generator:", "method:", "head:", "regularizer:", "degradation:", "data:", "trainer:", "logger:"):
+    for group in ("generator:", "method:", "degradation:", "data:", "trainer:", "logger:"):
         assert group in result.stdout
 
 

@@ -10,7 +10,6 @@ increasing by at least ``margin``. Batched and seeded per image like :func:`inve
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.loop import (Failures, StepReport, _check_targets, default_lpips, descend, resolve_method,
                                    schedule, stage_optimizer, step_labels, weighted_loss)
-from sphinx.inversion.methods.base import ParamGroup
+from sphinx.inversion.methods.base import MethodConfig, ParamGroup
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.state import InversionState
 from sphinx.seeding import per_image_randn
@@ -157,7 +156,7 @@ def learn_attribute(
     *,
     transform: Transform | str,
     factors: Sequence[float],
-    method: str = "sphinx",
+    method: MethodConfig | str = "sphinx",
     seed: int = 0,
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     initial_states: Sequence[InversionState] | None = None,
@@ -175,8 +174,8 @@ def learn_attribute(
         ids: one unique id per image; default ``"0"``, ``"1"``, ...
         transform: a :class:`Transform` or its name (rotate, brightness, zoom, translate, hue).
         factors: a_0 < a_1 < ... with a_0 the transform's identity, e.g. ``(0, 22.5, 45)``.
-        method: any method with a W+ input: sphinx (default), sphinx_ps, sphinx_ps_pc, w, wplus,
-            wplus_noise.
+        method: any method with a W+ input, as a config or a name: sphinx (default), sphinx_warm,
+            sphinx_ps, sphinx_ps_pc, w, wplus, wplus_noise.
         seed: run seed; the direction's initial draw comes from (seed, image id).
         lpips: the perceptual distance ``(x, y) -> [B]``; built (LPIPS-VGG) when a stage needs it.
         initial_states: start each image's inversion from its saved state (same method and
@@ -185,7 +184,7 @@ def learn_attribute(
         margin: the hinge margin (2).
         attribute_lr: constant Adam lr of the direction and alphas (1e-3, the authors').
         callback: called with a :class:`StepReport` after every step.
-        **overrides: the method's hyperparameters (``steps``, ``lr``, ``lpips_weight``, ...).
+        **overrides: with a method name, its hyperparameters (``steps``, ``lr``, ...).
 
     Returns:
         An :class:`AttributeResult`.
@@ -200,11 +199,12 @@ def learn_attribute(
     transform = build_transform(transform) if isinstance(transform, str) else transform
     factors = check_factors(transform, factors)
     check_attribute_options(mono_weight=mono_weight, margin=margin, attribute_lr=attribute_lr)
-    name, implementation, config = resolve_method(method, overrides)
-    if not implementation.latent_inputs:
+    config = resolve_method(method, overrides)
+    name = config.name
+    if not config.implementation.latent_inputs:
         raise ConfigError(f"method {name} has no W+ input to learn an attribute in; use sphinx, its variants, "
                           "w, wplus or wplus_noise")
-    implementation.validate(config, batch_size=len(ids))
+    config.check_batch_size(len(ids))
     bad_target = _check_targets(generator, targets, ids)
     if initial_states is not None:
         _check_initial_states(initial_states, generator, name, len(ids))
@@ -215,7 +215,7 @@ def learn_attribute(
     with torch.no_grad():
         observed = torch.stack([transform(clean, factor) for factor in factors], dim=1)  # [B, K, 3, H, W]
 
-    method_instance = implementation(generator, ids, config, seed=seed)
+    method_instance = config.implementation(generator, ids, config, seed=seed)
     if initial_states is not None:
         method_instance.restore([{k: v.to(device) for k, v in s.tensors.items()} for s in initial_states])
     direction = per_image_randn((generator.n_latent, generator.style_dim), ids, seed, "attribute_direction",
@@ -274,7 +274,7 @@ def learn_attribute(
     for index in failed.nonzero().flatten().tolist():
         messages[index] = messages[index] or "non-finite reconstruction"
     reconstructions[failed] = math.nan
-    config_dict = dataclasses.asdict(config)
+    config_dict = config.options()
     factor_tensor = torch.tensor(factors, dtype=torch.float64)  # the factors exactly as given
     states = tuple(
         InversionState(name, image_id, seed, config_dict, describe(generator),

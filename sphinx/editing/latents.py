@@ -15,7 +15,7 @@ from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.methods.base import GeneratorInputs
-from sphinx.inversion.state import InversionState, method_config
+from sphinx.inversion.state import InversionState, state_method
 
 
 def normalize_rows(direction: torch.Tensor) -> torch.Tensor:
@@ -84,15 +84,15 @@ def state_inputs(generator: Generator, state: InversionState, *, source: str | o
             used them, so that every field is a tensor (for interpolation).
     """
     check_state_generator(state, generator, source=source)
-    implementation, config = method_config(state)
-    if not implementation.latent_inputs:
+    config = state_method(state)
+    if not config.implementation.latent_inputs:
         where = f"{source}: " if source is not None else ""
         raise ConfigError(f"{where}a method {state.method} state has no W+ input to edit; invert with sphinx, "
                           "its variants, w, wplus or wplus_noise")
     device = generator.input.input.device
     tensors = {k: v.to(device) for k, v in state.tensors.items()}
     with torch.no_grad():
-        inputs = implementation.state_inputs(generator, tensors, config)
+        inputs = config.implementation.state_inputs(generator, tensors, config)
     if not explicit:
         return inputs
     noise = inputs.noise if inputs.noise is not None else generator.stored_noise()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -19,7 +18,7 @@ from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.checkpointing import BatchCheckpoint
 from sphinx.inversion.curves import CurveRecorder, QualityCurve, log_spaced_steps
 from sphinx.inversion.execution import Execution
-from sphinx.inversion.methods import METHODS, Method, ParamGroup, Stage
+from sphinx.inversion.methods import Method, MethodConfig, ParamGroup, Stage, method_config
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.schedules import projector_lr_factor
 from sphinx.inversion.state import InversionState
@@ -84,39 +83,14 @@ class InversionResult:
     curve: QualityCurve | None = None
 
 
-def resolve_method(method: str, overrides: dict) -> tuple[str, type[Method], object]:
-    """Look up a method by name and apply keyword overrides to its default hyperparameters."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
-    implementation, defaults = METHODS[method]
-    known = {f.name for f in dataclasses.fields(defaults)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ConfigError(f"method '{method}' has no option {', '.join(unknown)}; its options are "
-                          f"{', '.join(sorted(known))}")
-    config = implementation.complete(dataclasses.replace(defaults, **overrides))
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        _check_option_type(method, field.name, value, getattr(defaults, field.name))
-        if field.name.endswith("steps") and (not isinstance(value, int) or value < 0):
-            raise ConfigError(f"method.{field.name} must be a non-negative integer, got {value!r}")
-        if field.name in ("lr", "pivot_lr") and not value > 0:
-            raise ConfigError(f"method.{field.name} must be positive, got {value!r}")
-        if field.name.endswith("_weight") and value < 0:
-            raise ConfigError(f"method.{field.name} must be non-negative, got {value!r}")
-    return method, implementation, config
-
-
-def _check_option_type(method: str, name: str, value, default) -> None:
-    """An option must have its default's type (an int is fine where a float is expected)."""
-    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
-    if kinds is None or value is None and default is None:
-        return
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-        expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[type(default)]
-        raise ConfigError(f"method.{name} of method '{method}' must be {expected}, got {value!r}")
-    if isinstance(default, int) and not isinstance(default, bool) and value < 0:
-        raise ConfigError(f"method.{name} must be non-negative, got {value!r}")
+def resolve_method(method: MethodConfig | str, options: dict) -> MethodConfig:
+    """``invert``'s method: a built config as it is, or a registered name with its options."""
+    if isinstance(method, MethodConfig):
+        if options:
+            raise ConfigError(f"options {', '.join(sorted(options))} given beside a built method config; set them "
+                              "in the config, or pass the method by name")
+        return method
+    return method_config(method, **options)
 
 
 def _check_targets(generator: Generator, targets: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
@@ -151,7 +125,7 @@ def invert(
     targets: torch.Tensor,
     ids: Sequence[object] | None = None,
     *,
-    method: str = "sphinx",
+    method: MethodConfig | str = "sphinx",
     degradation: Degradation | str | None = None,
     seed: int = 0,
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -173,8 +147,9 @@ def invert(
         targets: clean images ``[B, 3, R, R]`` in [-1, 1], R the generator's resolution. Images
             holding NaN or Inf are marked failed; the others run.
         ids: one unique id per image (file names); default ``"0"``, ``"1"``, ...
-        method: ``sphinx`` (default), ``sphinx_ps``, ``sphinx_ps_pc``, ``w``, ``wplus``,
-            ``wplus_noise`` or ``pti``.
+        method: a method config (:func:`sphinx.inversion.methods.method_config`), or a registered
+            name: ``sphinx`` (default), ``sphinx_warm``, ``sphinx_ps``, ``sphinx_ps_pc``, ``w``,
+            ``wplus``, ``wplus_noise`` or ``pti``, with its hyperparameters as ``**overrides``.
         degradation: the forward operator A applied to G's output in the loss (a
             :class:`sphinx.degradations.Degradation`, a name, or None for none). The targets'
             observation ``y = A(x)`` is what the loss sees.
@@ -189,8 +164,8 @@ def invert(
             holds this very batch (see :mod:`sphinx.inversion.checkpointing`); None: never.
         execution: how steps run (host checks, whole-batch CPU arithmetic, compilation,
             bfloat16); see :class:`sphinx.inversion.execution.Execution`. Default: exact float32.
-        **overrides: any of the method's hyperparameters (``steps``, ``lr``, ``lpips_weight``,
-            ``mse_weight``, ...); see the method's config class.
+        **overrides: with a method name, any of its hyperparameters (``steps``, ``lr``,
+            ``lpips_weight``, ``mse_weight``, ...); see the method's config class.
 
     Returns:
         An :class:`InversionResult`.
@@ -203,8 +178,8 @@ def invert(
     started = time.perf_counter()
     execution = execution if execution is not None else Execution()
     ids = [str(i) for i in (ids if ids is not None else range(targets.shape[0]))]
-    name, implementation, config = resolve_method(method, overrides)
-    implementation.validate(config, batch_size=len(ids))
+    config = resolve_method(method, overrides)
+    config.check_batch_size(len(ids))
     degradation = _build_degradation(degradation)
     image_shape = (3, generator.resolution, generator.resolution)
     degradation.validate(image_shape)
@@ -216,7 +191,7 @@ def invert(
     operator = degradation.bind(ids, image_shape=image_shape, seed=seed, device=device)
     observation = operator.observe(clean)
 
-    method_instance = implementation(generator, ids, config, seed=seed)
+    method_instance = config.implementation(generator, ids, config, seed=seed)
     method_instance.synthesis = execution.synthesis(generator)
     stages = method_instance.stages()
     use_lpips = operator.is_image and min(observation.shape[-2:]) >= 32
@@ -233,7 +208,7 @@ def invert(
     all_params = [p for s in stages for g in s.groups for p in g.params]
     recorder = CurveRecorder(clean, steps=log_spaced_steps(total_steps), lpips=lpips) if record_curve else None
     global_step = 0
-    identity = {"ids": list(ids), "method": name, "config": dataclasses.asdict(config), "seed": seed,
+    identity = {"ids": list(ids), "method": config.name, "config": config.options(), "seed": seed,
                 "degradation": type(degradation).__name__}
     if execution.changes_rounding():
         identity["execution"] = execution.changes_rounding()
@@ -319,11 +294,10 @@ def invert(
         recorder.record(global_step, reconstructions, failed)
     if spread is not None:
         spread[failed] = math.nan
-    config_dict = dataclasses.asdict(config)
-    states = tuple(InversionState(name, image_id, seed, config_dict, describe(generator),
+    states = tuple(InversionState(config.name, image_id, seed, config.options(), describe(generator),
                                   method_instance.state(index)) for index, image_id in enumerate(ids))
     return InversionResult(
-        ids=tuple(ids), method=name, reconstructions=reconstructions.detach(), observations=observation.detach(),
+        ids=tuple(ids), method=config.name, reconstructions=reconstructions.detach(), observations=observation.detach(),
         observation_previews=operator.preview(observation).detach(), states=states,
         loss_history=torch.stack(history) if history else torch.empty(0, len(ids)),
         status=tuple("failed" if bad else "ok" for bad in failed.tolist()), messages=tuple(messages),

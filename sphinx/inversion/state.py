@@ -10,13 +10,17 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from sphinx.errors import CheckpointError
+from sphinx.errors import CheckpointError, ConfigError
 from sphinx.files import atomic_open
 from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
+
+if TYPE_CHECKING:
+    from sphinx.inversion.methods.base import MethodConfig
 
 STATE_FORMAT = "sphinx.inversion_state/1"
 
@@ -73,7 +77,7 @@ def load_state(path: str | os.PathLike) -> InversionState:
     if problem:
         raise CheckpointError(f"{path}: malformed inversion state ({problem}); re-run the inversion")
     try:
-        method_config(state)
+        state_method(state)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
     return state
@@ -93,28 +97,23 @@ def _type_problem(state: InversionState) -> str | None:
     return None
 
 
-def method_config(state: InversionState):
-    """The state's hyperparameters as the method's config dataclass."""
-    from sphinx.inversion.methods import METHODS
+def state_method(state: InversionState) -> MethodConfig:
+    """The method config a state was made with (its name and recorded hyperparameters)."""
+    from sphinx.inversion.methods import method_config
 
-    if state.method not in METHODS:
-        raise CheckpointError(f"inversion state of image {state.image_id}: unknown method '{state.method}'")
-    implementation, defaults = METHODS[state.method]
-    known = {f.name for f in dataclasses.fields(defaults)}
-    unknown = sorted(set(state.config) - known)
-    if unknown:
-        raise CheckpointError(f"inversion state of image {state.image_id}: method {state.method} has no option "
-                              f"{', '.join(unknown)}; re-run the inversion")
-    return implementation, dataclasses.replace(defaults, **state.config)
+    try:
+        return method_config(state.method, **state.config)
+    except ConfigError as error:
+        raise CheckpointError(f"inversion state of image {state.image_id}: {error}; re-run the inversion") from None
 
 
 def render_state(generator: Generator, state: InversionState) -> torch.Tensor:
     """Re-render a saved inversion, ``[1, 3, H, W]`` in [-1, 1], with the generator it was made with."""
-    implementation, config = method_config(state)
+    config = state_method(state)
     device = generator.input.input.device
     tensors = {k: v.to(device) for k, v in state.tensors.items()}
     try:
-        return implementation.render_state(generator, tensors, config).clamp(-1, 1)
+        return config.implementation.render_state(generator, tensors, config).clamp(-1, 1)
     except (KeyError, IndexError, RuntimeError, ValueError) as mismatch:
         reason = " ".join(str(mismatch).split())[:160]
         raise CheckpointError(f"inversion state of image {state.image_id}: its tensors do not fit this generator "

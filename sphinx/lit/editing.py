@@ -21,13 +21,13 @@ import torch
 from PIL import Image
 from pytorch_lightning.loggers import WandbLogger
 
-from sphinx.build import MethodSpec
 from sphinx.data.datasets import image_id_to_filename
 from sphinx.data.images import to_uint8
 from sphinx.editing import (AttributeEdit, apply_direction, attribute_measures, build_transform, learn_attribute,
                             morph, morph_measures, render_attribute)
 from sphinx.editing.media import gif_bytes, labelled_strip
 from sphinx.inversion import InversionState, invert, load_state, render_state, save_state
+from sphinx.inversion.methods import MethodConfig
 from sphinx.lit.loggers import log_pictures
 from sphinx.lit.module import InversionModule
 from sphinx.lit.outputs import OutputWriter, _cell, _mean_std, atomic_write_bytes, atomic_write_text, png_bytes
@@ -119,7 +119,7 @@ class EditModule(InversionModule):
         edit: what to do with each image.
     """
 
-    def __init__(self, generator, *, method: MethodSpec, degradation, seed: int, lpips, writer: EditWriter,
+    def __init__(self, generator, *, method: MethodConfig, degradation, seed: int, lpips, writer: EditWriter,
                  edit: EditSpec, progress: bool = True) -> None:
         super().__init__(generator, method=method, degradation=degradation, seed=seed, lpips=lpips, writer=writer,
                          progress=progress)
@@ -153,9 +153,9 @@ class EditModule(InversionModule):
         transform = build_transform(o["transform"])
         initial = [self.edit.initial_states[i] for i in ids] if self.edit.initial_states else None
         result = learn_attribute(self.generator, images, ids, transform=transform, factors=o["factors"],
-                                 method=self.method.name, seed=self.seed, lpips=self.lpips, initial_states=initial,
+                                 method=self.method, seed=self.seed, lpips=self.lpips, initial_states=initial,
                                  mono_weight=o["mono_weight"], margin=o["margin"], attribute_lr=o["attribute_lr"],
-                                 callback=lambda r: self._on_step(r, step_bar), **self.method.options)
+                                 callback=lambda r: self._on_step(r, step_bar))
         seconds = result.seconds / len(ids)
         for index, image_id in enumerate(ids):
             common = {"transform": transform.name, "factors": " ".join(f"{f:g}" for f in result.factors),
@@ -187,9 +187,8 @@ class EditModule(InversionModule):
             states = [self.edit.initial_states[i] for i in ids]
             status, messages, steps, seconds = ["ok"] * len(ids), [""] * len(ids), 0, 0.0
         else:
-            result = invert(self.generator, images, ids, method=self.method.name, degradation=self.degradation,
-                            seed=self.seed, lpips=self.lpips, callback=lambda r: self._on_step(r, step_bar),
-                            **self.method.options)
+            result = invert(self.generator, images, ids, method=self.method, degradation=self.degradation,
+                            seed=self.seed, lpips=self.lpips, callback=lambda r: self._on_step(r, step_bar))
             states, status, messages = result.states, result.status, result.messages
             steps, seconds = int(result.loss_history.shape[0]), result.seconds / len(ids)
         for index, image_id in enumerate(ids):

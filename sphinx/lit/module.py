@@ -18,13 +18,13 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from sphinx.build import MethodSpec
 from sphinx.data.datasets import image_id_to_filename
 from sphinx.data.images import to_uint8
 from sphinx.inversion import StepReport, invert, save_state
 from sphinx.errors import RunInterrupted
 from sphinx.inversion.checkpointing import BatchCheckpoint
 from sphinx.inversion.execution import Execution
+from sphinx.inversion.methods import MethodConfig
 from sphinx.inversion.objective import pool_for_lpips
 from sphinx.lit.loggers import keeps_pictures, log_pictures
 from sphinx.lit.outputs import OutputWriter
@@ -80,7 +80,7 @@ class InversionModule(pl.LightningModule):
 
     Args:
         generator: the frozen generator.
-        method: method name and ``invert`` options.
+        method: the method's config.
         degradation: the degradation applied in the loss.
         seed: run seed.
         lpips: the LPIPS network (loss and metric), or None without it.
@@ -93,7 +93,7 @@ class InversionModule(pl.LightningModule):
         execution: how each step runs (see :class:`sphinx.inversion.execution.Execution`).
     """
 
-    def __init__(self, generator: nn.Module, *, method: MethodSpec, degradation, seed: int, lpips: nn.Module | None,
+    def __init__(self, generator: nn.Module, *, method: MethodConfig, degradation, seed: int, lpips: nn.Module | None,
                  writer: OutputWriter, progress: bool = True, earlier: Sequence[dict] = (),
                  checkpoint_every: int = 0, stop: StopSignals | None = None,
                  execution: Execution | None = None) -> None:
@@ -148,9 +148,9 @@ class InversionModule(pl.LightningModule):
                                      stop_requested=self.stop.requested if self.stop is not None else lambda: None)
         try:
             with torch.enable_grad():
-                result = invert(self.generator, images, ids, method=self.method.name, degradation=self.degradation,
+                result = invert(self.generator, images, ids, method=self.method, degradation=self.degradation,
                                 seed=self.seed, lpips=self.lpips, callback=lambda r: self._on_step(r, step_bar),
-                                checkpoint=checkpoint, execution=self.execution, **self.method.options)
+                                checkpoint=checkpoint, execution=self.execution)
         except Exception as error:  # one batch's crash must not lose the others' results
             log.exception("batch %s failed", ids)
             for image_id in ids:

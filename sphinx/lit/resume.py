@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from sphinx.errors import ConfigError
 from sphinx.files import atomic_write_text
 from sphinx.inversion.execution import Execution
+from sphinx.inversion.methods import MethodConfig
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +30,19 @@ _SELECTION_KEYS = ("limit", "names")
 _SHOWN_DIFFERENCES = 4
 
 
-def run_fingerprint(cfg: DictConfig, *, method_name: str, method_options: dict, generator: str,
-                    lpips: bool) -> dict[str, object]:
+def run_fingerprint(cfg: DictConfig, *, method: MethodConfig, generator: str, lpips: bool) -> dict[str, object]:
     """Flat ``{dotted key: value}`` of every setting that changes a result.
 
     Args:
         cfg: the composed run config.
-        method_name, method_options: the method as ``invert`` gets it (steps already scaled).
+        method: the method as ``invert`` gets it (steps already scaled).
         generator: one line describing the loaded generator's architecture.
         lpips: whether the LPIPS network is in use (without it the loss is MSE only).
     """
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in _SELECTION_KEYS}
     nested = {
         "generator": {**OmegaConf.to_container(cfg.generator, resolve=True), "architecture": generator},
-        "method": {"name": method_name, **method_options},
+        "method": {"name": method.name, **method.options()},
         "degradation": OmegaConf.to_container(cfg.degradation, resolve=True),
         "seed": cfg.seed,
         "data": data,

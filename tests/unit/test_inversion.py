@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -13,6 +12,7 @@ from sphinx.errors import ConfigError, ImageError
 from sphinx.generators import load_generator
 from sphinx.inversion import METHODS, invert, load_state, render_state, save_state
 from sphinx.inversion.heads import ContentHead, StyleHead
+from sphinx.inversion.methods import method_config
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import projector_lr_factor
 from sphinx.metrics.image_quality import psnr
@@ -325,7 +325,7 @@ def test_overrides_reach_the_saved_config(generator, lpips, own_images):
     result = invert(generator, own_images[:1], IDS[:1], lpips=lpips, steps=3, lr=0.02, lpips_weight=0.5)
     config = result.states[0].config
     assert config["steps"] == 3 and config["lr"] == 0.02 and config["lpips_weight"] == 0.5
-    assert dataclasses.asdict(METHODS["sphinx"][1]).keys() == config.keys()
+    assert method_config("sphinx").options().keys() == config.keys()
 
 
 # --- the faithful default -------------------------------------------------------------
@@ -392,7 +392,7 @@ def test_a_mean_w_style_start_begins_near_the_mean_w(generator):
 
 
 def test_sphinx_warm_is_full_sphinx_with_the_content_head_anchored(generator, lpips, own_images):
-    _, config = METHODS["sphinx_warm"]
+    config = method_config("sphinx_warm")
     assert (config.content_head, config.optimize_noise, config.vicinal) == (True, True, True)
     assert (config.content_init, config.style_init) == ("constant", "random")
     result = invert(generator, own_images[:1], IDS[:1], method="sphinx_warm", lpips=lpips, steps=3)

@@ -196,13 +196,13 @@ def test_the_default_lpips_is_built_once_per_process(tiny_generator, monkeypatch
 # --- the Lightning layer ----------------------------------------------------------------------
 
 def test_the_progress_callback_reads_no_tensor_between_refreshes_and_logs(tiny_generator, tmp_path):
-    from sphinx.build import MethodSpec
+    from sphinx.inversion.methods import method_config
     from sphinx.degradations import NoDegradation
     from sphinx.inversion import StepReport
     from sphinx.lit.module import InversionModule
     from sphinx.lit.outputs import OutputWriter
 
-    module = InversionModule(tiny_generator, method=MethodSpec("wplus", {}), degradation=NoDegradation(), seed=0,
+    module = InversionModule(tiny_generator, method=method_config("wplus"), degradation=NoDegradation(), seed=0,
                              lpips=None, writer=OutputWriter(tmp_path, method="wplus", degradation="none",
                                                              generator="tiny"))
 

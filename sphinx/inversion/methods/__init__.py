@@ -4,24 +4,40 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from sphinx.inversion.methods.base import Method, ParamGroup, Stage
+from sphinx.errors import ConfigError
+from sphinx.inversion.methods.base import Method, MethodConfig, ParamGroup, Stage
 from sphinx.inversion.methods.latent import (ProjectW, ProjectWPlus, ProjectWPlusNoise, WConfig, WPlusConfig,
                                              WPlusNoiseConfig)
 from sphinx.inversion.methods.pti import PivotalTuning, PTIConfig
 from sphinx.inversion.methods.sphinx import Sphinx, SphinxConfig
 
-# name -> (implementation, default hyperparameters)
+# name -> (config class, the defaults this variant changes); conf/run/method/<name>.yaml says the same.
 METHODS = MappingProxyType({
-    "sphinx": (Sphinx, SphinxConfig()),
-    "sphinx_ps": (Sphinx, SphinxConfig(content_head=False, optimize_noise=False)),
-    "sphinx_ps_pc": (Sphinx, SphinxConfig(content_head=True, optimize_noise=False)),
+    "sphinx": (SphinxConfig, {}),
+    "sphinx_ps": (SphinxConfig, {"content_head": False, "optimize_noise": False}),
+    "sphinx_ps_pc": (SphinxConfig, {"content_head": True, "optimize_noise": False}),
     # Ours, not the authors': full SPHInX with the content head started at G's constant input.
-    "sphinx_warm": (Sphinx, SphinxConfig(content_init="constant")),
-    "w": (ProjectW, WConfig()),
-    "wplus": (ProjectWPlus, WPlusConfig()),
-    "wplus_noise": (ProjectWPlusNoise, WPlusNoiseConfig()),
-    "pti": (PivotalTuning, PTIConfig()),
+    "sphinx_warm": (SphinxConfig, {"content_init": "constant"}),
+    "w": (WConfig, {}),
+    "wplus": (WPlusConfig, {}),
+    "wplus_noise": (WPlusNoiseConfig, {}),
+    "pti": (PTIConfig, {}),
 })
 
-__all__ = ["METHODS", "Method", "ParamGroup", "Stage", "Sphinx", "SphinxConfig", "ProjectW", "WConfig",
-           "ProjectWPlus", "WPlusConfig", "ProjectWPlusNoise", "WPlusNoiseConfig", "PivotalTuning", "PTIConfig"]
+
+def method_config(name: str, **options) -> MethodConfig:
+    """A registered method's config: its defaults with ``options`` changed, checked.
+
+    Raises:
+        ConfigError: an unknown method or option, or a value that cannot work.
+    """
+    if name not in METHODS:
+        raise ConfigError(f"unknown method '{name}'; choose one of {', '.join(METHODS)}")
+    config_class, variant = METHODS[name]
+    config_class.refuse_unknown(name, options)
+    return config_class(**{**variant, **options, "name": name})
+
+
+__all__ = ["METHODS", "Method", "MethodConfig", "ParamGroup", "Stage", "Sphinx", "SphinxConfig", "ProjectW",
+           "WConfig", "ProjectWPlus", "WPlusConfig", "ProjectWPlusNoise", "WPlusNoiseConfig", "PivotalTuning",
+           "PTIConfig", "method_config"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -12,6 +14,95 @@ import torch
 
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
+
+
+# Step counts a method may have, in the order a summary lists them.
+STEP_FIELDS = ("steps", "noise_steps", "pivot_steps")
+# Loss weight pairs: without LPIPS, the MSE term of the same pair carries the loss.
+_LOSS_PAIRS = (("lpips_weight", "mse_weight"), ("pivot_lpips_weight", "pivot_mse_weight"))
+_KINDS = {bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
+          str: ((str,), "a string")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodConfig:
+    """A method's hyperparameters, checked when built: a config that exists can run.
+
+    Subclasses are frozen dataclasses whose defaults are their source's; ``name`` is the
+    registered method (variants share a class and differ in name and defaults, see
+    :data:`sphinx.inversion.methods.METHODS`). Every option must have its default's type (an
+    int where a float is expected is fine); step counts, learning rates and loss weights must be
+    in range; :meth:`check` adds a method's own rules.
+    """
+
+    name: str
+
+    def __post_init__(self) -> None:
+        self.complete()
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for option, default in defaults.items():
+            self._check_type(option, getattr(self, option), default)
+        for option, value in self.options().items():
+            if option.endswith("steps") and (not isinstance(value, int) or value < 0):
+                raise ConfigError(f"method.{option} must be a non-negative integer, got {value!r}")
+            if option in ("lr", "pivot_lr") and not value > 0:
+                raise ConfigError(f"method.{option} must be positive, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"method.{option} must be finite, got {value!r}")
+            if option.endswith("_weight") and value < 0:
+                raise ConfigError(f"method.{option} must be non-negative, got {value!r}")
+        self.check()
+
+    def _check_type(self, option: str, value, default) -> None:
+        if type(default) not in _KINDS:
+            return  # None: the method fills it in (complete)
+        kinds, expected = _KINDS[type(default)]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            raise ConfigError(f"method.{option} of method '{self.name}' must be {expected}, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and value < 0:
+            raise ConfigError(f"method.{option} must be non-negative, got {value!r}")
+
+    def complete(self) -> None:
+        """Fill in the options left to the method (None), before the checks."""
+
+    def check(self) -> None:
+        """Raise :class:`sphinx.errors.ConfigError` for values that cannot work together."""
+
+    @property
+    def implementation(self) -> type[Method]:
+        """The :class:`Method` that runs this config."""
+        raise NotImplementedError
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise :class:`sphinx.errors.ConfigError` if the method cannot run batches of this size."""
+
+    def options(self) -> dict[str, object]:
+        """Every hyperparameter but the name: what states, checkpoints and run fingerprints record."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "name"}
+
+    def step_counts(self) -> dict[str, int]:
+        """The step counts it runs, e.g. ``{"steps": 500}`` or PTI's tuning and pivot steps."""
+        options = self.options()
+        return {option: options[option] for option in STEP_FIELDS if option in options}
+
+    def without_lpips(self) -> MethodConfig:
+        """This config for a run without LPIPS: its weights 0, and MSE carries the loss."""
+        changes = {}
+        for lpips_key, mse_key in _LOSS_PAIRS:
+            if getattr(self, lpips_key, 0) > 0:
+                changes[lpips_key] = 0.0
+                if getattr(self, mse_key) == 0:
+                    changes[mse_key] = 1.0
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def refuse_unknown(cls, name: str, options) -> None:
+        """Refuse option names this config class does not have, listing the ones it has."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"name"}
+        unknown = sorted(set(options) - known - {"name"})
+        if unknown:
+            raise ConfigError(f"method '{name}' has no option {', '.join(unknown)}; its options are "
+                              f"{', '.join(sorted(known))}")
 
 
 @dataclass(frozen=True)
@@ -82,12 +173,11 @@ class Method(ABC):
     the rest.
     """
 
-    name: ClassVar[str]
     # Whether the image is G.synthesis of GeneratorInputs (False for PTI, whose per-image
     # generator weights are part of the image): only such methods can be edited in W+.
     latent_inputs: ClassVar[bool] = False
 
-    def __init__(self, generator: Generator, ids: Sequence[str], config, *, seed: int) -> None:
+    def __init__(self, generator: Generator, ids: Sequence[str], config: MethodConfig, *, seed: int) -> None:
         self.generator = generator
         self.ids = list(ids)
         self.config = config
@@ -99,15 +189,6 @@ class Method(ABC):
     def synthesize(self, inputs: GeneratorInputs) -> torch.Tensor:
         """A training step's images ``[B, 3, H, W]`` from ``inputs``, through :attr:`synthesis`."""
         return self.synthesis(inputs.ws, noise=inputs.noise, input=inputs.content)
-
-    @classmethod
-    def complete(cls, config):
-        """The config with every option left to the method (None) filled in."""
-        return config
-
-    @classmethod
-    def validate(cls, config, *, batch_size: int) -> None:
-        """Raise :class:`sphinx.errors.ConfigError` for a config that cannot work."""
 
     @abstractmethod
     def stages(self) -> list[Stage]:
@@ -158,13 +239,13 @@ class Method(ABC):
 
         Only for methods with ``latent_inputs``; their :meth:`render` is ``G.synthesis`` of these.
         """
-        raise ConfigError(f"method {self.name} has no W+ input to edit; use sphinx, its variants, w, wplus "
-                          "or wplus_noise")
+        raise ConfigError(f"method {self.config.name} has no W+ input to edit; use sphinx, its variants, w, "
+                          "wplus or wplus_noise")
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The live per-image tensors (image axis first), named as in :meth:`state`."""
-        raise ConfigError(f"method {self.name} cannot start from a saved state; use sphinx, its variants, w, "
-                          "wplus or wplus_noise")
+        raise ConfigError(f"method {self.config.name} cannot start from a saved state; use sphinx, its "
+                          "variants, w, wplus or wplus_noise")
 
     @torch.no_grad()
     def restore(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
@@ -173,13 +254,13 @@ class Method(ABC):
             missing = [i for i, s in enumerate(states) if name not in s]
             if missing:
                 raise ConfigError(f"saved state of image {self.ids[missing[0]]} has no tensor '{name}'; it was "
-                                  f"made with other options of method {self.name}")
+                                  f"made with other options of method {self.config.name}")
             tensor.copy_(torch.stack([s[name] for s in states]).to(tensor))
 
     @classmethod
     def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> GeneratorInputs:
         """The generator inputs ``[1, ...]`` that :meth:`render_state` renders."""
-        raise ConfigError(f"a method {cls.name} state has no W+ input to edit; invert with sphinx, its "
+        raise ConfigError(f"a method {config.name} state has no W+ input to edit; invert with sphinx, its "
                           "variants, w, wplus or wplus_noise")
 
 

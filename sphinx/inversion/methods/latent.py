@@ -3,14 +3,15 @@ Image2StyleGAN++ (W+, then noise). Facts in shared METHODS.md, sections 3 and 4.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.methods.base import GeneratorInputs, Method, ParamGroup, Stage, broadcast_rows, w_statistics
+from sphinx.inversion.methods.base import (GeneratorInputs, Method, MethodConfig, ParamGroup, Stage, broadcast_rows,
+                                           w_statistics)
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import jitter_scale
 from sphinx.seeding import StepDraws
@@ -22,8 +23,8 @@ def _saved_noise(generator: Generator, tensors: dict[str, torch.Tensor]) -> list
     return [tensors[f"noise.{i}"][None] for i in range(generator.num_noise_layers)]
 
 
-@dataclass(frozen=True)
-class WConfig:
+@dataclass(frozen=True, kw_only=True)
+class WConfig(MethodConfig):
     """StyleGAN2 projector hyperparameters (NVIDIA's defaults).
 
     Attributes:
@@ -36,6 +37,7 @@ class WConfig:
         noise_regularize: weight of the multi-scale autocorrelation penalty (1e5).
     """
 
+    name: str = "w"
     steps: int = 1000
     lr: float = 0.1
     lpips_weight: float = 1.0
@@ -47,11 +49,14 @@ class WConfig:
     noise_ramp_length: float = 0.75
     noise_regularize: float = 1e5
 
+    @property
+    def implementation(self) -> type[ProjectW]:
+        return ProjectW
+
 
 class ProjectW(Method):
     """One W per image broadcast to every layer, plus regularized, renormalized noise maps."""
 
-    name = "w"
     latent_inputs = True
 
     def __init__(self, generator: Generator, ids, config: WConfig, *, seed: int) -> None:
@@ -106,8 +111,8 @@ class ProjectW(Method):
         return GeneratorInputs(broadcast_rows(tensors["w"][None], generator.n_latent), _saved_noise(generator, tensors))
 
 
-@dataclass(frozen=True)
-class WPlusConfig:
+@dataclass(frozen=True, kw_only=True)
+class WPlusConfig(MethodConfig):
     """Image2StyleGAN hyperparameters.
 
     Attributes:
@@ -117,17 +122,21 @@ class WPlusConfig:
         w_avg_samples: z draws for the mean W that every row starts from.
     """
 
+    name: str = "wplus"
     steps: int = 5000
     lr: float = 0.01
     lpips_weight: float = 1.0
     mse_weight: float = 1.0
     w_avg_samples: int = 10_000
 
+    @property
+    def implementation(self) -> type[ProjectWPlus]:
+        return ProjectWPlus
+
 
 class ProjectWPlus(Method):
     """One latent per layer (W+), started at the mean W; the generator's stored noise."""
 
-    name = "wplus"
     latent_inputs = True
 
     def __init__(self, generator: Generator, ids, config, *, seed: int) -> None:
@@ -168,8 +177,8 @@ class ProjectWPlus(Method):
         return GeneratorInputs(tensors["w_plus"][None], _saved_noise(generator, tensors))
 
 
-@dataclass(frozen=True)
-class WPlusNoiseConfig:
+@dataclass(frozen=True, kw_only=True)
+class WPlusNoiseConfig(MethodConfig):
     """Image2StyleGAN++ hyperparameters: W+ first, then the noise maps, in sequence.
 
     The paper's exact split and learning rates are unverified (shared METHODS.md); the
@@ -178,12 +187,14 @@ class WPlusNoiseConfig:
     Attributes:
         steps: total Adam steps of both stages (8000).
         noise_steps: how many of them optimize the noise, after the W+ stage; None gives the
-            noise the default share of ``steps`` (3000 of 8000), so ``steps`` alone can be set.
+            noise the default share of ``steps`` (3000 of 8000), so ``steps`` alone can be set
+            (filled in when the config is built).
         lr: constant learning rate of both stages (0.01).
         lpips_weight, mse_weight: perceptual + pixel loss, unit weights.
         w_avg_samples: z draws for the mean W that every row starts from.
     """
 
+    name: str = "wplus_noise"
     steps: int = 8000
     noise_steps: int | None = None
     lr: float = 0.01
@@ -191,24 +202,23 @@ class WPlusNoiseConfig:
     mse_weight: float = 1.0
     w_avg_samples: int = 10_000
 
+    NOISE_SHARE: ClassVar[float] = 3000 / 8000  # the default split: 5000 W+ steps, then 3000 noise steps
+
+    def complete(self) -> None:
+        if self.noise_steps is None and isinstance(self.steps, int) and not isinstance(self.steps, bool):
+            object.__setattr__(self, "noise_steps", round(self.steps * self.NOISE_SHARE))
+
+    def check(self) -> None:
+        if not 0 <= self.noise_steps <= self.steps:
+            raise ConfigError(f"method.noise_steps must be within [0, steps={self.steps}], got {self.noise_steps}")
+
+    @property
+    def implementation(self) -> type[ProjectWPlusNoise]:
+        return ProjectWPlusNoise
+
 
 class ProjectWPlusNoise(ProjectWPlus):
     """W+ with the stored noise held fixed, then the noise maps with W+ held fixed."""
-
-    name = "wplus_noise"
-    NOISE_SHARE = 3000 / 8000  # the default split: 5000 W+ steps, then 3000 noise steps
-
-    @classmethod
-    def complete(cls, config: WPlusNoiseConfig) -> WPlusNoiseConfig:
-        if config.noise_steps is not None:
-            return config
-        return dataclasses.replace(config, noise_steps=round(config.steps * cls.NOISE_SHARE))
-
-    @classmethod
-    def validate(cls, config: WPlusNoiseConfig, *, batch_size: int) -> None:
-        if not 0 <= config.noise_steps <= config.steps:
-            raise ConfigError(f"method.noise_steps must be within [0, steps={config.steps}], "
-                              f"got {config.noise_steps}")
 
     def __init__(self, generator: Generator, ids, config, *, seed: int) -> None:
         super().__init__(generator, ids, config, seed=seed)

@@ -15,7 +15,7 @@ from torch.func import functional_call
 
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.methods.base import Method, ParamGroup, Stage, broadcast_rows, w_statistics
+from sphinx.inversion.methods.base import Method, MethodConfig, ParamGroup, Stage, broadcast_rows, w_statistics
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import jitter_scale
 from sphinx.seeding import StepDraws
@@ -23,8 +23,8 @@ from sphinx.seeding import StepDraws
 DELTA_PREFIX = "delta."
 
 
-@dataclass(frozen=True)
-class PTIConfig:
+@dataclass(frozen=True, kw_only=True)
+class PTIConfig(MethodConfig):
     """PTI hyperparameters (the authors' defaults).
 
     Attributes:
@@ -46,6 +46,7 @@ class PTIConfig:
             ``locality_lpips_weight``.
     """
 
+    name: str = "pti"
     pivot_steps: int = 450
     pivot_lr: float = 0.01
     w_avg_samples: int = 600
@@ -64,6 +65,14 @@ class PTIConfig:
     locality_truncation: float = 0.5
     locality_l2_weight: float = 0.1
     locality_lpips_weight: float = 0.1
+
+    def check_batch_size(self, batch_size: int) -> None:
+        if batch_size != 1:
+            raise ConfigError(f"method pti tunes the generator per image; use batch_size=1 (got {batch_size})")
+
+    @property
+    def implementation(self) -> type[PivotalTuning]:
+        return PivotalTuning
 
 
 class _Synthesis(nn.Module):
@@ -85,13 +94,6 @@ def _tuned_synthesis(generator: Generator, delta: dict[str, torch.Tensor], ws: t
 
 class PivotalTuning(Method):
     """Per-image PTI: one image per batch, since each image tunes its own generator."""
-
-    name = "pti"
-
-    @classmethod
-    def validate(cls, config: PTIConfig, *, batch_size: int) -> None:
-        if batch_size != 1:
-            raise ConfigError(f"method pti tunes the generator per image; use batch_size=1 (got {batch_size})")
 
     def __init__(self, generator: Generator, ids, config: PTIConfig, *, seed: int) -> None:
         super().__init__(generator, ids, config, seed=seed)

@@ -14,7 +14,7 @@ import torch
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.heads import BOTTLENECK, CONTENT_INPUT_SHAPE, ContentHead, StyleHead
-from sphinx.inversion.methods.base import GeneratorInputs, Method, ParamGroup, Stage, w_statistics
+from sphinx.inversion.methods.base import GeneratorInputs, Method, MethodConfig, ParamGroup, Stage, w_statistics
 from sphinx.inversion.noise import NoiseMaps
 from sphinx.seeding import StepDraws, per_image_randn
 
@@ -27,11 +27,12 @@ WARM_START_SCALE = 0.01
 W_AVG_SAMPLES = 10_000  # as the W and W+ baselines start from
 
 
-@dataclass(frozen=True)
-class SphinxConfig:
+@dataclass(frozen=True, kw_only=True)
+class SphinxConfig(MethodConfig):
     """SPHInX hyperparameters; defaults are the authors'.
 
     Attributes:
+        name: ``sphinx``, or a variant's name (``sphinx_warm``, ``sphinx_ps``, ``sphinx_ps_pc``).
         steps: Adam steps (5000).
         lr: base learning rate of every head and the noise (1e-3).
         lpips_weight, mse_weight: loss weights (1.5 LPIPS-VGG + 1.0 MSE).
@@ -41,8 +42,9 @@ class SphinxConfig:
         content_head: optimize a content head that replaces the constant 4x4 input.
         optimize_noise: optimize every layer's noise map (raw: no regularizer, no renormalizing);
             when off, the generator's stored noise is used.
-        vicinal: draw fresh head inputs every step; off = one fixed draw (an ablation).
-        bottleneck: width of the style head's encoder output.
+        vicinal: draw fresh head inputs every step (the vicinal regularization); off = one fixed
+            draw (an ablation).
+        bottleneck: width of the style head's encoder output (the authors' 32).
         spread_draws: fresh draws rendered to measure the vicinity spread (0 to skip).
         style_init: ``random`` (the authors': the head's output starts wherever its random
             weights put it) or ``w_avg`` (a trained output bias per W+ row, started at the mean
@@ -56,6 +58,7 @@ class SphinxConfig:
             1 for ``random`` and 0.01 for ``constant``.
     """
 
+    name: str = "sphinx"
     steps: int = 5000
     lr: float = 1e-3
     lpips_weight: float = 1.5
@@ -73,6 +76,27 @@ class SphinxConfig:
     content_init: str = "random"
     content_init_scale: float | None = None
 
+    def check(self) -> None:
+        for option, value, choices in (("schedule", self.schedule, SCHEDULES),
+                                       ("style_init", self.style_init, STYLE_INITS),
+                                       ("content_init", self.content_init, CONTENT_INITS)):
+            if value not in choices:
+                raise ConfigError(f"method.{option} must be one of {', '.join(choices)}, got '{value}'")
+        for option in ("style_init_scale", "content_init_scale"):
+            value = getattr(self, option)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 <= value < float("inf")):
+                raise ConfigError(f"method.{option} must be non-negative (or null for the default), got {value!r}")
+        if self.bottleneck < 1:
+            raise ConfigError(f"method.bottleneck must be at least 1, got {self.bottleneck}")
+        if self.spread_draws == 1:
+            # the spread is a standard deviation over draws: it needs 2 of them, or 0 to skip it
+            raise ConfigError(f"method.spread_draws must be 0 (skip) or at least 2, got {self.spread_draws}")
+
+    @property
+    def implementation(self) -> type[Sphinx]:
+        return Sphinx
+
 
 def _init_scale(scale: float | None, anchor: torch.Tensor | None) -> float:
     if scale is not None:
@@ -83,27 +107,7 @@ def _init_scale(scale: float | None, anchor: torch.Tensor | None) -> float:
 class Sphinx(Method):
     """Per-image style head (+ optional content head and noise maps) against a frozen G."""
 
-    name = "sphinx"
     latent_inputs = True
-
-    @classmethod
-    def validate(cls, config: SphinxConfig, *, batch_size: int) -> None:
-        if config.schedule not in SCHEDULES:
-            raise ConfigError(f"method.schedule must be one of {', '.join(SCHEDULES)}, got '{config.schedule}'")
-        if config.style_init not in STYLE_INITS:
-            raise ConfigError(f"method.style_init must be one of {', '.join(STYLE_INITS)}, got '{config.style_init}'")
-        if config.content_init not in CONTENT_INITS:
-            raise ConfigError(f"method.content_init must be one of {', '.join(CONTENT_INITS)}, "
-                              f"got '{config.content_init}'")
-        for name in ("style_init_scale", "content_init_scale"):
-            value = getattr(config, name)
-            if value is not None and not value >= 0:
-                raise ConfigError(f"method.{name} must be non-negative (or null for the default), got {value!r}")
-        if config.bottleneck < 1:
-            raise ConfigError(f"head.bottleneck must be at least 1, got {config.bottleneck}")
-        if config.spread_draws == 1 or config.spread_draws < 0:
-            # the spread is a standard deviation over draws: it needs 2 of them, or 0 to skip it
-            raise ConfigError(f"method.spread_draws must be 0 (skip) or at least 2, got {config.spread_draws}")
 
     def __init__(self, generator: Generator, ids, config: SphinxConfig, *, seed: int) -> None:
         super().__init__(generator, ids, config, seed=seed)
