@@ -28,7 +28,7 @@ KINDS = ("attribute", "morph", "direction")
 def build_edit(cfg: DictConfig, generator, ids: list[str], method: MethodConfig, degradation: str):
     """The edit spec from the ``edit`` group, every option checked, states and direction loaded."""
     from sphinx.editing import as_layer_direction, build_transform, check_factors, load_direction, principal_directions
-    from sphinx.editing.attribute import check_attribute_options
+    from sphinx.editing.attribute import AttributeConfig
     from sphinx.editing.latents import layer_mask, state_inputs
     from sphinx.lit.editing import EditSpec
 
@@ -49,8 +49,9 @@ def build_edit(cfg: DictConfig, generator, ids: list[str], method: MethodConfig,
         options["factors"] = list(check_factors(transform, options["factors"]))
         for factor in options["held_out"]:  # a factor the transform refuses fails now, not after training
             transform(torch.zeros(1, 3, 4, 4), float(factor))
-        check_attribute_options(mono_weight=options["mono_weight"], margin=options["margin"],
-                                attribute_lr=options["attribute_lr"])
+        AttributeConfig(latent=method, transform=transform, factors=options["factors"],
+                        mono_weight=options["mono_weight"], margin=options["margin"],
+                        attribute_lr=options["attribute_lr"])
         if options["walk_density"] < 1 or options["walk_extend"] < 0:
             raise ConfigError("edit.walk_density must be >= 1 and edit.walk_extend >= 0")
     elif kind == "morph" and options["frames"] < 2:

@@ -5,26 +5,29 @@ T(x, a_0..a_{K-1}), each image's inversion parameters are optimized together wit
 D ``[n_latent, style_dim]`` and scalars alpha_1..alpha_{K-1} (alpha_0 = 0), so that
 ``G(w + alpha_k * D / ||D||_row)`` reconstructs T(x, a_k) for every k. The loss is the method's
 reconstruction loss averaged over k plus ``mono_weight`` times a hinge that keeps the alphas
-increasing by at least ``margin``. Batched and seeded per image like :func:`invert`.
+increasing by at least ``margin``. It is a method (:class:`AttributeConfig`) that wraps a latent
+method, run by :func:`sphinx.inversion.invert` like any other: batched and seeded per image,
+with in-batch checkpoints, curves, execution options and stop signals.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from sphinx.editing.latents import check_state_generator, render_shifted, state_inputs
+from sphinx.editing.latents import render_shifted, shifted_inputs, state_inputs
 from sphinx.editing.transforms import Transform, build_transform, check_factors
 from sphinx.errors import CheckpointError, ConfigError
-from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.loop import (Failures, StepReport, _check_targets, default_lpips, descend, resolve_method,
-                                   schedule, stage_optimizer, step_labels, weighted_loss)
-from sphinx.inversion.methods.base import MethodConfig, ParamGroup
+from sphinx.inversion.checkpointing import BatchCheckpoint
+from sphinx.inversion.curves import QualityCurve
+from sphinx.inversion.execution import Execution
+from sphinx.inversion.loop import InversionResult, StepReport, invert, resolve_method
+from sphinx.inversion.methods.base import Method, MethodConfig, ParamGroup, Stage
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.state import InversionState
 from sphinx.seeding import per_image_randn
@@ -125,6 +128,7 @@ class AttributeResult:
         status: ``"ok"`` or ``"failed"`` per image.
         messages: why an image failed, else ``""``.
         seconds: wall time.
+        curve: the inversion's quality at log-spaced steps (its frame at alpha = 0), or None.
     """
 
     ids: tuple[str, ...]
@@ -140,13 +144,153 @@ class AttributeResult:
     status: tuple[str, ...]
     messages: tuple[str, ...]
     seconds: float
+    curve: QualityCurve | None = None
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, generator: Generator, result: InversionResult, targets: torch.Tensor,
+           config: AttributeConfig) -> AttributeResult:
+        """The attribute's view of an :func:`invert` result: walks rendered from the saved states."""
+        bad = ~torch.isfinite(targets).flatten(1).all(dim=1)
+        clean = torch.where(bad[:, None, None, None], torch.zeros_like(targets), targets).float()
+        observed = torch.stack([config.transform(clean, factor) for factor in config.factors], dim=1)
+        edits = [AttributeEdit.of(state) for state in result.states]
+        walks = torch.stack([render_attribute(generator, state, edit.alphas) for state, edit in zip(result.states, edits)])
+        walks[[status != "ok" for status in result.status]] = math.nan
+        return cls(ids=result.ids, method=config.latent.name, transform=config.transform.name, factors=config.factors,
+                   alphas=torch.stack([edit.alphas for edit in edits]).cpu(),
+                   directions=torch.stack([edit.direction for edit in edits]).cpu(), targets=observed.cpu(),
+                   reconstructions=walks.cpu(), states=result.states, loss_history=result.loss_history,
+                   status=result.status, messages=result.messages, seconds=result.seconds, curve=result.curve)
 
 
-def check_attribute_options(*, mono_weight: float, margin: float, attribute_lr: float) -> None:
-    if mono_weight < 0 or margin < 0:
-        raise ConfigError(f"mono_weight and margin must be non-negative, got {mono_weight} and {margin}")
-    if not attribute_lr > 0:
-        raise ConfigError(f"attribute_lr must be positive, got {attribute_lr}")
+@dataclass(frozen=True, kw_only=True)
+class AttributeConfig(MethodConfig):
+    """Attribute learning as a method :func:`sphinx.inversion.invert` runs: a latent method's
+    inversion, plus a W+ direction and alphas per image.
+
+    Attributes:
+        name: ``attribute``.
+        latent: the wrapped method, any with a W+ input; its stages, learning rates and loss
+            weights are the attribute's.
+        transform: T, a :class:`Transform` or its name (rotate, brightness, zoom, translate, hue).
+        factors: a_0 < a_1 < ..., a_0 the transform's identity, e.g. ``(0, 22.5, 45)``.
+        mono_weight: weight of :func:`monotonicity_hinge` (the authors' 0.5).
+        margin: the hinge margin (the authors' 2).
+        attribute_lr: constant Adam lr of the direction and alphas (the authors' 1e-3).
+    """
+
+    name: str = "attribute"
+    latent: MethodConfig
+    transform: Transform | str
+    factors: tuple[float, ...]
+    mono_weight: float = MONO_WEIGHT
+    margin: float = MARGIN
+    attribute_lr: float = ATTRIBUTE_LR
+
+    def complete(self) -> None:
+        if isinstance(self.transform, str):
+            object.__setattr__(self, "transform", build_transform(self.transform))
+        object.__setattr__(self, "factors", check_factors(self.transform, self.factors))
+
+    def check(self) -> None:
+        if not isinstance(self.latent, MethodConfig) or not self.latent.implementation.latent_inputs:
+            name = getattr(self.latent, "name", self.latent)
+            raise ConfigError(f"method {name} has no W+ input to learn an attribute in; use sphinx, its variants, "
+                              "w, wplus or wplus_noise")
+        if self.margin < 0:
+            raise ConfigError(f"margin must be non-negative, got {self.margin}")
+        if not 0 < self.attribute_lr < math.inf:
+            raise ConfigError(f"attribute_lr must be positive, got {self.attribute_lr}")
+
+    @property
+    def implementation(self) -> type[AttributeLearning]:
+        return AttributeLearning
+
+    def check_batch_size(self, batch_size: int) -> None:
+        self.latent.check_batch_size(batch_size)
+
+    def options(self) -> dict[str, object]:
+        return {"latent": {"name": self.latent.name, **self.latent.options()}, "transform": self.transform.name,
+                "factors": list(self.factors), "mono_weight": self.mono_weight, "margin": self.margin,
+                "attribute_lr": self.attribute_lr}
+
+    def step_counts(self) -> dict[str, int]:
+        return self.latent.step_counts()
+
+    def without_lpips(self) -> AttributeConfig:
+        return dataclasses.replace(self, latent=self.latent.without_lpips())
+
+
+class AveragedOverFactors:
+    """The latent method's reconstruction terms averaged over the K transformed targets, as the authors do."""
+
+    def __init__(self, parts: list[ReconstructionLoss]) -> None:
+        self.parts = parts
+        self.lpips, self.perceptual = parts[0].lpips, parts[0].perceptual
+
+    def __call__(self, images: torch.Tensor, *, step: int, with_lpips: bool = True) -> dict[str, torch.Tensor]:
+        """Terms of the K shifted renders ``[B, K, 3, H, W]``, each ``[B]``."""
+        per_factor = [part(images[:, k], step=step, with_lpips=with_lpips) for k, part in enumerate(self.parts)]
+        return {key: torch.stack([terms[key] for terms in per_factor]).mean(dim=0) for key in per_factor[0]}
+
+
+class AttributeLearning(Method):
+    """A latent method whose W+ is walked along a learned direction to the K transformed targets."""
+
+    def __init__(self, generator: Generator, ids, config: AttributeConfig, *, seed: int) -> None:
+        super().__init__(generator, ids, config, seed=seed)
+        self.latent = config.latent.implementation(generator, ids, config.latent, seed=seed)
+        self.direction = per_image_randn((generator.n_latent, generator.style_dim), self.ids, seed,
+                                         "attribute_direction", device=self.device).requires_grad_()  # [B, L, d]
+        self.learned = torch.zeros(len(self.ids), len(config.factors) - 1, device=self.device,
+                                   requires_grad=True)  # alpha_1..alpha_{K-1}: [B, K-1]
+
+    def alphas(self) -> torch.Tensor:
+        """``[B, K]``, alpha_0 = 0 first."""
+        return torch.cat([torch.zeros_like(self.learned[:, :1]), self.learned], dim=1)
+
+    def stages(self) -> list[Stage]:
+        attribute = ParamGroup((self.direction, self.learned), self.config.attribute_lr, scheduled=False)
+        return [dataclasses.replace(stage, groups=(*stage.groups, attribute)) for stage in self.latent.stages()]
+
+    def objective(self, operator, observation: torch.Tensor, *, lpips, use_lpips: bool) -> AveragedOverFactors:
+        with torch.no_grad():
+            observed = [self.config.transform(observation, factor) for factor in self.config.factors]
+        return AveragedOverFactors([ReconstructionLoss(operator, target, lpips=lpips, use_lpips=use_lpips)
+                                    for target in observed])
+
+    def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
+        inputs = shifted_inputs(self.latent.inputs(stage, step, progress), self.direction, self.alphas())
+        return self.synthesize(inputs).unflatten(0, (len(self.ids), len(self.config.factors)))  # [B, K, 3, H, W]
+
+    def regularization(self, stage: Stage, step: int, perceptual) -> dict[str, torch.Tensor]:
+        hinge = monotonicity_hinge(self.learned, margin=self.config.margin)
+        return {**self.latent.regularization(stage, step, perceptual), "monotonicity": self.config.mono_weight * hinge}
+
+    def after_step(self, stage: Stage) -> None:
+        self.latent.after_step(stage)
+
+    @torch.no_grad()
+    def render_final(self) -> torch.Tensor:
+        """The inversion's own image: the walk's frame at alpha = 0."""
+        return self.latent.render_final()
+
+    def restore(self, states: Sequence[InversionState]) -> None:
+        self.latent.restore(states)
+
+    def state(self, index: int) -> dict[str, torch.Tensor]:
+        return {**self.latent.state(index), DIRECTION_KEY: self.direction[index].detach().clone(),
+                ALPHAS_KEY: self.alphas()[index].detach().clone(),
+                FACTORS_KEY: torch.tensor(self.config.factors, dtype=torch.float64)}  # the factors exactly as given
+
+    def saved_state(self, index: int) -> InversionState:
+        """The latent method's state with the attribute's tensors: it re-renders and edits as that method's."""
+        return dataclasses.replace(self.latent.saved_state(index), tensors=self.state(index))
+
+    @classmethod
+    def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config: AttributeConfig) -> torch.Tensor:
+        return config.latent.implementation.render_state(generator, tensors, config.latent)
 
 
 def learn_attribute(
@@ -164,26 +308,26 @@ def learn_attribute(
     margin: float = MARGIN,
     attribute_lr: float = ATTRIBUTE_LR,
     callback: Callable[[StepReport], None] | None = None,
+    checkpoint: BatchCheckpoint | None = None,
+    execution: Execution | None = None,
+    record_curve: bool = True,
     **overrides,
 ) -> AttributeResult:
-    """Learn one attribute direction per image jointly with its inversion.
+    """Learn one attribute direction per image jointly with its inversion, through :func:`invert`.
 
     Args:
         generator: frozen generator.
         targets: clean images ``[B, 3, R, R]`` in [-1, 1].
         ids: one unique id per image; default ``"0"``, ``"1"``, ...
-        transform: a :class:`Transform` or its name (rotate, brightness, zoom, translate, hue).
-        factors: a_0 < a_1 < ... with a_0 the transform's identity, e.g. ``(0, 22.5, 45)``.
+        transform, factors, mono_weight, margin, attribute_lr: see :class:`AttributeConfig`.
         method: any method with a W+ input, as a config or a name: sphinx (default), sphinx_warm,
             sphinx_ps, sphinx_ps_pc, w, wplus, wplus_noise.
         seed: run seed; the direction's initial draw comes from (seed, image id).
         lpips: the perceptual distance ``(x, y) -> [B]``; built (LPIPS-VGG) when a stage needs it.
         initial_states: start each image's inversion from its saved state (same method and
             generator) instead of from scratch.
-        mono_weight: weight of :func:`monotonicity_hinge` (0.5).
-        margin: the hinge margin (2).
-        attribute_lr: constant Adam lr of the direction and alphas (1e-3, the authors').
-        callback: called with a :class:`StepReport` after every step.
+        callback, checkpoint, execution, record_curve: as for :func:`invert` (the curve scores
+            the inversion's own image, the walk's frame at alpha = 0).
         **overrides: with a method name, its hyperparameters (``steps``, ``lr``, ...).
 
     Returns:
@@ -194,109 +338,12 @@ def learn_attribute(
         CheckpointError: initial states of another method or generator.
         ImageError: targets of the wrong shape, type or range.
     """
-    started = time.perf_counter()
-    ids = [str(i) for i in (ids if ids is not None else range(targets.shape[0]))]
-    transform = build_transform(transform) if isinstance(transform, str) else transform
-    factors = check_factors(transform, factors)
-    check_attribute_options(mono_weight=mono_weight, margin=margin, attribute_lr=attribute_lr)
-    config = resolve_method(method, overrides)
-    name = config.name
-    if not config.implementation.latent_inputs:
-        raise ConfigError(f"method {name} has no W+ input to learn an attribute in; use sphinx, its variants, "
-                          "w, wplus or wplus_noise")
-    config.check_batch_size(len(ids))
-    bad_target = _check_targets(generator, targets, ids)
-    if initial_states is not None:
-        _check_initial_states(initial_states, generator, name, len(ids))
-
-    device = generator.input.input.device
-    targets = targets.to(device=device, dtype=torch.float32)
-    clean = torch.where(bad_target[:, None, None, None].to(device), torch.zeros_like(targets), targets)
-    with torch.no_grad():
-        observed = torch.stack([transform(clean, factor) for factor in factors], dim=1)  # [B, K, 3, H, W]
-
-    method_instance = config.implementation(generator, ids, config, seed=seed)
-    if initial_states is not None:
-        method_instance.restore([{k: v.to(device) for k, v in s.tensors.items()} for s in initial_states])
-    direction = per_image_randn((generator.n_latent, generator.style_dim), ids, seed, "attribute_direction",
-                                device=device).requires_grad_()  # [B, n_latent, style_dim]
-    learned = torch.zeros(len(ids), len(factors) - 1, device=device, requires_grad=True)  # alpha_1.. [B, K-1]
-    alphas = lambda: torch.cat([torch.zeros_like(learned[:, :1]), learned], dim=1)  # [B, K]
-
-    stages = method_instance.stages()
-    use_lpips = min(targets.shape[-2:]) >= 32
-    if lpips is None and use_lpips and any(s.lpips_weight > 0 for s in stages):
-        lpips = default_lpips(device)
-    objectives = [ReconstructionLoss(observed[:, k], lpips=lpips, use_lpips=use_lpips) for k in range(len(factors))]
-    attribute_group = ParamGroup((direction, learned), attribute_lr, scheduled=False)
-    failures = Failures(bad_target.to(device), ids, describe_step=step_labels(stages))
-    history: list[torch.Tensor] = []
-    total_steps = sum(s.steps for s in stages)
-    all_params = [p for s in stages for g in s.groups for p in g.params] + [direction, learned]
-    global_step = 0
-    for stage in stages:
-        groups = (*stage.groups, attribute_group)
-        optimizer = stage_optimizer(groups, all_params)
-        for step in range(stage.steps):
-            progress = step / stage.steps
-            schedule(optimizer, stage, groups, progress)
-            inputs = method_instance.inputs(stage, global_step, progress)
-            images = render_shifted(generator, inputs, direction, alphas())  # [B, K, 3, H, W]
-            per_factor = [objective(images[:, k], with_lpips=stage.lpips_weight > 0)
-                          for k, objective in enumerate(objectives)]
-            # The authors average each reconstruction term over the K targets.
-            terms = {key: torch.stack([t[key] for t in per_factor]).mean(dim=0) for key in per_factor[0]}
-            hinge = monotonicity_hinge(learned, margin=margin)
-            penalty = method_instance.regularization(stage, global_step, objectives[0].perceptual)
-            loss = weighted_loss(stage, terms, penalty) + mono_weight * hinge
-            terms["monotonicity"] = hinge
-            loss = failures.observe(loss, global_step)
-            history.append(loss.detach())
-            if callback is not None:
-                callback(StepReport(stage.name, global_step, total_steps, loss.detach(),
-                                    {k: v.detach() for k, v in terms.items()}))
-            if failures.settle():  # every step: an attribute's steps are few and cheap
-                break
-            descend(optimizer, loss, failures.failed, all_params)
-            method_instance.after_step(stage)
-            global_step += 1
-        if failures.failed.all():
-            break
-    for p in all_params:
-        p.requires_grad_(False)
-
-    failed, messages = failures.failed, failures.messages
-    final_alphas = alphas().detach()
-    with torch.no_grad():
-        reconstructions = render_shifted(generator, method_instance.inputs(None, 0, 1.0), direction,
-                                         final_alphas).clamp(-1, 1)
-    failed |= ~torch.isfinite(reconstructions).flatten(1).all(dim=1)
-    for index in failed.nonzero().flatten().tolist():
-        messages[index] = messages[index] or "non-finite reconstruction"
-    reconstructions[failed] = math.nan
-    config_dict = config.options()
-    factor_tensor = torch.tensor(factors, dtype=torch.float64)  # the factors exactly as given
-    states = tuple(
-        InversionState(name, image_id, seed, config_dict, describe(generator),
-                       {**method_instance.state(index), DIRECTION_KEY: direction[index].detach().clone(),
-                        ALPHAS_KEY: final_alphas[index].clone(), FACTORS_KEY: factor_tensor.clone()})
-        for index, image_id in enumerate(ids))
-    return AttributeResult(
-        ids=tuple(ids), method=name, transform=transform.name, factors=factors, alphas=final_alphas.cpu(),
-        directions=direction.detach().cpu(), targets=observed.cpu(), reconstructions=reconstructions.cpu(),
-        states=states, loss_history=torch.stack(history) if history else torch.empty(0, len(ids)),
-        status=tuple("failed" if bad else "ok" for bad in failed.tolist()), messages=tuple(messages),
-        seconds=time.perf_counter() - started)
-
-
-def _check_initial_states(states: Sequence[InversionState], generator: Generator, method: str, count: int) -> None:
-    if len(states) != count:
-        raise ConfigError(f"need one initial state per image: {count} images, {len(states)} states")
-    for state in states:
-        check_state_generator(state, generator)
-        if state.method != method:
-            raise CheckpointError(f"inversion state of image {state.image_id} was made with method {state.method}; "
-                                  f"start method {method} from a state of the same method")
+    config = AttributeConfig(latent=resolve_method(method, overrides), transform=transform, factors=tuple(factors),
+                             mono_weight=mono_weight, margin=margin, attribute_lr=attribute_lr)
+    result = invert(generator, targets, ids, method=config, seed=seed, lpips=lpips, callback=callback,
+                    checkpoint=checkpoint, execution=execution, initial_states=initial_states,
+                    record_curve=record_curve)
+    return AttributeResult.of(generator, result, targets, config)
 
 
 @torch.no_grad()

@@ -11,11 +11,10 @@ from collections.abc import Sequence
 
 import torch
 
-from sphinx.errors import CheckpointError, ConfigError
-from sphinx.generators.checkpoints import describe
+from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.methods.base import GeneratorInputs
-from sphinx.inversion.state import InversionState, state_method
+from sphinx.inversion.state import InversionState, check_state_generator, state_method
 
 
 def normalize_rows(direction: torch.Tensor) -> torch.Tensor:
@@ -44,32 +43,25 @@ def repeat_inputs(inputs: GeneratorInputs, ws: torch.Tensor) -> GeneratorInputs:
     return GeneratorInputs(ws, noise, content)
 
 
-def render_shifted(generator: Generator, inputs: GeneratorInputs, direction: torch.Tensor,
-                   alphas: torch.Tensor) -> torch.Tensor:
-    """Render ``G(w + alpha_k * D / ||D||_row)`` for every image and alpha.
+def shifted_inputs(inputs: GeneratorInputs, direction: torch.Tensor, alphas: torch.Tensor) -> GeneratorInputs:
+    """The inputs of ``G(w + alpha_k * D / ||D||_row)`` for every image and alpha, image-major.
 
     Args:
-        generator: the frozen generator.
-        inputs: one image's or a batch's inputs, W+ ``[B, n_latent, style_dim]``.
+        inputs: a batch's inputs, W+ ``[B, n_latent, style_dim]``.
         direction: ``[B, n_latent, style_dim]`` (unnormalized).
         alphas: ``[B, K]``.
 
     Returns:
-        ``[B, K, 3, H, W]``.
+        Inputs of ``B * K`` images, image b's K shifts together.
     """
-    batch, count = alphas.shape
     ws = inputs.ws[:, None] + alphas[:, :, None, None] * normalize_rows(direction)[:, None]  # [B, K, L, d]
-    images = repeat_inputs(inputs, ws.flatten(0, 1)).render(generator)  # [B * K, 3, H, W]
-    return images.unflatten(0, (batch, count))
+    return repeat_inputs(inputs, ws.flatten(0, 1))  # [B * K, L, d]
 
 
-def check_state_generator(state: InversionState, generator: Generator, *, source: str | os.PathLike | None = None) -> None:
-    """Refuse a state made with a generator of another architecture, in one line."""
-    expected = describe(generator)
-    if state.generator != expected:
-        where = f"{source}: " if source is not None else f"inversion state of image {state.image_id}: "
-        raise CheckpointError(f"{where}made with another generator ({state.generator}), not this one ({expected}); "
-                              "edit it with the generator it was inverted with")
+def render_shifted(generator: Generator, inputs: GeneratorInputs, direction: torch.Tensor,
+                   alphas: torch.Tensor) -> torch.Tensor:
+    """Render :func:`shifted_inputs`: ``[B, K, 3, H, W]``."""
+    return shifted_inputs(inputs, direction, alphas).render(generator).unflatten(0, tuple(alphas.shape))
 
 
 def state_inputs(generator: Generator, state: InversionState, *, source: str | os.PathLike | None = None,

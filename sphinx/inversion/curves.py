@@ -111,13 +111,16 @@ class CurveRecorder:
         self.values = {name: values[:keep] for name, values in self.values.items()}
         self.clock.keep(keep)
 
-    def state(self) -> dict:
+    def records(self) -> dict:
         """What a batch checkpoint saves, so that a resumed batch keeps the points it had."""
-        return {"steps": list(self.steps), "seconds": self.clock.seconds(),
-                "values": {name: [v.cpu() for v in values] for name, values in self.values.items()}}
+        return {"curve": {"steps": list(self.steps), "seconds": self.clock.seconds(),
+                          "values": {name: [v.cpu() for v in values] for name, values in self.values.items()}}}
 
-    def restore(self, state: dict) -> None:
-        """Continue from :meth:`state`; the clock resumes at the last saved point's time."""
+    def restore(self, records: dict) -> None:
+        """Continue from :meth:`records`; the clock resumes at the last saved point's time."""
+        if "curve" not in records:
+            return
+        state = records["curve"]
         self.steps = list(state["steps"])
         self.values = {name: [v.to(self.clean.device) for v in values] for name, values in state["values"].items()}
         self.clock.restore(list(state["seconds"]))

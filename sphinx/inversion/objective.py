@@ -6,6 +6,12 @@ import torch
 import torch.nn.functional as F
 
 LPIPS_MAX_SIDE = 256
+LPIPS_MIN_SIDE = 32  # VGG's pooling leaves nothing of smaller images
+
+
+def lpips_applies(images: torch.Tensor) -> bool:
+    """Whether LPIPS can compare images like these: at least 32 px a side."""
+    return min(images.shape[-2:]) >= LPIPS_MIN_SIDE
 
 
 def pool_for_lpips(images: torch.Tensor) -> torch.Tensor:
@@ -25,6 +31,7 @@ class ReconstructionLoss:
     """Per-image loss terms between ``A(G(.))`` and a fixed observation ``y``.
 
     Args:
+        operator: ``A``, the batch's bound degradation (called with the step, for fresh noise).
         observation: ``y``, ``[B, ...]``.
         lpips: a perceptual distance ``(x, y) -> [B]`` on images in [-1, 1], or None. When it
             has ``embed``/``distance`` (sphinx's LPIPS), the observation's features are computed
@@ -32,7 +39,8 @@ class ReconstructionLoss:
         use_lpips: whether LPIPS applies (the observation is an image of at least 32 px).
     """
 
-    def __init__(self, observation: torch.Tensor, *, lpips, use_lpips: bool) -> None:
+    def __init__(self, operator, observation: torch.Tensor, *, lpips, use_lpips: bool) -> None:
+        self.operator = operator
         self.observation = observation
         self.lpips = lpips if use_lpips else None
         self.observation_features = None
@@ -46,8 +54,10 @@ class ReconstructionLoss:
             return None
         return self.lpips(pool_for_lpips(x), pool_for_lpips(y))
 
-    def __call__(self, prediction: torch.Tensor, *, with_lpips: bool = True) -> dict[str, torch.Tensor]:
-        """Returns ``{"mse": [B]}``, plus ``"lpips": [B]`` when LPIPS applies and is asked for."""
+    def __call__(self, images: torch.Tensor, *, step: int, with_lpips: bool = True) -> dict[str, torch.Tensor]:
+        """Terms of G's images ``[B, 3, H, W]`` at ``step``: ``{"mse": [B]}``, plus ``"lpips": [B]``
+        when LPIPS applies and is asked for."""
+        prediction = self.operator(images, step=step)
         dims = tuple(range(1, prediction.ndim))
         terms = {"mse": (prediction - self.observation).square().mean(dim=dims)}
         if with_lpips and self.lpips is not None:

@@ -107,6 +107,16 @@ def state_method(state: InversionState) -> MethodConfig:
         raise CheckpointError(f"inversion state of image {state.image_id}: {error}; re-run the inversion") from None
 
 
+def check_state_generator(state: InversionState, generator: Generator, *,
+                          source: str | os.PathLike | None = None) -> None:
+    """Refuse a state made with a generator of another architecture, in one line."""
+    expected = describe(generator)
+    if state.generator != expected:
+        where = f"{source}: " if source is not None else f"inversion state of image {state.image_id}: "
+        raise CheckpointError(f"{where}made with another generator ({state.generator}), not this one ({expected}); "
+                              "use it with the generator it was inverted with")
+
+
 def render_state(generator: Generator, state: InversionState) -> torch.Tensor:
     """Re-render a saved inversion, ``[1, 3, H, W]`` in [-1, 1], with the generator it was made with."""
     config = state_method(state)

@@ -16,6 +16,7 @@ from sphinx.editing.media import gif_bytes, labelled_strip
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators import load_generator
 from sphinx.inversion import invert, load_state, render_state, save_state
+from sphinx.metrics.image_quality import psnr
 
 IDS = ["cat.png", "dog.png", "xray.png"]
 NON_IDENTITY = {"rotate": 30.0, "brightness": 1.4, "zoom": 1.5, "translate": 0.2, "hue": 90.0}
@@ -170,6 +171,37 @@ def test_attribute_learning_can_start_from_a_saved_inversion(generator, own_imag
     with pytest.raises(CheckpointError, match="method sphinx.*same method"):
         learn_attribute(generator, own_images[:2], IDS[:2], transform="rotate", factors=(0, 10), method="wplus",
                         steps=0, initial_states=inverted.states)
+
+
+def test_attribute_learning_runs_through_invert_and_so_resumes_a_stopped_batch_exactly(generator, own_images,
+                                                                                        tmp_path):
+    from sphinx.inversion.checkpointing import BatchCheckpoint, RunInterrupted
+
+    common = dict(transform="rotate", factors=(0, 10, 20), method="w", steps=6, seed=2, lpips_weight=0.0,
+                  mse_weight=1.0, w_avg_samples=64)
+    whole = learn_attribute(generator, own_images[:2], IDS[:2], **common)
+    calls = {"n": 0}
+
+    def stop_at_the_fourth_step():
+        calls["n"] += 1
+        return "SIGTERM" if calls["n"] == 4 else None
+
+    path = tmp_path / "inflight.pt"
+    with pytest.raises(RunInterrupted):
+        learn_attribute(generator, own_images[:2], IDS[:2], **common,
+                        checkpoint=BatchCheckpoint(path, every=0, stop_requested=stop_at_the_fourth_step))
+    resumed = learn_attribute(generator, own_images[:2], IDS[:2], **common, checkpoint=BatchCheckpoint(path))
+    assert torch.equal(resumed.loss_history, whole.loss_history)
+    assert torch.equal(resumed.directions, whole.directions) and torch.equal(resumed.alphas, whole.alphas)
+    assert torch.equal(resumed.reconstructions, whole.reconstructions)
+
+
+def test_attribute_learning_records_the_inversions_quality_curve(generator, own_images):
+    result = learn_attribute(generator, own_images[:2], IDS[:2], transform="brightness", factors=(1.0, 1.3),
+                             method="wplus", steps=10, lpips_weight=0.0)
+    assert result.curve.steps[0] == 0 and result.curve.steps[-1] == 10
+    # the last point scores the walk's frame at alpha = 0: the inversion itself
+    torch.testing.assert_close(result.curve.metrics["psnr"][-1], psnr(result.reconstructions[:, 0], own_images[:2]))
 
 
 @pytest.mark.parametrize("factors, message", [

@@ -12,8 +12,11 @@ from typing import ClassVar
 
 import torch
 
-from sphinx.errors import ConfigError
+from sphinx.errors import CheckpointError, ConfigError
+from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
+from sphinx.inversion.objective import ReconstructionLoss
+from sphinx.inversion.state import InversionState
 
 
 # Step counts a method may have, in the order a summary lists them.
@@ -198,13 +201,24 @@ class Method(ABC):
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
         """Images ``[B, 3, H, W]`` for a training step (with this step's random draws)."""
 
-    def regularization(self, stage: Stage, step: int, perceptual) -> torch.Tensor | None:
-        """Per-image penalty ``[B]`` added to the loss, or None.
+    def objective(self, operator, observation: torch.Tensor, *, lpips, use_lpips: bool) -> ReconstructionLoss:
+        """The per-image reconstruction terms of a step's images against the observation.
+
+        Args:
+            operator: the batch's bound degradation ``A``.
+            observation: ``y = A(x)``, ``[B, ...]``.
+            lpips: the perceptual distance, or None.
+            use_lpips: whether LPIPS applies to the observation.
+        """
+        return ReconstructionLoss(operator, observation, lpips=lpips, use_lpips=use_lpips)
+
+    def regularization(self, stage: Stage, step: int, perceptual) -> dict[str, torch.Tensor]:
+        """Weighted per-image penalties ``[B]`` added to the loss in order, by name (none: empty).
 
         ``perceptual`` is the run's LPIPS distance ``(x, y) -> [B]`` on images (pooled to at
         most 256 px), or None when the run has none.
         """
-        return None
+        return {}
 
     def renders_reported_image(self, stage: Stage) -> bool:
         """Whether :meth:`render` in ``stage`` gives what :meth:`render_final` would now.
@@ -229,6 +243,11 @@ class Method(ABC):
         """Image ``index``'s tensors: enough for :meth:`render_state` to re-render it."""
         return {name: t[index].detach().clone() for name, t in self.tensors().items()}
 
+    def saved_state(self, index: int) -> InversionState:
+        """Image ``index``'s inversion as a state: its tensors, the method and the generator."""
+        return InversionState(self.config.name, self.ids[index], self.seed, self.config.options(),
+                              describe(self.generator), self.state(index))
+
     @classmethod
     @abstractmethod
     def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> torch.Tensor:
@@ -248,14 +267,18 @@ class Method(ABC):
                           "variants, w, wplus or wplus_noise")
 
     @torch.no_grad()
-    def restore(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
-        """Overwrite every image's tensors with its saved :meth:`state` (one dict per image)."""
+    def restore(self, states: Sequence[InversionState]) -> None:
+        """Start every image from its saved state (one per image, of this method) instead of from scratch."""
+        for state in states:
+            if state.method != self.config.name:
+                raise CheckpointError(f"inversion state of image {state.image_id} was made with method {state.method}; "
+                                      f"start method {self.config.name} from a state of the same method")
         for name, tensor in self.tensors().items():
-            missing = [i for i, s in enumerate(states) if name not in s]
+            missing = [s.image_id for s in states if name not in s.tensors]
             if missing:
-                raise ConfigError(f"saved state of image {self.ids[missing[0]]} has no tensor '{name}'; it was "
-                                  f"made with other options of method {self.config.name}")
-            tensor.copy_(torch.stack([s[name] for s in states]).to(tensor))
+                raise ConfigError(f"saved state of image {missing[0]} has no tensor '{name}'; it was made with other "
+                                  f"options of method {self.config.name}")
+            tensor.copy_(torch.stack([s.tensors[name] for s in states]).to(tensor))
 
     @classmethod
     def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> GeneratorInputs:

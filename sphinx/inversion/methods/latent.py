@@ -86,8 +86,8 @@ class ProjectW(Method):
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
         return self.synthesize(self.inputs(stage, step, progress))
 
-    def regularization(self, stage: Stage, step: int, perceptual) -> torch.Tensor:
-        return self.config.noise_regularize * noise_regularization(self.noise.maps)
+    def regularization(self, stage: Stage, step: int, perceptual) -> dict[str, torch.Tensor]:
+        return {"regularization": self.config.noise_regularize * noise_regularization(self.noise.maps)}
 
     def after_step(self, stage: Stage) -> None:
         self.noise.renormalize()

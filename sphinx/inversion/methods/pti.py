@@ -130,12 +130,12 @@ class PivotalTuning(Method):
     def renders_reported_image(self, stage: Stage) -> bool:
         return stage.name == "tune"  # the pivot search renders with jitter and its own noise
 
-    def regularization(self, stage: Stage, step: int, perceptual) -> torch.Tensor | None:
+    def regularization(self, stage: Stage, step: int, perceptual) -> dict[str, torch.Tensor]:
         if stage.name == "pivot":
-            return self.config.noise_regularize * noise_regularization(self.noise.maps)
+            return {"regularization": self.config.noise_regularize * noise_regularization(self.noise.maps)}
         if self.config.locality_regularization:
-            return self._locality(step, perceptual)
-        return None
+            return {"regularization": self._locality(step, perceptual)}
+        return {}
 
     def _locality(self, step: int, perceptual) -> torch.Tensor:
         g, c = self.generator, self.config
