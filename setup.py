@@ -1,7 +1,7 @@
 """Packaging beyond what setup.cfg can say: the top-level ``conf/`` ships inside the package.
 
 The repository keeps its Hydra configs at the top (``conf/``), where users look for them; an
-installed wheel carries the same tree as ``sphinx/conf`` (found by ``sphinx.config_root``).
+installed wheel carries the same tree as ``sphinx/conf`` (found by ``sphinx.configs``).
 Everything else is declared in ``setup.cfg``.
 """
 

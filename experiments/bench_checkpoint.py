@@ -20,7 +20,7 @@ import torch
 from sphinx.data.datasets import BundledSamples
 from sphinx.generators import load_generator
 from sphinx.inversion import invert
-from sphinx.inversion.checkpointing import BatchCheckpoint
+from sphinx.inversion.batch_checkpoint import BatchCheckpoint
 
 
 def timed(generator, images, ids, *, steps: int, checkpoint: BatchCheckpoint | None) -> float:

@@ -2,7 +2,7 @@
 
 Every dispatched aten op is at least one kernel launch on a GPU, and every host sync stalls the
 launch queue, so these counts bound the eager step's host overhead there; they are counted on a
-CPU with a dispatch hook (:mod:`sphinx.profiling`). The generator is the demo prior's 64 px
+CPU with a dispatch hook (:mod:`sphinx.utils.profiling`). The generator is the demo prior's 64 px
 architecture with random weights; the loss LPIPS-VGG (random weights, same ops) + MSE.
 
     python experiments/bench_dispatch.py

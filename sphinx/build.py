@@ -16,9 +16,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sphinx import resolvers  # noqa: F401  (registers ${scaled_steps:...} before any config resolves)
+from sphinx import configs  # noqa: F401  (registers ${scaled_steps:...} before any config resolves)
 from sphinx.errors import ConfigError, DownloadError, SphinxError
-from sphinx.generators.checkpoints import describe
+from sphinx.generators.loading import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import MethodConfig
@@ -46,7 +46,7 @@ _FULL_PRECISION = ("32-true", "32")
 def check_run_options(cfg: DictConfig) -> None:
     """Refuse unset, mistyped or out-of-range run options in one line, before anything is built."""
     # first: the method's step counts are interpolations of it
-    resolvers.check_steps_scale(cfg.steps_scale)
+    configs.check_steps_scale(cfg.steps_scale)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         hint = _MISSING_HINTS.get(missing[0], f"set it with {missing[0]}=<value>")
@@ -87,7 +87,7 @@ def build_method(cfg: DictConfig, *, batch_size: int) -> MethodConfig:
     """The method config of the ``method`` group (its ``_target_`` class), checked.
 
     ``steps_scale`` reaches the step counts through their ``${scaled_steps:...}`` defaults
-    (:mod:`sphinx.resolvers`); a count given explicitly is used as given.
+    (:mod:`sphinx.configs`); a count given explicitly is used as given.
     """
     target = cfg.method.get("_target_")
     try:

@@ -16,8 +16,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from sphinx import resolvers  # noqa: F401  (${config_dir:run} in editing.yaml's search path)
-from sphinx.config_root import config_dir
+from sphinx.configs import config_dir  # and its resolvers, for --cfg job --resolve
 from sphinx.errors import ConfigError, SphinxError
 from sphinx.inversion.methods import MethodConfig
 

@@ -15,10 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from sphinx import resolvers  # noqa: F401  (so that --cfg job --resolve knows ${scaled_steps:...})
-from sphinx.config_root import config_dir
+from sphinx.configs import config_dir  # and its resolvers, for --cfg job --resolve
 from sphinx.errors import ConfigError, RunInterrupted, SphinxError
-from sphinx.lit.preemption import StopSignals, exit_status
+from sphinx.rundir.signals import StopSignals, exit_status
 
 log = logging.getLogger("sphinx.run")
 
@@ -26,10 +25,10 @@ log = logging.getLogger("sphinx.run")
 def run(cfg: DictConfig) -> dict | None:
     """Build everything from ``cfg`` (checking it), invert the pending images, write the tables."""
     from sphinx import build
-    from sphinx.files import remove_temporaries
-    from sphinx.generators.checkpoints import describe
-    from sphinx.lit.resume import check_resume, run_fingerprint
-    from sphinx.lit.outputs import OutputWriter
+    from sphinx.utils.files import remove_temporaries
+    from sphinx.generators.loading import describe
+    from sphinx.rundir.fingerprint import check_resume, run_fingerprint
+    from sphinx.rundir.writer import OutputWriter
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     stop = StopSignals()

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 
 from sphinx.build import instantiate_leaf
-from sphinx.config_root import config_dir
+from sphinx.configs import config_dir
 from sphinx.errors import ConfigError, SphinxError
 from sphinx.lit.gan import GANModule
 

@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from sphinx.build import build_execution, build_method, check_run_options, trainer_options
-from sphinx.config_root import config_dir
+from sphinx.configs import config_dir
 from sphinx.errors import ConfigError
 from sphinx.inversion import METHODS, Execution
 from sphinx.inversion.methods import method_config

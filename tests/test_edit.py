@@ -14,7 +14,7 @@ from PIL import Image
 from test_run import read_rows, run_in_process, sphinx_run
 
 from sphinx.build import build_method
-from sphinx.config_root import config_dir
+from sphinx.configs import config_dir
 from sphinx.edit import build_edit
 from sphinx.editing import AttributeEdit
 from sphinx.errors import SphinxError

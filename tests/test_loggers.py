@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from pytorch_lightning.loggers import CSVLogger
 
 from sphinx.build import build_logger
-from sphinx.config_root import config_dir
+from sphinx.configs import config_dir
 from sphinx.lit.loggers import read_results
 from test_run import read_rows, sphinx_run
 

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from sphinx.build import build_execution, build_method
-from sphinx.config_root import config_dir
+from sphinx.configs import config_dir
 from sphinx.data import BundledSamples
 from sphinx.generators import load_generator
 from sphinx.inversion import invert

@@ -16,7 +16,7 @@ from sphinx.generators import load_generator
 from sphinx.lit import module as module_code
 from sphinx.lit.datamodule import IDLE, InversionDataModule, ShardSampler
 from sphinx.lit.module import InversionModule
-from sphinx.lit.outputs import OutputWriter
+from sphinx.rundir.writer import OutputWriter
 
 from tests.test_run import read_rows, run_in_process, sphinx_run
 

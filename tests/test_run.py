@@ -20,10 +20,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
-from sphinx.config_root import config_dir
+from sphinx.configs import config_dir
 from sphinx.generators import load_generator
 from sphinx.inversion import load_state, render_state
-from sphinx.lit.preemption import SIGNALS
+from sphinx.rundir.signals import SIGNALS
 from sphinx.run import run
 
 TIMEOUT = 600

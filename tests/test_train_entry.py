@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sphinx.config_root import config_dir
+from sphinx.configs import config_dir
 from sphinx.generators import load_generator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sphinx.download import file_sha256  # noqa: E402
+from sphinx.utils.download import file_sha256  # noqa: E402
 from sphinx.generators import load_generator  # noqa: E402
 from sphinx.training.export import export_generator  # noqa: E402
 from sphinx.training.grid import save_grid  # noqa: E402

@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from sphinx.errors import ImageError, SphinxError
-from sphinx.files import atomic_write_text
+from sphinx.utils.files import atomic_write_text
 
 FONT_ENV = "SPHINX_EMOJI_FONT"
 FONT_CANDIDATES = (

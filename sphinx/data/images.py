@@ -32,7 +32,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sphinx.errors import ConfigError, ImageError
-from sphinx.files import atomic_open
+from sphinx.utils.files import atomic_open
 
 FITS = ("crop", "pad")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")

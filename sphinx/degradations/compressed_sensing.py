@@ -29,7 +29,7 @@ from sphinx.degradations.base import (
     CheckedOperator, DegradationBase, ImageShape, check_batch, check_image_shape, check_ratio,
 )
 from sphinx.errors import ConfigError
-from sphinx.seeding import image_generator
+from sphinx.utils.seeding import image_generator
 
 STREAM = "compressed_sensing"
 

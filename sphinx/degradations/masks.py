@@ -10,7 +10,7 @@ import torch
 
 from sphinx.degradations.base import CheckedOperator, DegradationBase, ImageShape, check_image_shape, check_ratio
 from sphinx.errors import ConfigError
-from sphinx.seeding import image_generator
+from sphinx.utils.seeding import image_generator
 
 MODES = ("box", "pixels")
 # the SPHInX code's random_occlusion: a box 0.4 of the height tall and 0.2 of the width wide

@@ -11,7 +11,7 @@ import torch
 
 from sphinx.degradations.base import CheckedOperator, DegradationBase, ImageShape, check_image_shape
 from sphinx.errors import ConfigError
-from sphinx.seeding import StepDraws, per_image_randn
+from sphinx.utils.seeding import StepDraws, per_image_randn
 
 STREAM = "denoise"
 
@@ -23,7 +23,7 @@ class BoundGaussianNoise(CheckedOperator):
     The observation's noise is drawn once per image from stream (seed, id, "denoise",
     "observation"), on the CPU, so a target is the same on every machine. Inside the loss the
     generated image gets *fresh* noise each step from stream (seed, id, "denoise", step), drawn
-    ahead in blocks of steps (:class:`sphinx.seeding.StepDraws`).
+    ahead in blocks of steps (:class:`sphinx.utils.seeding.StepDraws`).
     """
 
     seed: int

@@ -23,14 +23,14 @@ from sphinx.editing.latents import render_shifted, shifted_inputs, state_inputs
 from sphinx.editing.transforms import Transform, build_transform, check_factors
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.checkpointing import BatchCheckpoint
+from sphinx.inversion.batch_checkpoint import BatchCheckpoint
 from sphinx.inversion.curves import QualityCurve
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.loop import InversionResult, StepReport, invert, resolve_method
 from sphinx.inversion.methods.base import Method, MethodConfig, ParamGroup, Stage
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.state import InversionState
-from sphinx.seeding import per_image_randn
+from sphinx.utils.seeding import per_image_randn
 
 DIRECTION_KEY = "attribute.direction"
 ALPHAS_KEY = "attribute.alphas"
@@ -284,9 +284,10 @@ class AttributeLearning(Method):
                 ALPHAS_KEY: self.alphas()[index].detach().clone(),
                 FACTORS_KEY: torch.tensor(self.config.factors, dtype=torch.float64)}  # the factors exactly as given
 
-    def saved_state(self, index: int) -> InversionState:
-        """The latent method's state with the attribute's tensors: it re-renders and edits as that method's."""
-        return dataclasses.replace(self.latent.saved_state(index), tensors=self.state(index))
+    @property
+    def state_config(self) -> MethodConfig:
+        """The latent method's: a state with the attribute's tensors re-renders and edits as that method's."""
+        return self.latent.config
 
     @classmethod
     def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config: AttributeConfig) -> torch.Tensor:

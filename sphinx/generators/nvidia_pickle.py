@@ -30,7 +30,7 @@ import numpy
 import torch
 
 from sphinx.errors import CheckpointError
-from sphinx.generators.checkpoints import MAX_RESOLUTION
+from sphinx.generators.stylegan2 import MAX_RESOLUTION
 
 # The ADA Generator's positional parameters, in order; a generator constructed positionally
 # records them in ``_init_args`` instead of ``_init_kwargs``.

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from sphinx.download import download, file_sha256
+from sphinx.utils.download import download, file_sha256
 from sphinx.errors import CheckpointError
 
 _DOWNLOAD_SCHEMES = ("http", "https", "file")
@@ -136,7 +136,7 @@ def resolve_checkpoint(source: str | os.PathLike[str], *, progress: bool = True)
         progress: Show a progress bar on stderr while downloading.
 
     Returns:
-        The path of a local file. Downloads go to ``sphinx.download.default_cache_dir()``,
+        The path of a local file. Downloads go to ``sphinx.utils.download.default_cache_dir()``,
         which ``TORCH_HOME`` moves.
 
     Raises:

@@ -20,10 +20,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from sphinx.batch_invariance import samplewise
+from sphinx.utils.batch_invariance import samplewise
 from sphinx.generators.ops import biased_leaky_relu, fir_kernel, upfirdn2d
 
 DEFAULT_BLUR_TAPS = (1, 3, 3, 1)
+
+# A sane bound, checked by the loaders before anything is allocated: no published StyleGAN2
+# exceeds 1024 px.
+MAX_RESOLUTION = 4096
 
 
 def default_channels(resolution: int, *, channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:

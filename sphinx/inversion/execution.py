@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sphinx.batch_invariance import whole_batch
+from sphinx.utils.batch_invariance import whole_batch
 from sphinx.errors import ConfigError
 
 CHECK_EVERY = 20

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from sphinx.seeding import image_generator
+from sphinx.utils.seeding import image_generator
 
 BOTTLENECK = 32
 CONTENT_INPUT_SHAPE = (8, 4, 4)

@@ -18,8 +18,9 @@ import torch
 
 from sphinx.degradations import Degradation, NoDegradation, build_degradation
 from sphinx.errors import ConfigError, ImageError
+from sphinx.generators.loading import describe
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.checkpointing import BatchCheckpoint, LoopPosition
+from sphinx.inversion.batch_checkpoint import BatchCheckpoint, LoopPosition
 from sphinx.inversion.curves import CurveRecorder, QualityCurve, log_spaced_steps
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import Method, MethodConfig, Stage, method_config
@@ -129,7 +130,7 @@ def invert(
         record_curve: score each image against its clean target at log-spaced steps
             (:mod:`sphinx.inversion.curves`); the result's ``curve``.
         checkpoint: saves the batch's optimization state while it runs and restores it when it
-            holds this very batch (see :mod:`sphinx.inversion.checkpointing`); None: never.
+            holds this very batch (see :mod:`sphinx.inversion.batch_checkpoint`); None: never.
         execution: how steps run (host checks, whole-batch CPU arithmetic, compilation,
             bfloat16); see :class:`sphinx.inversion.execution.Execution`. Default: exact float32.
         initial_states: start each image from its saved state (same method and generator, one
@@ -336,11 +337,17 @@ class _Batch:
         return InversionResult(
             ids=tuple(self.ids), method=self.config.name, reconstructions=reconstructions.detach(),
             observations=self.observation.detach(), observation_previews=self.operator.preview(self.observation).detach(),
-            states=tuple(self.method.saved_state(index) for index in range(len(self.ids))),
+            states=self._states(),
             loss_history=self.history.stacked(len(self.ids)),
             status=tuple("failed" if bad else "ok" for bad in failed.tolist()), messages=tuple(self.failures.messages),
             vicinity_spread=spread, seconds=time.perf_counter() - seconds_since,
             curve=self.recorder.curve() if self.recorder is not None else None)
+
+
+    def _states(self) -> tuple[InversionState, ...]:
+        label, generator = self.method.state_config, describe(self.method.generator)
+        return tuple(InversionState(label.name, image_id, self.seed, label.options(), generator, self.method.state(index))
+                     for index, image_id in enumerate(self.ids))
 
 
 def _check_targets(generator: Generator, targets: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from sphinx.seeding import per_image_randn
+from sphinx.utils.seeding import per_image_randn
 
 
 class NoiseMaps:

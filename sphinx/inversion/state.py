@@ -10,17 +10,14 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from sphinx.errors import CheckpointError, ConfigError
-from sphinx.files import atomic_open
-from sphinx.generators.checkpoints import describe
+from sphinx.utils.files import atomic_open
+from sphinx.generators.loading import describe
 from sphinx.generators.stylegan2 import Generator
-
-if TYPE_CHECKING:
-    from sphinx.inversion.methods.base import MethodConfig
+from sphinx.inversion.methods import MethodConfig, method_config
 
 STATE_FORMAT = "sphinx.inversion_state/1"
 
@@ -99,8 +96,6 @@ def _type_problem(state: InversionState) -> str | None:
 
 def state_method(state: InversionState) -> MethodConfig:
     """The method config a state was made with (its name and recorded hyperparameters)."""
-    from sphinx.inversion.methods import method_config
-
     try:
         return method_config(state.method, **state.config)
     except ConfigError as error:

@@ -30,7 +30,7 @@ from sphinx.inversion import InversionState, invert, load_state, render_state, s
 from sphinx.inversion.methods import MethodConfig
 from sphinx.lit.loggers import log_pictures
 from sphinx.lit.module import InversionModule
-from sphinx.lit.outputs import OutputWriter, _cell, _mean_std, atomic_write_bytes, atomic_write_text, png_bytes
+from sphinx.rundir.writer import OutputWriter, _cell, _mean_std, atomic_write_bytes, atomic_write_text, png_bytes
 from sphinx.metrics.image_quality import psnr
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from sphinx.errors import CheckpointError
-from sphinx.files import atomic_open
+from sphinx.utils.files import atomic_open
 from sphinx.generators.stylegan2 import Generator
-from sphinx.seeding import stream_seed
+from sphinx.utils.seeding import stream_seed
 from sphinx.training.augment import DiffAugment
 from sphinx.training.discriminator import Discriminator
 from sphinx.training.ema import ema_beta, update_ema

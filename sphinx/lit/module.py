@@ -22,16 +22,16 @@ from sphinx.data.datasets import image_id_to_filename
 from sphinx.data.images import to_uint8
 from sphinx.inversion import StepReport, invert, save_state
 from sphinx.errors import RunInterrupted
-from sphinx.inversion.checkpointing import BatchCheckpoint
+from sphinx.inversion.batch_checkpoint import BatchCheckpoint
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import MethodConfig
 from sphinx.inversion.objective import pool_for_lpips
 from sphinx.lit.loggers import keeps_pictures, log_pictures
-from sphinx.lit.outputs import OutputWriter
-from sphinx.lit.preemption import StopSignals
-from sphinx.lit.progress import progress_bar
+from sphinx.rundir.writer import OutputWriter
+from sphinx.rundir.signals import StopSignals
+from sphinx.rundir.progress import progress_bar
 from sphinx.metrics.image_quality import psnr, ssim
-from sphinx.panels import comparison_grid, score_label
+from sphinx.rundir.panels import comparison_grid, score_label
 
 log = logging.getLogger(__name__)
 LOSS_LOG_EVERY = 10

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sphinx.batch_invariance import runs_per_sample, samplewise
+from sphinx.utils.batch_invariance import runs_per_sample, samplewise
 from sphinx.errors import CheckpointError, ConfigError, DownloadError
 
 # v0.1 ScalingLayer: maps images in [-1, 1] to roughly ImageNet-normalised inputs.
@@ -209,7 +209,7 @@ class LPIPS(nn.Module):
         """
         _check_images(images, images)
         if runs_per_sample(images):
-            # One sample at a time: see sphinx.batch_invariance.samplewise.
+            # One sample at a time: see sphinx.utils.batch_invariance.samplewise.
             per_sample = [self._trunk_outputs(sample) for sample in images.split(1)]
             trunk = [torch.cat(layer) for layer in zip(*per_sample)]
         else:
@@ -324,7 +324,7 @@ def _locate_backbone(
     if cached.is_file():
         return cached
 
-    from sphinx.download import download, file_sha256  # lazy: only needed when nothing is cached
+    from sphinx.utils.download import download, file_sha256  # lazy: only needed when nothing is cached
 
     try:
         path = download(trunk.url, cache_dir=folder, filename=trunk.file_name, progress=progress)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from sphinx.errors import CheckpointError
-from sphinx.files import atomic_open
+from sphinx.utils.files import atomic_open
 
 PROVENANCE_KEYS = ("step", "images_seen", "wall_seconds")
 

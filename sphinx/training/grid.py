@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sphinx.files import atomic_open
+from sphinx.utils.files import atomic_open
 
 
 def image_grid(images: torch.Tensor, *, columns: int | None = None, padding: int = 0) -> np.ndarray:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import sphinx.download
-from sphinx.download import cached_path, default_cache_dir, download, file_sha256
+import sphinx.utils.download
+from sphinx.utils.download import cached_path, default_cache_dir, download, file_sha256
 from sphinx.errors import DownloadError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, several chunks at the chunk size the tests set
@@ -89,7 +89,7 @@ def server() -> Iterator[_Server]:
 def _online_small_chunks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SPHINX_OFFLINE", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # never the user's cache
-    monkeypatch.setattr(sphinx.download, "_CHUNK_BYTES", 64 * 1024)
+    monkeypatch.setattr(sphinx.utils.download, "_CHUNK_BYTES", 64 * 1024)
 
 
 @pytest.fixture
@@ -178,7 +178,7 @@ def test_truncated_transfer_leaves_no_file(tmp_path: Path, server: _Server, name
 
 
 def test_stalled_server_times_out(tmp_path: Path, server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sphinx.download, "_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sphinx.utils.download, "_TIMEOUT_S", 0.3)
     url = f"{server.base_url}/stall.pkl"
     with pytest.raises(DownloadError, match="timed out") as caught:
         download(url, cache_dir=tmp_path, progress=False)
@@ -215,7 +215,7 @@ def test_interrupt_mid_download_removes_temp_file(
         def update(self, n: int) -> None:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(sphinx.download, "tqdm", _InterruptingBar)
+    monkeypatch.setattr(sphinx.utils.download, "tqdm", _InterruptingBar)
     with pytest.raises(KeyboardInterrupt):
         download(source.as_uri(), cache_dir=tmp_path / "cache", progress=False)
     assert _cache_is_clean(tmp_path / "cache")

@@ -175,7 +175,7 @@ def test_attribute_learning_can_start_from_a_saved_inversion(generator, own_imag
 
 def test_attribute_learning_runs_through_invert_and_so_resumes_a_stopped_batch_exactly(generator, own_images,
                                                                                         tmp_path):
-    from sphinx.inversion.checkpointing import BatchCheckpoint, RunInterrupted
+    from sphinx.inversion.batch_checkpoint import BatchCheckpoint, RunInterrupted
 
     common = dict(transform="rotate", factors=(0, 10, 20), method="w", steps=6, seed=2, lpips_weight=0.0,
                   mse_weight=1.0, w_avg_samples=64)

@@ -1,4 +1,4 @@
-"""Spec of sphinx.files: one atomic write for the whole project, readable by colleagues."""
+"""Spec of sphinx.utils.files: one atomic write for the whole project, readable by colleagues."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from sphinx.errors import OutputError
-from sphinx.files import atomic_open, atomic_write_bytes, atomic_write_text, remove_temporaries
+from sphinx.utils.files import atomic_open, atomic_write_bytes, atomic_write_text, remove_temporaries
 from sphinx.inversion.state import InversionState, save_state
-from sphinx.lit.outputs import OutputWriter
+from sphinx.rundir.writer import OutputWriter
 
 
 @pytest.fixture

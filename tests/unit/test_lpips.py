@@ -324,7 +324,7 @@ def test_a_download_with_the_wrong_hash_is_refused_and_removed(
         target.write_bytes(vgg_checkpoint[0].read_bytes())  # a valid file, but not torchvision's
         return target
 
-    monkeypatch.setattr("sphinx.download.download", fake_download)
+    monkeypatch.setattr("sphinx.utils.download.download", fake_download)
     with pytest.raises(DownloadError, match="sha256") as caught:
         LPIPS("vgg", progress=False)
     hub = tmp_path / "torch_home" / "hub" / "checkpoints"
@@ -333,7 +333,7 @@ def test_a_download_with_the_wrong_hash_is_refused_and_removed(
     assert "lpips_weight=0" in str(caught.value)
 
     # the same file accepted when its hash is the expected one: the download path loads it
-    from sphinx.download import file_sha256
+    from sphinx.utils.download import file_sha256
 
     prefix = file_sha256(vgg_checkpoint[0])[:8]
     trunk = dataclasses.replace(lpips_module._TRUNKS["vgg"], sha256_prefix=prefix)

@@ -27,7 +27,7 @@ def test_core_imports_without_lightning_hydra_omegaconf_or_wandb():
         f"for name in {blocked!r}:\n"
         "    sys.modules[name] = None  # any import of it now raises ImportError\n"
         "import sphinx.generators, sphinx.inversion, sphinx.degradations, sphinx.metrics.lpips\n"
-        "import sphinx.metrics.image_quality, sphinx.download, sphinx.editing, sphinx.editing.media\n"
+        "import sphinx.metrics.image_quality, sphinx.utils.download, sphinx.editing, sphinx.editing.media\n"
         "print('core ok')\n"
     )
     result = run_python(code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sphinx.panels import comparison_grid, error_map, labelled_grid, score_label, upscale_nearest
+from sphinx.rundir.panels import comparison_grid, error_map, labelled_grid, score_label, upscale_nearest
 
 
 def solid(colour, side=8) -> np.ndarray:

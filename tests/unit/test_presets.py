@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sphinx.download import cached_path, default_cache_dir
+from sphinx.utils.download import cached_path, default_cache_dir
 from sphinx.errors import CheckpointError, DownloadError
 from sphinx.generators import presets
 from sphinx.generators.presets import PRESETS, Preset, resolve_checkpoint

@@ -6,7 +6,7 @@ import io
 
 from tqdm.auto import tqdm
 
-from sphinx.lit.progress import LineProgress, progress_bar
+from sphinx.rundir.progress import LineProgress, progress_bar
 
 
 class Terminal(io.StringIO):

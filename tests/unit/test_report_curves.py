@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sphinx.lit.outputs import CURVE_COLUMNS
+from sphinx.rundir.writer import CURVE_COLUMNS
 from sphinx.report import build_report
-from sphinx.report_curves import crossings, read_curves
+from sphinx.report.curves import crossings, read_curves
 from test_report import result_row, write_run
 
 STEPS = [0, 1, 2, 3, 6, 10, 18, 32, 56, 100]

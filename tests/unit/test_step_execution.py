@@ -14,8 +14,8 @@ from sphinx.inversion import METHODS, invert
 from sphinx.inversion import loop as loop_code
 from sphinx.inversion.execution import Execution
 from sphinx.metrics.lpips import LPIPS
-from sphinx.profiling import StepDispatchCounter
-from sphinx.seeding import StepDraws, per_image_randn
+from sphinx.utils.profiling import StepDispatchCounter
+from sphinx.utils.seeding import StepDraws, per_image_randn
 
 from tests.conftest import fast_tier, images_of
 from tests.unit.test_inversion import PoisonOneImage
@@ -200,7 +200,7 @@ def test_the_progress_callback_reads_no_tensor_between_refreshes_and_logs(tiny_g
     from sphinx.degradations import NoDegradation
     from sphinx.inversion import StepReport
     from sphinx.lit.module import InversionModule
-    from sphinx.lit.outputs import OutputWriter
+    from sphinx.rundir.writer import OutputWriter
 
     module = InversionModule(tiny_generator, method=method_config("wplus"), degradation=NoDegradation(), seed=0,
                              lpips=None, writer=OutputWriter(tmp_path, method="wplus", degradation="none",

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from sphinx.errors import RunInterrupted
-from sphinx.lit.preemption import SIGNALS, StopSignals, exit_status
+from sphinx.rundir.signals import SIGNALS, StopSignals, exit_status
 
 
 @pytest.fixture

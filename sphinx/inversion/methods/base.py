@@ -8,15 +8,16 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
 from sphinx.errors import CheckpointError, ConfigError
-from sphinx.generators.checkpoints import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.objective import ReconstructionLoss
-from sphinx.inversion.state import InversionState
+
+if TYPE_CHECKING:
+    from sphinx.inversion.state import InversionState
 
 
 # Step counts a method may have, in the order a summary lists them.
@@ -243,10 +244,10 @@ class Method(ABC):
         """Image ``index``'s tensors: enough for :meth:`render_state` to re-render it."""
         return {name: t[index].detach().clone() for name, t in self.tensors().items()}
 
-    def saved_state(self, index: int) -> InversionState:
-        """Image ``index``'s inversion as a state: its tensors, the method and the generator."""
-        return InversionState(self.config.name, self.ids[index], self.seed, self.config.options(),
-                              describe(self.generator), self.state(index))
+    @property
+    def state_config(self) -> MethodConfig:
+        """The method a saved state names: this one (a method wrapping another names the one it wraps)."""
+        return self.config
 
     @classmethod
     @abstractmethod

@@ -14,7 +14,7 @@ from sphinx.inversion.methods.base import (GeneratorInputs, Method, MethodConfig
                                            w_statistics)
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import jitter_scale
-from sphinx.seeding import StepDraws
+from sphinx.utils.seeding import StepDraws
 
 
 def _saved_noise(generator: Generator, tensors: dict[str, torch.Tensor]) -> list[torch.Tensor] | None:

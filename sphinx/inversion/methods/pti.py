@@ -18,7 +18,7 @@ from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.methods.base import Method, MethodConfig, ParamGroup, Stage, broadcast_rows, w_statistics
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import jitter_scale
-from sphinx.seeding import StepDraws
+from sphinx.utils.seeding import StepDraws
 
 DELTA_PREFIX = "delta."
 

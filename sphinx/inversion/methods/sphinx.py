@@ -16,7 +16,7 @@ from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.heads import BOTTLENECK, CONTENT_INPUT_SHAPE, ContentHead, StyleHead
 from sphinx.inversion.methods.base import GeneratorInputs, Method, MethodConfig, ParamGroup, Stage, w_statistics
 from sphinx.inversion.noise import NoiseMaps
-from sphinx.seeding import StepDraws, per_image_randn
+from sphinx.utils.seeding import StepDraws, per_image_randn
 
 SCHEDULES = ("style_only", "all")
 STYLE_INITS = ("random", "w_avg")

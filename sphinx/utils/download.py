@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from sphinx import __version__
 from sphinx.errors import DownloadError
-from sphinx.files import atomic_open
+from sphinx.utils.files import atomic_open
 
 _OFFLINE_VARIABLE = "SPHINX_OFFLINE"
 _TIMEOUT_S = 30.0  # per socket operation (connect, each read), not for the whole transfer

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sphinx.report_names import (DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER, METRIC_LABELS, METRICS,
+from sphinx.report.names import (DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER, METRIC_LABELS, METRICS,
                                  format_metric, ordered)
 
 if TYPE_CHECKING:
-    from sphinx.report import Comparison, Report
+    from sphinx.report.model import Comparison, Report
 
 
 def report_markdown(report: Report, table: pd.DataFrame) -> str:

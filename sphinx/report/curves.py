@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sphinx.report_names import METHOD_ORDER, METRIC_LABELS, METRICS, order_key
+from sphinx.report.names import METHOD_ORDER, METRIC_LABELS, METRICS, order_key
 
 CURVES_NAME = "curves.csv"
 BUDGETS = (10, 30, 100, 300, 1000, 3000, 5000, 8000)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from sphinx.errors import CheckpointError, RunInterrupted
-from sphinx.files import atomic_open
+from sphinx.utils.files import atomic_open
 
 log = logging.getLogger(__name__)
 

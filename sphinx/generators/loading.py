@@ -20,7 +20,7 @@ import torch
 
 from sphinx.errors import CheckpointError
 from sphinx.generators.ops import fir_kernel
-from sphinx.generators.stylegan2 import Generator
+from sphinx.generators.stylegan2 import MAX_RESOLUTION, Generator
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,8 @@ PICKLE_SUFFIXES = {".pkl", ".pickle"}
 # noise buffers, and some redistributed config-f files were saved without the FIR kernels.
 _TOLERATED_MISSING = re.compile(r"^(noises\.noise_\d+|.*\.kernel)$")
 _NOISE_FILL_SEED = 0
-# Sane bounds, checked before anything is allocated: no published StyleGAN2 exceeds 1024 px, and
-# the buffers filled in for a file must not dwarf what the file itself holds (a few KB declaring
-# an 8192 px generator would otherwise allocate gigabytes of noise maps).
-MAX_RESOLUTION = 4096
+# The buffers filled in for a file must not dwarf what the file itself holds (a few KB declaring a
+# huge generator would otherwise allocate gigabytes of noise maps).
 _MAX_FILLED_BYTES_RATIO = 1.0
 _MAX_FILLED_BYTES_FLOOR = 64 * 2**20
 

@@ -1,36 +1,30 @@
 """Aggregate the per-image results of any number of runs into a methods x degradations report.
 
-``python -m sphinx.report DIR [DIR ...] [--out DIR]`` writes ``report.md`` (mean ± std per metric,
-image counts, SPHInX against the best baseline), ``report.csv`` (its numbers, long format),
-``report.png`` (drawn by :mod:`sphinx.report_render`) and, when the runs recorded curves,
-``curves.md``/``curves.png`` (:mod:`sphinx.report_curves`). pandas does the
-tables; sphinx's own is the domain: an image a resumed run wrote twice counts once (the newest row),
-a run killed mid-line loses only its last row, and SPHInX is set against the best baseline.
+pandas does the tables; sphinx's own is the domain: an image a resumed run wrote twice counts once
+(the newest row), a run killed mid-line loses only its last row, and SPHInX is set against the
+best baseline. The drawing is :mod:`sphinx.report.render`'s, the curves :mod:`sphinx.report.curves`'.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
 import math
 import os
 import statistics
-import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
 import pandas as pd
 
-from sphinx.errors import SphinxError
-from sphinx.files import atomic_write_bytes
-from sphinx.report_curves import CURVES_NAME, curves_markdown, curves_png, read_curves
-from sphinx.report_names import DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER, METRICS, order_key, ordered
-from sphinx.report_render import report_markdown, report_png
+from sphinx.report.curves import CURVES_NAME, curves_markdown, curves_png, read_curves
+from sphinx.report.model import Cell, Comparison, Report, ReportError, Statistic
+from sphinx.report.names import DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER, METRICS, order_key, ordered
+from sphinx.report.render import report_markdown, report_png
+from sphinx.utils.files import atomic_write_bytes
 
 RESULTS_NAME = "results.csv"
 SUMMARY_NAME = "summary.json"
@@ -42,88 +36,6 @@ UNKNOWN_DATA = "unknown"
 _NAMES = ("image", "method", "degradation", "generator")
 _CELL_KEY = ["generator", "data", "method", "degradation"]
 _MAX_NAMES_IN_WARNING = 5
-
-
-class ReportError(SphinxError, ValueError):
-    """Input the report cannot use: a missing directory, no results, or a malformed results.csv."""
-
-
-@dataclass(frozen=True)
-class Statistic:
-    """Mean and sample standard deviation (n - 1; 0 for a single value); both None when n is 0."""
-
-    mean: float | None
-    std: float | None
-    n: int
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (generator, data, method, degradation) aggregate over its distinct images."""
-
-    generator: str
-    data: str
-    method: str
-    degradation: str
-    ok: int
-    failed: int
-    psnr: Statistic
-    ssim: Statistic
-    lpips: Statistic
-
-    def statistic(self, metric: str) -> Statistic:
-        """The statistic of ``metric``, one of ``METRICS``."""
-        if metric not in METRICS:
-            raise KeyError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-        return getattr(self, metric)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The best SPHInX method against the best baseline, for one degradation and one metric.
-
-    ``difference`` is SPHInX minus baseline: positive when SPHInX wins on PSNR/SSIM, negative on LPIPS.
-    """
-
-    generator: str
-    data: str
-    degradation: str
-    metric: str
-    sphinx_method: str
-    sphinx_mean: float
-    baseline_method: str
-    baseline_mean: float
-    difference: float
-
-    @property
-    def sphinx_better(self) -> bool:
-        """Whether SPHInX beats the baseline on this metric (a tie is not a win)."""
-        return self.difference < 0 if self.metric in LOWER_IS_BETTER else self.difference > 0
-
-
-@dataclass(frozen=True)
-class Report:
-    """The aggregated cells, the comparisons, and where the outputs were written."""
-
-    title: str
-    cells: tuple[Cell, ...]
-    comparisons: tuple[Comparison, ...]
-    sources: tuple[Path, ...]
-    warnings: tuple[str, ...]
-    markdown: Path
-    csv: Path
-    png: Path
-    curves_markdown: Path | None = None
-    curves_png: Path | None = None
-
-    def cell(self, method: str, degradation: str, *, generator: str | None = None, data: str | None = None) -> Cell:
-        """The one cell of ``method`` x ``degradation`` (narrowed by generator/data if needed)."""
-        found = [cell for cell in self.cells if (cell.method, cell.degradation) == (method, degradation)
-                 and generator in (None, cell.generator) and data in (None, cell.data)]
-        if len(found) != 1:
-            raise KeyError(f"{len(found)} cells match method={method!r} degradation={degradation!r} "
-                           f"generator={generator!r} data={data!r}; expected exactly one")
-        return found[0]
 
 
 def build_report(dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | None = None) -> Report:
@@ -338,36 +250,3 @@ def _long_table(cells: Sequence[Cell]) -> pd.DataFrame:
     rows = [(c.generator, c.data, c.method, c.degradation, metric, s.mean, s.std, s.n, c.ok, c.failed)
             for c in cells for metric in METRICS for s in [c.statistic(metric)]]
     return pd.DataFrame(rows, columns=[*REPORT_CSV_COLUMNS, "ok", "failed"])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 for bad input, 1 if writing fails)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m sphinx.report",
-        description=("Aggregate the results.csv of run or multirun directories into report.md, report.csv and "
-                     "report.png: methods x degradations, mean ± std of PSNR, SSIM and LPIPS, and SPHInX against "
-                     "the best baseline."))
-    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or multirun directories")
-    parser.add_argument("--out", metavar="DIR", help="where to write the report (default: the first DIR)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse has printed its usage message
-        return exit_.code if isinstance(exit_.code, int) else 2
-    try:
-        report = build_report(args.dirs, out=args.out)
-    except ReportError as error:
-        print(f"sphinx.report: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"sphinx.report: error: cannot write the report: {error}", file=sys.stderr)
-        return 1
-    for warning in report.warnings:
-        print(f"sphinx.report: warning: {warning}", file=sys.stderr)
-    print(report.markdown.read_text(encoding="utf-8"), end="")
-    written = [report.markdown, report.csv, report.png, report.curves_markdown, report.curves_png]
-    print(f"\nwrote {', '.join(str(path) for path in written if path is not None)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

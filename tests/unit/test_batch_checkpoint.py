@@ -7,7 +7,7 @@ import torch
 
 from sphinx.generators import load_generator
 from sphinx.inversion import invert
-from sphinx.inversion.checkpointing import BatchCheckpoint, RunInterrupted
+from sphinx.inversion.batch_checkpoint import BatchCheckpoint, RunInterrupted
 
 OPTIONS = {
     "sphinx": {"steps": 6, "lpips_weight": 0.0, "spread_draws": 2},

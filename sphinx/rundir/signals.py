@@ -2,7 +2,7 @@
 
 ``timeout``, ``kill`` and SLURM send SIGTERM; Ctrl-C sends SIGINT. While batches run, the first
 signal only sets :attr:`StopSignals.received`; the loop saves its batch at the next step and
-raises :class:`~sphinx.inversion.checkpointing.RunInterrupted`. Outside batches (loading,
+raises :class:`~sphinx.inversion.batch_checkpoint.RunInterrupted`. Outside batches (loading,
 writing the tables), or at a second signal, the handler raises it at once.
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from sphinx.errors import ConfigError
-from sphinx.files import atomic_write_text
+from sphinx.utils.files import atomic_write_text
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import MethodConfig
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sphinx.panels import comparison_grid, score_label
-from sphinx.files import atomic_write_bytes, atomic_write_text
+from sphinx.rundir.panels import comparison_grid, score_label
+from sphinx.utils.files import atomic_write_bytes, atomic_write_text
 
 RESULT_COLUMNS = ("image", "method", "degradation", "generator", "psnr", "ssim", "lpips",
                   "vicinity_spread", "steps", "seconds", "status")
@@ -58,7 +58,7 @@ class OutputWriter:
         return self.images_dir / stem
 
     def inflight_path(self, ids: Iterable[str]) -> Path:
-        """The in-flight checkpoint of the batch of ``ids`` (see ``sphinx.inversion.checkpointing``)."""
+        """The in-flight checkpoint of the batch of ``ids`` (see ``sphinx.inversion.batch_checkpoint``)."""
         digest = hashlib.sha1("\n".join(ids).encode("utf-8", "surrogatepass")).hexdigest()[:16]
         return self.run_dir / INFLIGHT_FOLDER / f"{digest}.pt"
 
