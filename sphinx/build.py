@@ -1,7 +1,9 @@
-"""The one place that turns a composed Hydra config into objects.
+"""The one place that turns a composed Hydra config into objects: :func:`build_job`.
 
 Everything is built and checked here, before any compute: the generator loads, the data path
-exists, the method options are known to the method, the degradation fits the resolution.
+exists, the method options are known to the method, the degradation fits the resolution, an
+edit's factors, direction and saved states fit the generator. Lightning is not imported here, so
+a bad option fails in seconds.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,14 +19,127 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sphinx import configs  # noqa: F401  (registers ${scaled_steps:...} before any config resolves)
+from sphinx import configs  # registers ${scaled_steps:...} before any config resolves
+from sphinx.data.datasets import image_id_to_filename
+from sphinx.editing import as_layer_direction, build_transform, check_factors, load_direction, principal_directions
+from sphinx.editing.attribute import AttributeConfig
+from sphinx.editing.latents import layer_mask, state_inputs
+from sphinx.editing.spec import KINDS, EditSpec
 from sphinx.errors import ConfigError, DownloadError, SphinxError
 from sphinx.generators.loading import describe
 from sphinx.generators.stylegan2 import Generator
+from sphinx.inversion import InversionState, load_state
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import MethodConfig
+from sphinx.rundir.fingerprint import run_fingerprint
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one ``sphinx.run`` or ``sphinx.edit`` job runs, built and checked from its config.
+
+    Attributes:
+        run_dir: where its outputs go.
+        generator, dataset, degradation, method, lpips, execution: the built pieces (``lpips``
+            None: MSE only, and ``method`` adjusted to it).
+        edit: what ``sphinx.edit`` does with each image; None for ``sphinx.run``.
+        seed, batch_size, checkpoint_every: as configured.
+        fingerprint: what the run dir remembers to refuse a changed rerun (see
+            :mod:`sphinx.rundir.fingerprint`).
+        config: the resolved config, for the summary and the logger.
+    """
+
+    run_dir: Path
+    generator: Generator
+    dataset: object
+    degradation: object
+    method: MethodConfig
+    lpips: object
+    execution: Execution
+    edit: EditSpec | None
+    seed: int
+    batch_size: int
+    checkpoint_every: int
+    fingerprint: dict
+    config: dict
+    generator_name: str
+    data_name: str
+    experiment: str | None
+    allow_config_change: bool
+    show_progress: bool
+    trainer_options: dict
+
+
+def build_job(cfg: DictConfig, run_dir: Path, *, edit: bool = False) -> Job:
+    """Check every option of ``cfg`` and build the job's pieces, before any compute.
+
+    Args:
+        cfg: the composed config of ``sphinx.run`` (or of ``sphinx.edit`` with ``edit``).
+        run_dir: the run's folder.
+        edit: build the ``edit`` group too.
+
+    Raises:
+        SphinxError: a bad option, file or combination, in one line.
+    """
+    check_run_options(cfg)
+    generator = build_generator(cfg)
+    dataset = build_dataset(cfg, resolution=generator.resolution)
+    degradation = build_degradation(cfg, resolution=generator.resolution)
+    method = build_method(cfg, batch_size=cfg.batch_size)
+    spec = build_edit(cfg, generator, list(dataset.ids), method, degradation.name) if edit else None
+    lpips = build_lpips(cfg)
+    if lpips is None:
+        method = method.without_lpips()
+    execution = build_execution(cfg)
+    container = lambda node: OmegaConf.to_container(node, resolve=True)
+    fingerprint = run_fingerprint(generator=container(cfg.generator), architecture=describe(generator), method=method,
+                                  degradation=container(cfg.degradation), seed=cfg.seed, data=container(cfg.data),
+                                  lpips=cfg.lpips.net if lpips is not None else None, execution=execution,
+                                  edit=container(cfg.edit) if edit else None)
+    target = cfg.data.get("_target_", "")
+    return Job(run_dir=run_dir, generator=generator, dataset=dataset, degradation=degradation, method=method,
+               lpips=lpips, execution=execution, edit=spec, seed=int(cfg.seed), batch_size=int(cfg.batch_size),
+               checkpoint_every=int(cfg.checkpoint_every), fingerprint=fingerprint, config=container(cfg),
+               generator_name=f"{cfg.generator.source} ({describe(generator)})",
+               data_name=str(cfg.data.path) if target.endswith("ImageFolder") else "bundled samples",
+               experiment=cfg.experiment_name, allow_config_change=bool(cfg.allow_config_change),
+               show_progress=bool(cfg.trainer.get("enable_progress_bar", True)), trainer_options=trainer_options(cfg))
+
+def build_training(cfg: DictConfig, out_dir: str | Path):
+    """``sphinx.train``'s job: the GAN module and its Trainer, from ``conf/train``'s composed config.
+
+    Args:
+        cfg: the composed config (``conf/train/config.yaml`` and its groups).
+        out_dir: the run folder (checkpoints, samples, ``metrics.csv``).
+
+    Returns:
+        ``(module, trainer)``.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+
+    from sphinx.lit.gan import GANModule
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} is not set; e.g. data=folder needs data.path=/folder/of/images")
+    if cfg.get("seed") is not None:
+        # the networks' initial weights; every later draw is seeded per step inside the module
+        pl.seed_everything(int(cfg.seed), workers=True)
+    if cfg.get("threads") is not None:
+        torch.set_num_threads(int(cfg.threads))
+    generator = instantiate(cfg.model.generator)
+    discriminator = instantiate(cfg.model.discriminator)
+    augment = instantiate(cfg.augment) if cfg.get("augment") is not None else None
+    images = instantiate_leaf(cfg.data, "the training images")
+    module = GANModule(generator, discriminator, images, augment=augment, out_dir=out_dir,
+                       seed=int(cfg.seed) if cfg.get("seed") is not None else 0,
+                       resume=cfg.get("resume"), **OmegaConf.to_container(cfg.gan, resolve=True))
+    trainer = instantiate(cfg.trainer, logger=CSVLogger(save_dir=str(out_dir), name="", version=""))
+    return module, trainer
+
 
 def instantiate_leaf(node: DictConfig, what: str, **kwargs):
     """``hydra.utils.instantiate``, with sphinx's own errors unwrapped to their one line."""
@@ -113,6 +229,68 @@ def build_dataset(cfg: DictConfig, *, resolution: int):
     return instantiate_leaf(cfg.data, "the data", resolution=resolution)
 
 
+def build_edit(cfg: DictConfig, generator: Generator, ids: list[str], method: MethodConfig,
+               degradation: str) -> EditSpec:
+    """The edit of the ``edit`` group, every option checked, its states and direction loaded."""
+    options = OmegaConf.to_container(cfg.edit, resolve=True)
+    kind = options.pop("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"edit.kind must be one of {', '.join(KINDS)}, got '{kind}'")
+    if not method.implementation.latent_inputs:
+        raise ConfigError(f"method={method.name} has no W+ input to edit; use sphinx, its variants, w, wplus or "
+                          "wplus_noise")
+    if options["frame_ms"] < 20:
+        raise ConfigError(f"edit.frame_ms must be at least 20, got {options['frame_ms']}")
+    spec = {"kind": kind, "options": options}
+    if kind == "attribute":
+        if degradation != "none":
+            raise ConfigError("attribute learning fits the clean images: use degradation=none")
+        transform = build_transform(options["transform"])
+        options["factors"] = list(check_factors(transform, options["factors"]))
+        for factor in options["held_out"]:  # a factor the transform refuses fails now, not after training
+            transform(torch.zeros(1, 3, 4, 4), float(factor))
+        AttributeConfig(latent=method, transform=transform, factors=options["factors"],
+                        mono_weight=options["mono_weight"], margin=options["margin"],
+                        attribute_lr=options["attribute_lr"])
+        if options["walk_density"] < 1 or options["walk_extend"] < 0:
+            raise ConfigError("edit.walk_density must be >= 1 and edit.walk_extend >= 0")
+    elif kind == "morph" and options["frames"] < 2:
+        raise ConfigError(f"edit.frames must be at least 2, got {options['frames']}")
+    elif kind == "direction":
+        layer_mask(generator, options["layers"])
+        if not options["strengths"]:
+            raise ConfigError("edit.strengths needs at least one value")
+        if options["source"] == "pca":
+            component = options["component"]
+            pca = principal_directions(generator, samples=options["pca_samples"], components=component + 1)
+            spec["direction"] = as_layer_direction(pca.directions[component] * pca.stds[component], generator)
+            spec["direction_name"] = f"pca:{component}"
+        else:
+            spec["direction"] = load_direction(options["source"], generator)
+            spec["direction_name"] = Path(options["source"]).name
+    if options.get("states_from") is not None:
+        states = _load_states(Path(options["states_from"]), ids, generator)
+        if kind == "attribute" and any(s.method != method.name for s in states.values()):
+            raise ConfigError(f"edit.states_from holds states of method {next(iter(states.values())).method}; "
+                              f"start method={method.name} from states of the same method")
+        spec["initial_states"] = states
+    return EditSpec(**spec)
+
+
+def _load_states(folder: Path, ids: list[str], generator: Generator) -> dict[str, InversionState]:
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: edit.states_from must be a sphinx.run dir (with images/<id>/state.pt)")
+    states = {}
+    for image_id in ids:
+        path = folder / "images" / image_id_to_filename(image_id) / "state.pt"
+        if not path.is_file():
+            raise ConfigError(f"{path}: no saved state for image {image_id}; run sphinx.run on the same data first "
+                              "or limit the data (data.limit, data.names)")
+        states[image_id] = load_state(path)
+        state_inputs(generator, states[image_id], source=path)  # another generator or a PTI state: one line
+    return states
+
+
 def build_lpips(cfg: DictConfig, *, device: torch.device | str = "cpu"):
     """The LPIPS network for the loss and the metric, or None when its weights cannot be had.
 
@@ -128,11 +306,6 @@ def build_lpips(cfg: DictConfig, *, device: torch.device | str = "cpu"):
             raise
         log.warning("LPIPS off (MSE-only loss, empty LPIPS column): %s", " ".join(str(missing).split()))
         return None
-
-
-def show_progress(cfg: DictConfig) -> bool:
-    """Whether sphinx draws its progress (``trainer.enable_progress_bar``, default true)."""
-    return bool(cfg.trainer.get("enable_progress_bar", True))
 
 
 def trainer_options(cfg: DictConfig) -> dict:
@@ -193,7 +366,3 @@ def _wandb_mode(mode: str | None) -> str:
     if mode == "auto":
         return "online" if logged_in_to_wandb() else "offline"
     return mode
-
-
-def describe_generator(generator: Generator, cfg: DictConfig) -> str:
-    return f"{cfg.generator.source} ({describe(generator)})"

@@ -13,9 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 from test_run import read_rows, run_in_process, sphinx_run
 
-from sphinx.build import build_method
+from sphinx.build import build_edit, build_method
 from sphinx.configs import config_dir
-from sphinx.edit import build_edit
 from sphinx.editing import AttributeEdit
 from sphinx.errors import SphinxError
 from sphinx.generators import load_generator

@@ -11,7 +11,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from sphinx.build import build_logger
 from sphinx.configs import config_dir
-from sphinx.lit.loggers import read_results
+from sphinx.rundir.columns import read_results
 from test_run import read_rows, sphinx_run
 
 CONF = Path(config_dir("run"))

@@ -14,6 +14,7 @@ from sphinx.data.datasets import BundledSamples
 from sphinx.degradations import NoDegradation
 from sphinx.generators import load_generator
 from sphinx.lit import module as module_code
+from sphinx.lit.callbacks import WriteImages
 from sphinx.lit.datamodule import IDLE, InversionDataModule, ShardSampler
 from sphinx.lit.module import InversionModule
 from sphinx.rundir.writer import OutputWriter
@@ -31,10 +32,10 @@ def trainer_pass(generator, run_dir, *, limit: int, logger=False) -> OutputWrite
     writer = OutputWriter(run_dir, method="wplus", degradation="none", generator="tiny")
     done = writer.done_ids()
     module = InversionModule(generator, method=method_config("wplus", steps=2, lpips_weight=0.0, w_avg_samples=100),
-                             degradation=NoDegradation(), seed=0, lpips=None, writer=writer, progress=False,
+                             degradation=NoDegradation(), seed=0, lpips=None, progress=False,
                              earlier=[r for r in writer.records() if r["image"] in done])
     dataset = BundledSamples(resolution=generator.resolution, limit=limit)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, inference_mode=False,
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, inference_mode=False, callbacks=[WriteImages(writer)],
                          enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     trainer.test(module, datamodule=InversionDataModule(dataset, batch_size=1, done=done), verbose=False)
     return writer

@@ -24,7 +24,7 @@ from sphinx.configs import config_dir
 from sphinx.generators import load_generator
 from sphinx.inversion import load_state, render_state
 from sphinx.rundir.signals import SIGNALS
-from sphinx.run import run
+from sphinx.entry import run_job
 
 TIMEOUT = 600
 
@@ -39,13 +39,13 @@ def sphinx_run(*args: str, cwd: Path, check: bool = True, module: str = "sphinx.
     return result
 
 
-def run_in_process(*overrides: str, run_dir: Path) -> dict:
+def run_in_process(*overrides: str, run_dir: Path, edit: bool = False) -> dict:
     """The job of ``python -m sphinx.run`` in this process, as Hydra's launcher runs it: the config
     composed, its hydra node set aside as HydraConfig with ``run_dir`` as the output folder. The
     same code path as the entry point without the 10 s of CPU a new process spends on imports."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir("run"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    with initialize_config_dir(config_dir=config_dir("edit" if edit else "run"), version_base="1.3"):
+        cfg = compose(config_name="editing" if edit else "config", overrides=list(overrides), return_hydra_config=True)
     GlobalHydra.instance().clear()
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
@@ -56,7 +56,7 @@ def run_in_process(*overrides: str, run_dir: Path) -> dict:
     torch.set_num_threads(1)  # as sphinx_run's processes: results equal to theirs, bit for bit
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        return run(cfg)
+        return run_job(cfg, edit=edit)
     finally:
         torch.set_num_threads(threads)
         HydraConfig.instance().cfg = None

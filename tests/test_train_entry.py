@@ -77,7 +77,7 @@ def test_run_dirs_have_sub_second_timestamps() -> None:
 
 
 def test_seed_zero_is_honoured(tmp_path: Path) -> None:
-    from sphinx.train import build
+    from sphinx.build import build_training as build
 
     folder = image_folder(tmp_path / "data")
 
@@ -130,7 +130,7 @@ def photo_folder(folder: Path) -> Path:
 
 
 def test_a_prior_trains_on_any_folder_of_images(tmp_path: Path, caplog) -> None:
-    from sphinx.train import build
+    from sphinx.build import build_training as build
 
     folder = photo_folder(tmp_path / "photos")
     cfg = compose(["model=tiny16", "data=folder", f"data.path={folder}", "gan.steps=2", "gan.batch_size=2",
@@ -148,7 +148,7 @@ def test_a_prior_trains_on_any_folder_of_images(tmp_path: Path, caplog) -> None:
 
 def test_a_folder_run_without_a_path_is_refused_before_anything_is_built(tmp_path: Path) -> None:
     from sphinx.errors import ConfigError
-    from sphinx.train import build
+    from sphinx.build import build_training as build
 
     with pytest.raises(ConfigError, match=r"^data.path is not set; e.g. data=folder needs data.path=/folder/of/images$"):
         build(compose(["model=tiny16", "data=folder"]), tmp_path / "run")

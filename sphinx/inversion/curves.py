@@ -56,9 +56,15 @@ class QualityCurve:
     seconds: tuple[float, ...]
     metrics: dict[str, torch.Tensor]
 
-    def for_image(self, index: int) -> dict[str, list]:
-        """One image's curve as plain lists (for JSON): ``step``, ``seconds`` and each metric."""
-        curve: dict[str, list] = {"step": list(self.steps), "seconds": [round(s, 4) for s in self.seconds]}
+    def for_image(self, index: int, *, share: int = 1) -> dict[str, list]:
+        """One image's curve as plain lists (for JSON): ``step``, ``seconds`` and each metric.
+
+        Args:
+            index: the image's place in the batch.
+            share: how many images shared the batch's seconds (each is given its share).
+        """
+        curve: dict[str, list] = {"step": list(self.steps),
+                                  "seconds": [round(round(s, 4) / share, 4) for s in self.seconds]}
         for name, values in self.metrics.items():
             curve[name] = [None if not math.isfinite(v) else round(v, 6) for v in values[:, index].tolist()]
         return curve

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
-if TYPE_CHECKING:
-    import pandas as pd
+from sphinx.rundir.columns import read_results
 
-# Columns that hold names, even when every name looks like a number (an image called "1").
-TEXT_COLUMNS = ("image", "stem", "first", "second", "method", "degradation", "generator", "status", "message")
 
 
 def keeps_pictures(logger: Logger | None) -> bool:
@@ -40,17 +36,6 @@ def log_pictures(logger: Logger | None, key: str, pictures: Sequence[np.ndarray]
     elif isinstance(logger, MLFlowLogger):
         for index, picture in enumerate(pictures):
             logger.experiment.log_image(logger.run_id, picture, artifact_file=f"{key}/step-{step:06d}-{index}.png")
-
-
-def read_results(path: str | Path) -> pd.DataFrame:
-    """A run's ``results.csv`` with its numbers as numbers (empty: NaN) and its names as text (empty: "")."""
-    import pandas as pd  # here: a run imports pandas only when a logger takes its table
-
-    header = pd.read_csv(path, nrows=0).columns
-    text = [column for column in TEXT_COLUMNS if column in header]
-    frame = pd.read_csv(path, dtype=dict.fromkeys(text, str))
-    frame[text] = frame[text].fillna("")
-    return frame
 
 
 def log_results(logger: Logger | None, results: str | Path, summary: dict) -> None:

@@ -2,7 +2,8 @@
 
 Each batch of images is one ``invert`` call inside ``test_step``. Per-image heads, latents and
 noise live inside that call and are never parameters of this module, so DDP never averages
-them across images; ranks only meet to sum the metric states at the end.
+them across images; ranks only meet to sum the metric states at the end. The step returns the
+batch's outcome, which :class:`sphinx.lit.callbacks.WriteImages` writes to the run dir.
 """
 
 from __future__ import annotations
@@ -11,27 +12,27 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import Metric
 
-from sphinx.data.datasets import image_id_to_filename
 from sphinx.data.images import to_uint8
-from sphinx.inversion import StepReport, invert, save_state
 from sphinx.errors import RunInterrupted
+from sphinx.inversion import StepReport, invert
 from sphinx.inversion.batch_checkpoint import BatchCheckpoint
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import MethodConfig
-from sphinx.inversion.objective import pool_for_lpips
+from sphinx.inversion.objective import lpips_applies, pool_for_lpips
 from sphinx.lit.loggers import keeps_pictures, log_pictures
-from sphinx.rundir.writer import OutputWriter
-from sphinx.rundir.signals import StopSignals
-from sphinx.rundir.progress import progress_bar
 from sphinx.metrics.image_quality import psnr, ssim
+from sphinx.rundir.columns import SCORES
 from sphinx.rundir.panels import comparison_grid, score_label
+from sphinx.rundir.progress import progress_bar
+from sphinx.rundir.signals import StopSignals
+from sphinx.rundir.writer import BatchOutcome
 
 log = logging.getLogger(__name__)
 LOSS_LOG_EVERY = 10
@@ -43,15 +44,6 @@ def _finite_mean(values: torch.Tensor) -> float:
     """Mean of the finite entries (NaN: none), read on the host."""
     finite = values[torch.isfinite(values)]
     return float(finite.mean()) if finite.numel() else math.nan
-
-
-def _per_image_curve(result, index: int) -> dict | None:
-    """Image ``index``'s quality curve, its seconds as this image's share of the batch's time."""
-    if result.curve is None:
-        return None
-    curve = result.curve.for_image(index)
-    curve["seconds"] = [round(s / len(result.ids), 4) for s in curve["seconds"]]
-    return curve
 
 
 class MeanAndSpread(Metric):
@@ -76,7 +68,9 @@ class MeanAndSpread(Metric):
 
 
 class InversionModule(pl.LightningModule):
-    """Inverts each test batch and writes its outputs.
+    """Inverts each test batch, scores it and logs; its outcome goes to the image writer.
+
+    Subclasses change what a batch computes (:meth:`compute`) and how it is scored (:meth:`_score`).
 
     Args:
         generator: the frozen generator.
@@ -84,31 +78,30 @@ class InversionModule(pl.LightningModule):
         degradation: the degradation applied in the loss.
         seed: run seed.
         lpips: the LPIPS network (loss and metric), or None without it.
-        writer: where outputs go.
         progress: show progress bars (rank 0).
         earlier: records of the images a resumed run already has, counted in the logged metrics.
-        checkpoint_every: save each batch's optimization state every this many steps (0: only
-            when stopped).
+        checkpoints: each batch's in-batch checkpoint, by its ids (None: none).
         stop: the process's SIGTERM/SIGINT handler; a signal stops the run at the next step.
         execution: how each step runs (see :class:`sphinx.inversion.execution.Execution`).
     """
 
+    work = "inversion"  # what a crashed batch's message names
+
     def __init__(self, generator: nn.Module, *, method: MethodConfig, degradation, seed: int, lpips: nn.Module | None,
-                 writer: OutputWriter, progress: bool = True, earlier: Sequence[dict] = (),
-                 checkpoint_every: int = 0, stop: StopSignals | None = None,
+                 progress: bool = True, earlier: Sequence[dict] = (),
+                 checkpoints: Callable[[list[str]], BatchCheckpoint] | None = None, stop: StopSignals | None = None,
                  execution: Execution | None = None) -> None:
         super().__init__()
         self.generator = generator
         self.lpips = lpips
         self.method, self.degradation, self.seed = method, degradation, seed
-        self.writer = writer
         self.progress = progress
-        self.metrics = nn.ModuleDict({name: MeanAndSpread() for name in ("psnr", "ssim", "lpips")})
-        self._logged_steps = 0
+        self.metrics = nn.ModuleDict({name: MeanAndSpread() for name in SCORES})
+        self.logged_steps = 0
         self._postfix_due = 0.0
         self._image_bar = None
         self.earlier = [record for record in earlier if record.get("status") == "ok"]
-        self.checkpoint_every, self.stop = checkpoint_every, stop
+        self.checkpoints, self.stop = checkpoints, stop
         self.execution = execution
 
     def on_test_start(self) -> None:
@@ -125,86 +118,58 @@ class InversionModule(pl.LightningModule):
             total = len(self.trainer.test_dataloaders.sampler)
             self._image_bar = progress_bar(total=total, desc="images", unit="img", position=0)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
         try:
             if self.stop is not None and self.stop.received:
                 raise RunInterrupted(self.stop.received)
-            positions = batch["positions"]
-            for image_id, reason in batch["failures"]:
-                self._record_failure(image_id, positions[image_id], reason)
-            if batch["ids"]:
-                self._invert_batch(batch["images"], batch["ids"], positions)
+            outcome = BatchOutcome(list(batch["ids"]), batch["positions"], batch["images"], list(batch["failures"]))
+            if outcome.ids:
+                self._run_batch(outcome)
         except RunInterrupted:
             if self._image_bar is not None:  # closed now, so that the resume hint is the last line
                 self._image_bar.close()
             raise
         if self._image_bar is not None:
             self._image_bar.update(len(batch["ids"]) + len(batch["failures"]))
+        return {"outcome": outcome}
 
-    def _invert_batch(self, images: torch.Tensor, ids: list[str], positions: dict) -> None:
+    def _run_batch(self, outcome: BatchOutcome) -> None:
         started = time.perf_counter()
         step_bar = self._step_bar()
-        checkpoint = BatchCheckpoint(self.writer.inflight_path(ids), every=self.checkpoint_every,
-                                     stop_requested=self.stop.requested if self.stop is not None else lambda: None)
         try:
             with torch.enable_grad():
-                result = invert(self.generator, images, ids, method=self.method, degradation=self.degradation,
-                                seed=self.seed, lpips=self.lpips, callback=lambda r: self._on_step(r, step_bar),
-                                checkpoint=checkpoint, execution=self.execution)
+                outcome.result = self.compute(outcome, callback=lambda r: self._on_step(r, step_bar))
         except Exception as error:  # one batch's crash must not lose the others' results
-            log.exception("batch %s failed", ids)
-            for image_id in ids:
-                self._record_failure(image_id, positions[image_id], f"inversion crashed: {error}".splitlines()[0],
-                                     retry=True)
+            log.exception("batch %s failed", outcome.ids)
+            outcome.crashed = f"{self.work} crashed: {error}".splitlines()[0]
             return
         finally:
             if step_bar is not None:
                 step_bar.close()
-        seconds = (time.perf_counter() - started) / len(ids)
-        ok = torch.tensor([s == "ok" for s in result.status], device=images.device)
-        scores = self._score(result.reconstructions, images, ok)
-        for index, image_id in enumerate(ids):
-            self._write_image(index, image_id, positions[image_id], images, result, scores, seconds)
-        checkpoint.discard()  # the records are on disk now
-        for name, values in scores.items():
-            if values is not None and ok.any():
-                self.metrics[name].update(values[ok])
-        self._log_panel(images, result, scores)
+        outcome.seconds = (time.perf_counter() - started) / len(outcome.ids)
+        self._score(outcome)
+
+    def checkpoint(self, ids: list[str]) -> BatchCheckpoint | None:
+        return self.checkpoints(ids) if self.checkpoints is not None else None
+
+    def compute(self, outcome: BatchOutcome, *, callback: Callable[[StepReport], None]):
+        """The batch's result: here its inversion."""
+        return invert(self.generator, outcome.targets, outcome.ids, method=self.method, degradation=self.degradation,
+                      seed=self.seed, lpips=self.lpips, callback=callback, checkpoint=self.checkpoint(outcome.ids),
+                      execution=self.execution)
 
     @torch.no_grad()
-    def _score(self, reconstructions: torch.Tensor, targets: torch.Tensor, ok: torch.Tensor) -> dict:
-        safe = torch.where(ok[:, None, None, None], reconstructions, targets)  # failed rows are NaN
-        scores = {"psnr": psnr(safe, targets), "ssim": ssim(safe, targets), "lpips": None}
-        if self.lpips is not None and min(targets.shape[-2:]) >= 32:
-            scores["lpips"] = self.lpips(pool_for_lpips(safe), pool_for_lpips(targets))
-        return scores
-
-    def _write_image(self, index: int, image_id: str, position: int, targets: torch.Tensor, result,
-                     scores: dict, seconds: float) -> None:
-        stem = image_id_to_filename(image_id)
-        writer = self.writer
-        ok = result.status[index] == "ok"
-        writer.write_png(stem, "target", to_uint8(targets[index]))
-        writer.write_png(stem, "observation", to_uint8(result.observation_previews[index]))
-        if ok:
-            writer.write_png(stem, "reconstruction", to_uint8(result.reconstructions[index]))
-            save_state(result.states[index], writer.image_dir(stem) / "state.pt")
-        value = lambda name: float(scores[name][index]) if ok and scores[name] is not None else None
-        spread = result.vicinity_spread
-        writer.write_record(stem, {
-            "image": image_id, "index": position, "stem": stem,
-            "psnr": value("psnr"), "ssim": value("ssim"), "lpips": value("lpips"),
-            "vicinity_spread": float(spread[index]) if ok and spread is not None else None,
-            "steps": int(result.loss_history.shape[0]), "seconds": seconds,
-            "status": result.status[index], "message": result.messages[index],
-            "curve": _per_image_curve(result, index) if ok else None})
-
-    def _record_failure(self, image_id: str, position: int, reason: str, *, retry: bool = False) -> None:
-        stem = image_id_to_filename(image_id)
-        # retry: the batch crashed, not the image; the next run tries it again (see OutputWriter.done_ids)
-        self.writer.write_record(stem, {"image": image_id, "index": position, "stem": stem, "psnr": None,
-                                        "ssim": None, "lpips": None, "vicinity_spread": None, "steps": 0,
-                                        "seconds": 0.0, "status": "failed", "message": reason, "retry": retry})
+    def _score(self, outcome: BatchOutcome) -> None:
+        result, targets = outcome.result, outcome.targets
+        ok = torch.tensor([s == "ok" for s in result.status], device=targets.device)
+        safe = torch.where(ok[:, None, None, None], result.reconstructions, targets)  # failed rows are NaN
+        outcome.scores = {"psnr": psnr(safe, targets), "ssim": ssim(safe, targets), "lpips": None}
+        if self.lpips is not None and lpips_applies(targets):
+            outcome.scores["lpips"] = self.lpips(pool_for_lpips(safe), pool_for_lpips(targets))
+        for name, values in outcome.scores.items():
+            if values is not None and ok.any():
+                self.metrics[name].update(values[ok])
+        self._log_panel(outcome)
 
     def _step_bar(self):
         if not (self.progress and self.trainer.is_global_zero):
@@ -227,22 +192,22 @@ class InversionModule(pl.LightningModule):
                 self._postfix_due = time.monotonic() + POSTFIX_EVERY_SECONDS
             bar.update(1)
         if log_now:
-            self.logger.log_metrics({"inversion/loss": loss}, step=self._logged_steps)
-            self._logged_steps += 1
+            self.logger.log_metrics({"inversion/loss": loss}, step=self.logged_steps)
+            self.logged_steps += 1
 
-    def _log_panel(self, targets: torch.Tensor, result, scores: dict) -> None:
+    def _log_panel(self, outcome: BatchOutcome) -> None:
         """The run's comparison panel (titled columns, scored rows) of this batch, for the logger."""
         if not keeps_pictures(self.logger):
             return
-        count = len(result.ids)
+        result, scores, count = outcome.result, outcome.scores, len(outcome.ids)
         reconstructions = [to_uint8(torch.nan_to_num(result.reconstructions[i], nan=-1.0)) for i in range(count)]
         observations = None if self.degradation.name == "none" else \
             [to_uint8(result.observation_previews[i]) for i in range(count)]
         labels = [score_label(result.ids[i], *(float(scores[m][i]) if result.status[i] == "ok" else None
                                                for m in ("psnr", "ssim"))) for i in range(count)]
-        panel = comparison_grid([to_uint8(targets[i]) for i in range(count)], reconstructions,
+        panel = comparison_grid([to_uint8(outcome.targets[i]) for i in range(count)], reconstructions,
                                 observations=observations, row_labels=labels, tile_side=PANEL_TILE)
-        log_pictures(self.logger, "panels", [panel], [", ".join(result.ids)], step=self._logged_steps)
+        log_pictures(self.logger, "panels", [panel], [", ".join(result.ids)], step=self.logged_steps)
 
     def on_test_end(self) -> None:
         if self.stop is not None:

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from sphinx.report.names import METHOD_ORDER, METRIC_LABELS, METRICS, order_key
+from sphinx.rundir.columns import CURVES_FILE, mean_std
 
-CURVES_NAME = "curves.csv"
 BUDGETS = (10, 30, 100, 300, 1000, 3000, 5000, 8000)
 
 
@@ -106,12 +106,10 @@ def _aggregate(method: str, degradation: str, images: dict[str, dict[int, dict[s
 
 
 def _nan_mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.isfinite(values).sum(axis=0)
-    filled = np.where(np.isfinite(values), values, 0.0)
-    mean = np.where(counts > 0, filled.sum(axis=0) / np.maximum(counts, 1), np.nan)
-    squares = np.where(np.isfinite(values), (values - mean) ** 2, 0.0).sum(axis=0)
-    std = np.where(counts > 1, np.sqrt(squares / np.maximum(counts - 1, 1)), 0.0)
-    return mean, std
+    """Per step (column) of ``[images, steps]``, the mean and std over images; NaN where none has a value."""
+    statistics = [mean_std(column.tolist()) for column in values.T]
+    return (np.array([s.mean if s.n else np.nan for s in statistics], dtype=float),
+            np.array([s.std if s.n else 0.0 for s in statistics], dtype=float))
 
 
 def crossings(first: MethodCurve, second: MethodCurve, metric: str = "psnr") -> list[tuple[float, str]]:

@@ -7,19 +7,11 @@ from pathlib import Path
 
 from sphinx.errors import SphinxError
 from sphinx.report.names import LOWER_IS_BETTER, METRICS
+from sphinx.rundir.columns import Statistic
 
 
 class ReportError(SphinxError, ValueError):
     """Input the report cannot use: a missing directory, no results, or a malformed results.csv."""
-
-
-@dataclass(frozen=True)
-class Statistic:
-    """Mean and sample standard deviation (n - 1; 0 for a single value); both None when n is 0."""
-
-    mean: float | None
-    std: float | None
-    n: int
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-METRICS = ("psnr", "ssim", "lpips")
+from sphinx.inversion.methods import METHODS
+from sphinx.rundir.columns import SCORES
+
+METRICS = SCORES  # the scores a report compares
 METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
 METRIC_DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
 LOWER_IS_BETTER = frozenset({"lpips"})
 # Known names come in the order a reader expects; anything else follows, alphabetically.
-METHOD_ORDER = ("sphinx", "sphinx_warm", "sphinx_ps", "sphinx_ps_pc", "w", "wplus", "wplus_noise", "pti")
+METHOD_ORDER = tuple(METHODS)
 DEGRADATION_ORDER = ("none", "denoise", "inpaint", "superres", "compressed_sensing", "colorize")
 
 

@@ -12,30 +12,25 @@ import dataclasses
 import json
 import math
 import os
-import statistics
-import warnings
 from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
 
 import pandas as pd
 
-from sphinx.report.curves import CURVES_NAME, curves_markdown, curves_png, read_curves
-from sphinx.report.model import Cell, Comparison, Report, ReportError, Statistic
+from sphinx.report.curves import curves_markdown, curves_png, read_curves
+from sphinx.report.model import Cell, Comparison, Report, ReportError
 from sphinx.report.names import DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER, METRICS, order_key, ordered
 from sphinx.report.render import report_markdown, report_png
+from sphinx.rundir.columns import (CURVES_FILE, NAME_COLUMNS, RESULT_COLUMNS, RESULTS_FILE, STATUSES, SUMMARY_FILE, mean_std,
+                                   read_text_table)
 from sphinx.utils.files import atomic_write_bytes
 
-RESULTS_NAME = "results.csv"
-SUMMARY_NAME = "summary.json"
-RESULTS_COLUMNS = ("image", "method", "degradation", "generator", "psnr", "ssim", "lpips", "vicinity_spread",
-                   "steps", "seconds", "status")
-STATUSES = ("ok", "failed")
+RESULTS_COLUMNS = RESULT_COLUMNS
 REPORT_CSV_COLUMNS = ("generator", "data", "method", "degradation", "metric", "mean", "std", "n")
 UNKNOWN_DATA = "unknown"
-_NAMES = ("image", "method", "degradation", "generator")
 _CELL_KEY = ["generator", "data", "method", "degradation"]
-_MAX_NAMES_IN_WARNING = 5
+_MAXNAME_COLUMNS_IN_WARNING = 5
 
 
 def build_report(dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | None = None) -> Report:
@@ -71,7 +66,7 @@ def build_report(dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | 
     atomic_write_bytes(report.markdown, report_markdown(report, table).encode("utf-8"))
     atomic_write_bytes(report.csv, table[list(REPORT_CSV_COLUMNS)].to_csv(index=False, lineterminator="\n").encode())
     atomic_write_bytes(report.png, report_png(report, table))
-    curve_files = [path.parent / CURVES_NAME for path in paths if (path.parent / CURVES_NAME).is_file()]
+    curve_files = [path.parent / CURVES_FILE for path in paths if (path.parent / CURVES_FILE).is_file()]
     curves = [c for c in read_curves(curve_files) if c.steps.size > 1] if curve_files else []
     if curves:
         report = dataclasses.replace(report, curves_markdown=out_dir / "curves.md", curves_png=out_dir / "curves.png")
@@ -87,24 +82,22 @@ def _find_results(roots: Sequence[Path], notes: list[str]) -> list[Path]:
     for root in roots:
         if not root.exists():
             raise ReportError(f"no such directory: {root}")
-        if root.is_file() and root.name != RESULTS_NAME:
-            raise ReportError(f"{root} is a file, not a run directory or a {RESULTS_NAME}")
-        for path in [root] if root.is_file() else [p for p in root.rglob(RESULTS_NAME) if p.is_file()]:
+        if root.is_file() and root.name != RESULTS_FILE:
+            raise ReportError(f"{root} is a file, not a run directory or a {RESULTS_FILE}")
+        for path in [root] if root.is_file() else [p for p in root.rglob(RESULTS_FILE) if p.is_file()]:
             if path.resolve() in unique:
                 notes.append(f"{path} was reached twice (a directory given twice?); read it once")
             unique.setdefault(path.resolve(), path)
     if not unique:
         where = ", ".join(str(root) for root in roots)
-        raise ReportError(f"no {RESULTS_NAME} under {where}; point it at a run or multirun directory")
+        raise ReportError(f"no {RESULTS_FILE} under {where}; point it at a run or multirun directory")
     return sorted(unique.values(), key=lambda p: (p.stat().st_mtime_ns, str(p)))
 
 
 def _read_run(path: Path, notes: list[str]) -> pd.DataFrame:
     """The rows of one results.csv, with its path and its run's experiment and data set (None: unknown)."""
     try:
-        with warnings.catch_warnings():  # cells beyond the header are ignored, as a csv reader does
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False, encoding="utf-8")
+        table = read_text_table(path)
         # pandas fills a short row in; a writer killed mid-line leaves one as the last
         last = path.read_text(encoding="utf-8").rstrip("\r\n").rsplit("\n", 1)[-1]
         cut = len(table) > 0 and len(next(csv.reader([last]), [])) < len(table.columns)
@@ -120,7 +113,7 @@ def _read_run(path: Path, notes: list[str]) -> pd.DataFrame:
     if cut:
         notes.append(f"{path}, line {len(table) + 1}: truncated last row (a killed run?); skipped")
         table = table.iloc[:-1]
-    experiment, data = _read_summary(path.parent / SUMMARY_NAME, notes)
+    experiment, data = _read_summary(path.parent / SUMMARY_FILE, notes)
     return _parse(table, path, notes).assign(experiment=experiment, data=data, source=str(path))
 
 
@@ -128,7 +121,7 @@ def _parse(table: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
     """The names, status and metric values of a results table, refusing a malformed cell."""
     text = table[list(RESULTS_COLUMNS)].apply(lambda column: column.str.strip())
     # rows are numbered from 0 and the header is line 1: row i is on line i + 2
-    for column in _NAMES:
+    for column in NAME_COLUMNS:
         if text[column].eq("").any():
             raise ReportError(f"{path}, line {text[column].eq('').idxmax() + 2}: empty {column!r} cell")
     if not text["status"].isin(STATUSES).all():
@@ -136,7 +129,7 @@ def _parse(table: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
         raise ReportError(f"{path}, line {row + 2}: status {text['status'][row]!r} is not one of {', '.join(STATUSES)}")
     values = [[_value(cell, f"{path}, line {row + 2}: {metric}", notes) for metric, cell in zip(METRICS, cells)]
               for row, cells in zip(text.index, text[list(METRICS)].itertuples(index=False))]
-    return text[[*_NAMES, "status"]].join(pd.DataFrame(values, index=text.index, columns=list(METRICS), dtype=float))
+    return text[[*NAME_COLUMNS, "status"]].join(pd.DataFrame(values, index=text.index, columns=list(METRICS), dtype=float))
 
 
 def _value(cell: str, where: str, notes: list[str]) -> float:
@@ -180,7 +173,7 @@ def _name_data(rows: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
             rows.loc[run.index, "data"] = candidates.pop()
         else:
             rows.loc[run.index, "data"] = UNKNOWN_DATA
-            notes.append(f"{source} has no {SUMMARY_NAME} to name its data set; listed under data {UNKNOWN_DATA!r}")
+            notes.append(f"{source} has no {SUMMARY_FILE} to name its data set; listed under data {UNKNOWN_DATA!r}")
     return rows
 
 
@@ -190,26 +183,18 @@ def _aggregate(rows: pd.DataFrame, notes: list[str]) -> list[Cell]:
     again = rows[rows.duplicated([*_CELL_KEY, "image"])]
     for (generator, data, method, degradation), images in again.groupby(_CELL_KEY, sort=False)["image"]:
         distinct = sorted(set(images))
-        hidden = len(distinct) - _MAX_NAMES_IN_WARNING
+        hidden = len(distinct) - _MAXNAME_COLUMNS_IN_WARNING
         notes.append(f"{len(distinct)} image(s) appear more than once for method {method}, degradation "
                      f"{degradation}, generator {generator}, data {data}: "
-                     f"{', '.join(distinct[:_MAX_NAMES_IN_WARNING])}{f' and {hidden} more' if hidden > 0 else ''}; "
+                     f"{', '.join(distinct[:_MAXNAME_COLUMNS_IN_WARNING])}{f' and {hidden} more' if hidden > 0 else ''}; "
                      "counted once, keeping the newest row")
     cells = []
     for key, images in rows.drop_duplicates([*_CELL_KEY, "image"], keep="last").groupby(_CELL_KEY):
         ok = images[images["status"] == "ok"]
-        metrics = {metric: _statistic(ok[metric].dropna().tolist()) for metric in METRICS}
+        metrics = {metric: mean_std(ok[metric].dropna().tolist()) for metric in METRICS}
         cells.append(Cell(*key, ok=len(ok), failed=len(images) - len(ok), **metrics))
     return sorted(cells, key=lambda c: (c.generator, c.data, order_key(c.method, METHOD_ORDER),
                                         order_key(c.degradation, DEGRADATION_ORDER)))
-
-
-def _statistic(values: list[float]) -> Statistic:
-    if not values:
-        return Statistic(mean=None, std=None, n=0)
-    # the standard library's exactly rounded mean and std: report.csv does not depend on summation order
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return Statistic(mean=statistics.fmean(values), std=std, n=len(values))
 
 
 def _compare(cells: Sequence[Cell]) -> list[Comparison]:

@@ -2,9 +2,10 @@
 
 Rerunning into a run dir resumes it, which is only honest if the rerun would compute the same
 thing. ``run.json`` holds a fingerprint of everything that changes a result (generator, method
-and its options, degradation, seed, data, LPIPS, execution options that change rounding); a rerun
-with a different one is refused before any compute. Options that only choose which images run (``data.limit``, ``data.names``) or how
-(batch size, trainer, logger) are left out: results do not depend on them.
+and its options, degradation, seed, data, LPIPS, execution options that change rounding, an
+edit's options); a rerun with a different one is refused before any compute. Options that only
+choose which images run (``data.limit``, ``data.names``) or how (batch size, trainer, logger)
+are left out: results do not depend on them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
-from omegaconf import DictConfig, OmegaConf
 
 from sphinx.errors import ConfigError
 from sphinx.utils.files import atomic_write_text
@@ -30,29 +29,34 @@ _SELECTION_KEYS = ("limit", "names")
 _SHOWN_DIFFERENCES = 4
 
 
-def run_fingerprint(cfg: DictConfig, *, method: MethodConfig, generator: str, lpips: bool) -> dict[str, object]:
+def run_fingerprint(*, generator: dict, architecture: str, method: MethodConfig, degradation: dict, seed: int,
+                    data: dict, lpips: str | None, execution: Execution, edit: dict | None = None) -> dict[str, object]:
     """Flat ``{dotted key: value}`` of every setting that changes a result.
 
     Args:
-        cfg: the composed run config.
+        generator: the generator's config (source, output resolution).
+        architecture: one line describing the loaded generator's architecture.
         method: the method as ``invert`` gets it (steps already scaled).
-        generator: one line describing the loaded generator's architecture.
-        lpips: whether the LPIPS network is in use (without it the loss is MSE only).
+        degradation: the degradation's config.
+        seed: the run seed.
+        data: the data's config; options that only choose images (``limit``, ``names``) are left out.
+        lpips: the LPIPS network in use, or None (the loss is then MSE only).
+        execution: how steps run; only options away from their defaults, so that run dirs made
+            before they existed resume.
+        edit: an edit run's ``edit`` options.
     """
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in _SELECTION_KEYS}
     nested = {
-        "generator": {**OmegaConf.to_container(cfg.generator, resolve=True), "architecture": generator},
+        "generator": {**generator, "architecture": architecture},
         "method": {"name": method.name, **method.options()},
-        "degradation": OmegaConf.to_container(cfg.degradation, resolve=True),
-        "seed": cfg.seed,
-        "data": data,
-        "lpips": cfg.lpips.net if lpips else None,
+        "degradation": degradation,
+        "seed": seed,
+        "data": {k: v for k, v in data.items() if k not in _SELECTION_KEYS},
+        "lpips": lpips,
     }
-    if "execution" in cfg:
-        # only options away from their defaults, so that run dirs made before they existed resume
-        changed = Execution(**OmegaConf.to_container(cfg.execution, resolve=True)).changes_rounding()
-        if changed:
-            nested["execution"] = changed
+    if execution.changes_rounding():
+        nested["execution"] = execution.changes_rounding()
+    if edit is not None:
+        nested["edit"] = edit
     return _flatten(nested)
 
 

@@ -2,37 +2,47 @@
 
 Each image's outputs land as soon as its batch ends, each file atomically, and its
 ``record.json`` last: a record on disk means the image is done, which is what resuming reads.
-The run-level tables (results.csv, curves.csv, summary.json, failures.csv, comparison.png) are
+The run-level tables (results.csv, curves.csv, summary.json, failures.csv and the pictures) are
 rebuilt from all records at the end, so a resumed run ends with the same tables as an
-uninterrupted one.
+uninterrupted one. :class:`OutputWriter` writes ``sphinx.run``'s dirs, :class:`EditWriter`
+``sphinx.edit``'s; both read their columns from :mod:`sphinx.rundir.columns`.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
-import math
 import os
-import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from sphinx.data.datasets import image_id_to_filename
+from sphinx.data.images import to_uint8
+from sphinx.editing import (AttributeEdit, apply_direction, attribute_measures, build_transform, morph,
+                            morph_measures, render_attribute)
+from sphinx.editing.media import gif_bytes, labelled_strip
+from sphinx.editing.spec import EditSpec
+from sphinx.inversion import InversionState, load_state, render_state, save_state
+from sphinx.metrics.image_quality import psnr
+from sphinx.rundir.columns import (CURVE_COLUMNS, CURVES_FILE, EDIT_LEADING_COLUMNS, EDIT_TRAILING_COLUMNS,
+                                   FAILURES_FILE, METRICS, RECORD_ONLY, RESULT_COLUMNS, RESULTS_FILE, SUMMARY_FILE,
+                                   cell, mean_std)
 from sphinx.rundir.panels import comparison_grid, score_label
 from sphinx.utils.files import atomic_write_bytes, atomic_write_text
 
-RESULT_COLUMNS = ("image", "method", "degradation", "generator", "psnr", "ssim", "lpips",
-                  "vicinity_spread", "steps", "seconds", "status")
-METRICS = ("psnr", "ssim", "lpips", "vicinity_spread")
-CURVE_COLUMNS = ("image", "method", "degradation", "generator", "step", "seconds", "psnr", "ssim", "lpips")
 COMPARISON_TILE = 256
 # The README copy: small enough to show inline, still large enough to judge a reconstruction.
 SMALL_COMPARISON_TILE = 128
 INFLIGHT_FOLDER = "inflight"
+MORPH_FOLDER = "morphs"
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -41,21 +51,56 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass
+class BatchOutcome:
+    """What a batch's step computed, for its images' files (written by a Lightning callback).
+
+    Attributes:
+        ids: the images inverted in the batch, in batch order.
+        positions: each image's (and each unreadable file's) position in the dataset.
+        targets: the clean targets ``[B, 3, H, W]``.
+        unreadable: ``(id, reason)`` of files that could not be read: failed for good.
+        result: the inversion's or the attribute's result; None when the batch crashed or edits
+            start from saved states.
+        crashed: why the batch crashed (its images are retried by the next run), else ``""``.
+        scores: per-image ``psnr``, ``ssim``, ``lpips`` (``[B]`` or None).
+        seconds: the batch's seconds per image.
+        states: saved states the edits start from, by image id (``edit.states_from``).
+    """
+
+    ids: list[str]
+    positions: dict[str, int]
+    targets: torch.Tensor
+    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    result: object = None
+    crashed: str = ""
+    scores: dict = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+    states: dict[str, InversionState] | None = None
+
+
 class OutputWriter:
-    """Writes per-image outputs and run tables under ``run_dir``.
+    """Writes ``sphinx.run``'s per-image outputs and run tables under ``run_dir``.
 
     Args:
         run_dir: the run's folder.
         method, degradation, generator: names written into every row.
     """
 
+    METRICS = METRICS
+
     def __init__(self, run_dir: str | os.PathLike, *, method: str, degradation: str, generator: str) -> None:
         self.run_dir = Path(run_dir)
         self.images_dir = self.run_dir / "images"
         self.method, self.degradation, self.generator = method, degradation, generator
+        self.media: list[tuple[str, np.ndarray, Path]] = []  # (image id, strip, walk.gif) for the logger
 
-    def image_dir(self, stem: str) -> Path:
-        return self.images_dir / stem
+    def image_dir(self, image_id: str) -> Path:
+        return self.images_dir / image_id_to_filename(image_id)
+
+    def relative(self, path: Path) -> str:
+        """A path inside the run dir as results.csv names it."""
+        return path.relative_to(self.run_dir).as_posix()
 
     def inflight_path(self, ids: Iterable[str]) -> Path:
         """The in-flight checkpoint of the batch of ``ids`` (see ``sphinx.inversion.batch_checkpoint``)."""
@@ -88,76 +133,103 @@ class OutputWriter:
                 continue  # never half-written (atomic), but a user may have edited one
         return sorted(records, key=lambda r: (r["index"], r["image"]))
 
-    def write_record(self, stem: str, record: dict) -> None:
-        row = {"method": self.method, "degradation": self.degradation, "generator": self.generator, **record}
-        atomic_write_text(self.image_dir(stem) / "record.json", json.dumps(row, indent=1))
+    def write_record(self, image_id: str, position: int, fields: dict) -> None:
+        """An image's record.json: it is done (written last, after its other files)."""
+        row = {"method": self.method, "degradation": self.degradation, "generator": self.generator,
+               "image": image_id, "index": position, "stem": image_id_to_filename(image_id), **fields}
+        atomic_write_text(self.image_dir(image_id) / "record.json", json.dumps(row, indent=1))
 
-    def write_png(self, stem: str, name: str, pixels: np.ndarray) -> None:
-        atomic_write_bytes(self.image_dir(stem) / f"{name}.png", png_bytes(pixels))
+    def write_png(self, image_id: str, name: str, pixels: np.ndarray) -> None:
+        atomic_write_bytes(self.image_dir(image_id) / f"{name}.png", png_bytes(pixels))
 
-    def finalize(self, *, config: dict, experiment: str | None, data: str, steps: dict[str, int] | None = None) -> dict:
-        """Write results.csv, curves.csv, failures.csv, summary.json and comparison.png.
+    def write_failure(self, image_id: str, position: int, reason: str, *, retry: bool = False) -> None:
+        """The record of an image that failed: ``retry`` when its batch crashed, not the image."""
+        self.write_record(image_id, position, {"psnr": None, "ssim": None, "lpips": None, "vicinity_spread": None,
+                                               "steps": 0, "seconds": 0.0, "status": "failed", "message": reason,
+                                               "retry": retry})
+
+    def write_batch(self, batch: BatchOutcome) -> None:
+        """Every file of a batch's images: pictures, states and records (failures included); then
+        its in-flight checkpoint goes, since the records are on disk. A crashed batch keeps it: the
+        next run retries the batch from there."""
+        for image_id, reason in batch.unreadable:
+            self.write_failure(image_id, batch.positions[image_id], reason)
+        if batch.crashed:
+            for image_id in batch.ids:
+                self.write_failure(image_id, batch.positions[image_id], batch.crashed, retry=True)
+        elif batch.ids:
+            self.write_images(batch)
+            self.inflight_path(batch.ids).unlink(missing_ok=True)
+
+    def write_images(self, batch: BatchOutcome) -> None:
+        """The files of a batch's images that ran."""
+        result = batch.result
+        for index, image_id in enumerate(batch.ids):
+            ok = result.status[index] == "ok"
+            self.write_png(image_id, "target", to_uint8(batch.targets[index]))
+            self.write_png(image_id, "observation", to_uint8(result.observation_previews[index]))
+            if ok:
+                self.write_png(image_id, "reconstruction", to_uint8(result.reconstructions[index]))
+                save_state(result.states[index], self.image_dir(image_id) / "state.pt")
+            score = lambda name: float(batch.scores[name][index]) if ok and batch.scores[name] is not None else None
+            spread = result.vicinity_spread
+            curve = _curve(result, index, len(batch.ids)) if ok else None
+            self.write_record(image_id, batch.positions[image_id], {
+                "psnr": score("psnr"), "ssim": score("ssim"), "lpips": score("lpips"),
+                "vicinity_spread": float(spread[index]) if ok and spread is not None else None,
+                "steps": int(result.loss_history.shape[0]), "seconds": batch.seconds,
+                "status": result.status[index], "message": result.messages[index], "curve": curve})
+
+    def columns(self, records: Sequence[dict]) -> tuple[str, ...]:
+        return RESULT_COLUMNS
+
+    def labels(self) -> dict:
+        """What the summary says ran (besides experiment, data and counts)."""
+        return {"method": self.method, "degradation": self.degradation, "generator": self.generator}
+
+    def metric_names(self, columns: Sequence[str], ok: Sequence[dict]) -> Sequence[str]:
+        return self.METRICS
+
+    def finalize(self, *, config: dict, experiment: str | None, data: str, steps: dict[str, int] | None = None,
+                 rows: list[dict] | None = None) -> dict:
+        """Write results.csv, curves.csv, failures.csv, summary.json and the pictures.
 
         Args:
             config: the resolved run config (stored in the summary).
             experiment: the experiment's name.
             data: what the images are (a folder or the bundled samples).
             steps: the step counts the method ran with (e.g. ``{"steps": 500}``).
+            rows: the table's rows, when they are not the image records (morphs: one per pair).
 
         Returns:
             The summary.
         """
-        records = self.records()
-        lines = io.StringIO()
-        writer = csv.DictWriter(lines, fieldnames=RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            writer.writerow({k: _cell(record.get(k)) for k in RESULT_COLUMNS})
-        atomic_write_text(self.run_dir / "results.csv", lines.getvalue())
-        self._write_curves(records)
-
-        failures = io.StringIO()
-        failure_writer = csv.writer(failures, lineterminator="\n")
-        failure_writer.writerow(["image", "reason"])
-        for record in records:
-            if record["status"] != "ok":
-                failure_writer.writerow([record["image"], record.get("message", "")])
-        atomic_write_text(self.run_dir / "failures.csv", failures.getvalue())
-
+        records = rows if rows is not None else self.records()
+        columns = self.columns(records)
+        atomic_write_text(self.run_dir / RESULTS_FILE, _table(columns, records))
+        images = records if rows is None else self.records()
+        curves = [{**{k: record[k] for k in CURVE_COLUMNS[:4]}, **dict(zip(record["curve"], point))}
+                  for record in images if record.get("curve") for point in zip(*record["curve"].values())]
+        atomic_write_text(self.run_dir / CURVES_FILE, _table(CURVE_COLUMNS, curves))
+        failures = [{"image": r["image"], "reason": r.get("message", "")} for r in records if r["status"] != "ok"]
+        atomic_write_text(self.run_dir / FAILURES_FILE, _table(("image", "reason"), failures))
         ok = [r for r in records if r["status"] == "ok"]
         summary = {
-            "experiment": experiment, "method": self.method, "degradation": self.degradation,
-            "generator": self.generator, "data": data, "steps": steps or {}, "count": len(records), "ok": len(ok),
-            "failed": len(records) - len(ok),
-            "metrics": {m: _mean_std([r.get(m) for r in ok]) for m in METRICS},
-            "seconds": sum(r.get("seconds") or 0 for r in records),
-            "config": config,
-        }
-        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=1))
+            "experiment": experiment, **self.labels(), "data": data, "steps": steps or {}, "count": len(records),
+            "ok": len(ok), "failed": len(records) - len(ok),
+            "metrics": {m: dataclasses.asdict(mean_std(r.get(m) for r in ok)) for m in self.metric_names(columns, ok)},
+            "seconds": sum(r.get("seconds") or 0 for r in records), "config": config}
+        atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
         self.remove_inflight()
-        self._write_comparison([r for r in ok])
+        self.write_pictures(ok)
         return summary
 
-    def _write_curves(self, records: Iterable[dict]) -> None:
-        """curves.csv: every image's quality at each recorded step, one row per (image, step)."""
-        lines = io.StringIO()
-        writer = csv.DictWriter(lines, fieldnames=CURVE_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            curve = record.get("curve") or {}
-            for point in range(len(curve.get("step", []))):
-                row = {"image": record["image"], "method": record["method"], "degradation": record["degradation"],
-                       "generator": record["generator"]}
-                row.update({k: _cell(curve[k][point]) if k in curve else "" for k in CURVE_COLUMNS[4:]})
-                writer.writerow(row)
-        atomic_write_text(self.run_dir / "curves.csv", lines.getvalue())
-
-    def _write_comparison(self, records: Iterable[dict]) -> None:
+    def write_pictures(self, ok: Sequence[dict]) -> None:
         """comparison.png (and comparison_small.png): target | observation | reconstruction | error."""
         names = ("target", "observation", "reconstruction")
         tiles, labels = {name: [] for name in names}, []
-        for record in records:
-            folder = self.image_dir(record["stem"])
+        for record in ok:
+            folder = self.images_dir / record["stem"]
             try:
                 loaded = {n: np.asarray(Image.open(folder / f"{n}.png").convert("RGB")) for n in names}
             except OSError:
@@ -174,17 +246,162 @@ class OutputWriter:
             atomic_write_bytes(self.run_dir / file_name, png_bytes(grid))
 
 
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+class EditWriter(OutputWriter):
+    """Writes ``sphinx.edit``'s per-image outputs (states, frames, walks, strips) and run tables.
+
+    Args:
+        run_dir, method, degradation, generator: as for :class:`OutputWriter`.
+        edit: what the run does with each image.
+        generator_network: the generator that renders the frames.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, method: str, degradation: str, generator: str, edit: EditSpec,
+                 generator_network) -> None:
+        super().__init__(run_dir, method=method, degradation=degradation, generator=generator)
+        self.edit, self.network = edit, generator_network
+
+    def write_record(self, image_id: str, position: int, fields: dict) -> None:
+        super().write_record(image_id, position, {"edit": self.edit.kind, **fields})
+
+    def write_failure(self, image_id: str, position: int, reason: str, *, retry: bool = False) -> None:
+        self.write_record(image_id, position, {"steps": 0, "seconds": 0.0, "status": "failed", "message": reason,
+                                               "retry": retry})
+
+    def write_images(self, batch: BatchOutcome) -> None:
+        if self.edit.kind == "attribute":
+            self._write_attributes(batch)
+        else:
+            self._write_inversions(batch)
+
+    def write_frames(self, folder: Path, frames: torch.Tensor, labels: Sequence[str], *, title: str,
+                     references: torch.Tensor | None = None) -> np.ndarray:
+        """frames/NN.png, walk.gif and strip.png (with a row of ``references`` under the frames,
+        if given) in ``folder``; returns the strip's pixels."""
+        for index, frame in enumerate(frames):
+            atomic_write_bytes(folder / "frames" / f"{index:02d}.png", png_bytes(to_uint8(frame)))
+        atomic_write_bytes(folder / "walk.gif", gif_bytes(frames, duration_ms=self.edit.options["frame_ms"]))
+        rows = frames if references is None else torch.stack([frames, references.to(frames)])
+        strip = labelled_strip(rows, labels, title=title)
+        atomic_write_bytes(folder / "strip.png", png_bytes(strip))
+        return strip
+
+    def _write_attributes(self, batch: BatchOutcome) -> None:
+        o, result = self.edit.options, batch.result
+        transform = build_transform(o["transform"])
+        for index, image_id in enumerate(batch.ids):
+            common = {"transform": transform.name, "factors": " ".join(f"{f:g}" for f in result.factors),
+                      "steps": int(result.loss_history.shape[0]), "seconds": batch.seconds,
+                      "status": result.status[index], "message": result.messages[index]}
+            if result.status[index] != "ok":
+                self.write_record(image_id, batch.positions[image_id], common)
+                continue
+            folder, state = self.image_dir(image_id), result.states[index]
+            save_state(state, folder / "state.pt")
+            edit = AttributeEdit.of(state)
+            alphas, factors = edit.walk(density=o["walk_density"], extend=o["walk_extend"])
+            frames = render_attribute(self.network, state, alphas)
+            labels = [f"{transform.label(f)} a={a:.1f}" for f, a in zip(factors.tolist(), alphas.tolist())]
+            title = (f"{image_id} - top: walk G(w + a D), bottom: {transform.name} T(x, factor); "
+                     f"learned at {common['factors']}")
+            target = batch.targets[index:index + 1]
+            references = torch.cat([transform(target, f) for f in factors.tolist()])
+            strip = self.write_frames(folder, frames, labels, title=title, references=references)
+            measures = attribute_measures(self.network, state, batch.targets[index], transform, held_out=o["held_out"])
+            self.write_record(image_id, batch.positions[image_id], {
+                **common, "alphas": " ".join(f"{a:.4g}" for a in edit.alphas.tolist()), **measures,
+                "strip": self.relative(folder / "strip.png"), "curve": _curve(result, index, len(batch.ids))})
+            self.media.append((image_id, strip, folder / "walk.gif"))
+
+    def _write_inversions(self, batch: BatchOutcome) -> None:
+        result = batch.result
+        if result is None:  # edits of saved states
+            states = [batch.states[i] for i in batch.ids]
+            status, messages, steps, seconds = ["ok"] * len(batch.ids), [""] * len(batch.ids), 0, 0.0
+        else:
+            states, status, messages = result.states, result.status, result.messages
+            steps, seconds = int(result.loss_history.shape[0]), batch.seconds
+        for index, image_id in enumerate(batch.ids):
+            common = {"steps": steps, "seconds": seconds, "status": status[index], "message": messages[index],
+                      "curve": _curve(result, index, len(batch.ids)) if status[index] == "ok" else None}
+            if status[index] != "ok":
+                self.write_record(image_id, batch.positions[image_id], common)
+                continue
+            state = states[index]
+            save_state(state, self.image_dir(image_id) / "state.pt")
+            reconstruction = render_state(self.network, state)
+            self.write_png(image_id, "reconstruction", to_uint8(reconstruction))
+            target = batch.targets[index:index + 1].to(reconstruction)
+            fields = {**common, "psnr": float(psnr(reconstruction, target)[0])}
+            if self.edit.kind == "direction":
+                fields.update(self._write_direction(image_id, state))
+            self.write_record(image_id, batch.positions[image_id], fields)
+
+    def _write_direction(self, image_id: str, state: InversionState) -> dict:
+        o, folder = self.edit.options, self.image_dir(image_id)
+        frames = apply_direction(self.network, state, self.edit.direction, strengths=o["strengths"], layers=o["layers"])
+        labels = [f"{s:+g}" for s in o["strengths"]]
+        start, stop = o["layers"][0], o["layers"][1] if o["layers"][1] is not None else self.network.n_latent
+        title = f"{image_id} - {self.edit.direction_name} on W+ rows {start}..{stop - 1}, by strength"
+        strip = self.write_frames(folder, frames, labels, title=title)
+        self.media.append((image_id, strip, folder / "walk.gif"))
+        # How far the largest step moves the image from the inversion (mean abs, [-1, 1] units).
+        change = (frames - render_state(self.network, state)).abs().flatten(1).mean(dim=1).max()
+        return {"direction": self.edit.direction_name, "strengths": " ".join(f"{s:g}" for s in o["strengths"]),
+                "layers": f"{start}:{stop}", "change": float(change), "strip": self.relative(folder / "strip.png")}
+
+    def morph_pairs(self, ordered_ids: Sequence[str]) -> list[dict]:
+        """Morph each image into the next one (dataset order) from their saved states; one row per pair."""
+        frames, rows = self.edit.options["frames"], []
+        records = {r["image"]: r for r in self.records()}
+        ready = [i for i in ordered_ids if records.get(i, {}).get("status") == "ok"]
+        for first, second in zip(ready, ready[1:]):
+            paths = [self.image_dir(i) / "state.pt" for i in (first, second)]
+            states = [load_state(p) for p in paths]
+            clip = morph(self.network, states[0], states[1], frames=frames, sources=tuple(paths))
+            measures = morph_measures(clip, render_state(self.network, states[0]), render_state(self.network, states[1]))
+            folder = self.run_dir / MORPH_FOLDER / f"{image_id_to_filename(first)}__{image_id_to_filename(second)}"
+            labels = [f"{t:.2f}" for t in torch.linspace(0, 1, frames).tolist()]
+            self.write_frames(folder, clip, labels, title=f"{first} -> {second}, by interpolation weight")
+            rows.append({"image": f"{first} -> {second}", "edit": "morph", "method": self.method,
+                         "generator": self.generator, "first": first, "second": second, "frames": frames,
+                         **measures, "strip": self.relative(folder / "strip.png"), "status": "ok"})
+        return rows
+
+    def columns(self, records: Sequence[dict]) -> tuple[str, ...]:
+        middle = []
+        for record in records:
+            middle += [k for k in record if k not in middle and k not in
+                       (*EDIT_LEADING_COLUMNS, *EDIT_TRAILING_COLUMNS, *RECORD_ONLY)]
+        return (*EDIT_LEADING_COLUMNS, *middle, *EDIT_TRAILING_COLUMNS)
+
+    def labels(self) -> dict:
+        return {"edit": self.edit.kind, "method": self.method, "generator": self.generator}
+
+    def metric_names(self, columns: Sequence[str], ok: Sequence[dict]) -> Sequence[str]:
+        middle = columns[len(EDIT_LEADING_COLUMNS):-len(EDIT_TRAILING_COLUMNS)]
+        return [k for k in middle if any(isinstance(r.get(k), float) for r in ok)]
+
+    def write_pictures(self, ok: Sequence[dict]) -> None:
+        """overview.png: every strip of the run, stacked."""
+        strips = [np.asarray(Image.open(self.run_dir / r["strip"]).convert("RGB")) for r in ok if r.get("strip")]
+        if strips:
+            width = max(s.shape[1] for s in strips)
+            padded = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips]
+            atomic_write_bytes(self.run_dir / "overview.png", png_bytes(np.concatenate(padded, axis=0)))
 
 
-def _mean_std(values: list) -> dict:
-    numbers = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not numbers:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": statistics.fmean(numbers), "std": statistics.stdev(numbers) if len(numbers) > 1 else 0.0,
-            "n": len(numbers)}
+def _curve(result, index: int, batch_size: int) -> dict | None:
+    """An image's quality curve, each point's seconds its share of the batch's, or None."""
+    if result is None or result.curve is None:
+        return None
+    return result.curve.for_image(index, share=batch_size)
+
+
+def _table(columns: Sequence[str], rows: Iterable[dict]) -> str:
+    """A CSV table of ``rows`` in ``columns`` (keys beyond them ignored), cells as :func:`cell` writes them."""
+    lines = io.StringIO()
+    writer = csv.DictWriter(lines, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: cell(row.get(k)) for k in columns})
+    return lines.getvalue()

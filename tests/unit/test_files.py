@@ -38,7 +38,7 @@ def test_files_get_0666_minus_the_umask_like_any_other_tool(tmp_path, umask_002)
 def test_run_outputs_and_states_are_readable_by_the_group(tmp_path, umask_002):
     writer = OutputWriter(tmp_path, method="w", degradation="none", generator="g")
     writer.write_png("img", "target", np.zeros((4, 4, 3), dtype=np.uint8))
-    writer.write_record("img", {"image": "img", "index": 0, "stem": "img", "status": "ok"})
+    writer.write_record("img", 0, {"status": "ok"})
     state = InversionState("w", "img", 0, {}, "g", {"w": torch.zeros(3)})
     save_state(state, tmp_path / "images" / "img" / "state.pt")
     for name in ("target.png", "record.json", "state.pt"):

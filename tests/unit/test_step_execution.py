@@ -200,11 +200,9 @@ def test_the_progress_callback_reads_no_tensor_between_refreshes_and_logs(tiny_g
     from sphinx.degradations import NoDegradation
     from sphinx.inversion import StepReport
     from sphinx.lit.module import InversionModule
-    from sphinx.rundir.writer import OutputWriter
 
     module = InversionModule(tiny_generator, method=method_config("wplus"), degradation=NoDegradation(), seed=0,
-                             lpips=None, writer=OutputWriter(tmp_path, method="wplus", degradation="none",
-                                                             generator="tiny"))
+                             lpips=None)
 
     class Bar:
         total, updates = 10, 0

@@ -12,12 +12,13 @@ from sphinx.inversion.methods.pti import PivotalTuning, PTIConfig
 from sphinx.inversion.methods.sphinx import Sphinx, SphinxConfig
 
 # name -> (config class, the defaults this variant changes); conf/run/method/<name>.yaml says the same.
+# In the order tables list them.
 METHODS = MappingProxyType({
     "sphinx": (SphinxConfig, {}),
-    "sphinx_ps": (SphinxConfig, {"content_head": False, "optimize_noise": False}),
-    "sphinx_ps_pc": (SphinxConfig, {"content_head": True, "optimize_noise": False}),
     # Ours, not the authors': full SPHInX with the content head started at G's constant input.
     "sphinx_warm": (SphinxConfig, {"content_init": "constant"}),
+    "sphinx_ps": (SphinxConfig, {"content_head": False, "optimize_noise": False}),
+    "sphinx_ps_pc": (SphinxConfig, {"content_head": True, "optimize_noise": False}),
     "w": (WConfig, {}),
     "wplus": (WPlusConfig, {}),
     "wplus_noise": (WPlusNoiseConfig, {}),

@@ -1,0 +1,142 @@
+"""The one entry wrapper of ``sphinx.run``, ``sphinx.edit`` and ``sphinx.train``, and their jobs.
+
+:func:`hydra_entry` turns a job into a Hydra main: every sphinx error is printed once, on
+stderr, with exit status 2; a stop by SIGTERM or SIGINT prints how to resume and exits with
+the shell's status for that signal. :func:`run_job` is a ``sphinx.run`` or ``sphinx.edit``
+job: build and check everything (:func:`sphinx.build.build_job`), refuse a changed rerun,
+invert or edit the pending images under Lightning with stop signals and in-batch checkpoints,
+then write the run's tables. :func:`train_job` trains a prior.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from sphinx.configs import config_dir
+from sphinx.errors import ConfigError, RunInterrupted, SphinxError
+from sphinx.rundir.signals import StopSignals, exit_status
+
+log = logging.getLogger("sphinx")
+
+
+def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], object]) -> Callable[[], None]:
+    """A ``hydra.main`` over ``conf/<entry_point>/<config_name>.yaml`` that runs ``job(cfg)``."""
+
+    @hydra.main(config_path=config_dir(entry_point), config_name=config_name, version_base="1.3")
+    def main(cfg: DictConfig) -> None:
+        try:
+            job(cfg)
+        except SphinxError as error:
+            # once, on stderr: logging it too would print it a second time through Hydra's console handler
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        except RunInterrupted as stopped:
+            saved = "; the batch in flight was saved" if stopped.saved is not None else ""
+            print(f"stopped by {stopped.signal_name}{saved}; to resume, rerun the same command with "
+                  f"hydra.run.dir={HydraConfig.get().runtime.output_dir}", file=sys.stderr, flush=True)
+            sys.exit(exit_status(stopped.signal_name))
+
+    return main
+
+
+def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
+    """Invert (or, with ``edit``, edit) the pending images of ``cfg``'s data and write the run's tables.
+
+    Returns:
+        The run's summary on the first rank; None on the others.
+    """
+    from sphinx import build
+    from sphinx.rundir.fingerprint import check_resume
+    from sphinx.utils.files import remove_temporaries
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    stop = StopSignals()
+    stop.install()
+    options = build.trainer_options(cfg)
+    if HydraConfig.get().mode == RunMode.MULTIRUN and (options.get("strategy") not in (None, "auto")
+                                                        or options.get("devices") not in (1, "1")):
+        raise ConfigError("a Hydra multirun cannot launch Lightning DDP (its ranks would re-run the sweep); "
+                          "run each configuration as its own job, or use the submitit launcher")
+    job = build.build_job(cfg, run_dir, edit=edit)
+    # Lightning only now: it takes seconds to import, and a bad path or config fails above without it
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from sphinx.inversion.batch_checkpoint import BatchCheckpoint
+    from sphinx.lit.callbacks import WriteImages
+    from sphinx.lit.datamodule import InversionDataModule
+    from sphinx.lit.editing import EditModule
+    from sphinx.lit.loggers import log_results
+    from sphinx.lit.module import InversionModule
+    from sphinx.rundir.writer import EditWriter, OutputWriter
+
+    first_rank = rank_zero_only.rank == 0  # the trainer does not exist yet; DDP ranks rerun this function
+    check_resume(run_dir, job.fingerprint, allow_change=job.allow_config_change, write=first_rank)
+    if first_rank:
+        removed = remove_temporaries(run_dir)  # left by writes that a kill cut short
+        if removed:
+            log.info("removed %d temporary files of interrupted writes in %s", removed, run_dir)
+    names = dict(method=job.method.name, degradation=job.degradation.name, generator=str(cfg.generator.source))
+    writer = EditWriter(run_dir, **names, edit=job.edit, generator_network=job.generator) if edit \
+        else OutputWriter(run_dir, **names)
+    done = writer.done_ids()
+    if done:
+        log.info("resuming in %s: %d of %d images already done", run_dir, len(done & set(job.dataset.ids)),
+                 len(job.dataset.ids))
+    what = f"edit {job.edit.kind}, method {job.method.name}" if edit else \
+        f"method {job.method.name}, degradation {job.degradation.name}"
+    log.info("%s, %d images, generator %s", what, len(job.dataset.ids), job.generator_name)
+
+    logger = build.build_logger(cfg, run_dir=run_dir, method=job.method.name,
+                                degradation=f"edit-{job.edit.kind}" if edit else job.degradation.name)
+    trainer = pl.Trainer(**job.trainer_options, logger=logger, default_root_dir=str(run_dir),
+                         callbacks=[WriteImages(writer)])
+    common = dict(method=job.method, degradation=job.degradation, seed=job.seed, lpips=job.lpips,
+                  progress=job.show_progress, earlier=[r for r in writer.records() if r["image"] in done], stop=stop,
+                  execution=job.execution, checkpoints=lambda ids: BatchCheckpoint(
+                      writer.inflight_path(ids), every=job.checkpoint_every, stop_requested=stop.requested))
+    module = EditModule(job.generator, edit=job.edit, **common) if edit else InversionModule(job.generator, **common)
+    trainer.test(module, datamodule=InversionDataModule(job.dataset, batch_size=job.batch_size, done=done),
+                 verbose=False)
+    if stop.received:  # it came after the last step of the last batch: the records are complete
+        raise RunInterrupted(stop.received)
+    trainer.strategy.barrier()
+    if not trainer.is_global_zero:
+        return None
+    rows = writer.morph_pairs(list(job.dataset.ids)) if edit and job.edit.kind == "morph" else None
+    summary = writer.finalize(config=job.config, experiment=job.experiment, data=job.data_name,
+                              steps=job.method.step_counts(), rows=rows)
+    log_results(logger, writer.run_dir / "results.csv", summary)
+    _print_summary(summary, run_dir)
+    return summary
+
+
+def train_job(cfg: DictConfig) -> None:
+    """Train a StyleGAN2 prior as ``cfg`` (``conf/train``) says; a killed run resumes from its checkpoint."""
+    from sphinx.build import build_training
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    module, trainer = build_training(cfg, out_dir)
+    trainer.fit(module)
+    log.info("step %d, %d images seen, %.0f s; checkpoint %s", module.step, module.step * module.batch_size,
+             module.wall_seconds, out_dir / "checkpoints" / "last.pt")
+
+
+def _print_summary(summary: dict, run_dir: Path) -> None:
+    parts = [f"{name} {values['mean']:.4g} ± {values['std']:.2g}"
+             for name, values in summary["metrics"].items() if values["mean"] is not None]
+    if "edit" in summary:
+        title = f"edit {summary['edit']} / {summary['method']}"
+    else:
+        steps = ", ".join(f"{count} {field.replace('_', ' ')}" for field, count in summary["steps"].items())
+        title, parts = f"{summary['method']} / {summary['degradation']}", [steps, *parts]
+    print(f"{title}: {summary['ok']} ok, {summary['failed']} failed; {'; '.join(parts)}\n"
+          f"results: {run_dir / 'results.csv'}", flush=True)
