@@ -1,6 +1,6 @@
 # Two commands from a fresh clone (README "Quick start"):
 #   make demo   set up .venv and run the main job on the embedded demo prior
-#   make test   set up .venv and run the test suite (what CI runs)
+#   make test   set up .venv, check format and lint (ruff), run the test suite (what CI runs)
 # torch is chosen explicitly: the CPU wheel by default; for a CUDA build, e.g.
 #   make test TORCH=torch TORCH_INDEX=https://download.pytorch.org/whl/cu121
 
@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= auto
 BIN := $(VENV)/bin
 
-.PHONY: install demo test
+.PHONY: install demo test format
 
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,4 +27,11 @@ demo: install
 	$(BIN)/python -m sphinx.run +experiment=ood_faces
 
 test: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+# ruff's formatting and safe lint fixes (configured in pyproject.toml), as make test checks them
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

@@ -25,8 +25,9 @@ from sphinx.inversion.batch_checkpoint import BatchCheckpoint
 
 def timed(generator, images, ids, *, steps: int, checkpoint: BatchCheckpoint | None) -> float:
     start = time.perf_counter()
-    invert(generator, images, ids, method="sphinx", steps=steps, lpips_weight=0.0, spread_draws=0,
-           checkpoint=checkpoint)
+    invert(
+        generator, images, ids, method="sphinx", steps=steps, lpips_weight=0.0, spread_draws=0, checkpoint=checkpoint
+    )
     return time.perf_counter() - start
 
 
@@ -48,14 +49,17 @@ def main() -> None:
         for _ in range(args.repeats):  # interleaved, so that machine load drifts hit both alike
             plain.append(timed(generator, images, ids, steps=args.steps, checkpoint=None))
             path.unlink(missing_ok=True)
-            saving.append(timed(generator, images, ids, steps=args.steps,
-                                checkpoint=BatchCheckpoint(path, every=args.every)))
+            saving.append(
+                timed(generator, images, ids, steps=args.steps, checkpoint=BatchCheckpoint(path, every=args.every))
+            )
         size = path.stat().st_size
     base, with_checkpoint = min(plain) / args.steps, min(saving) / args.steps
     print(f"demo prior, sphinx (MSE), batch {args.batch}, {args.steps} steps, 1 thread, best of {args.repeats}")
-    print(f"no checkpoint: {1e3 * base:.2f} ms/step; checkpoint_every={args.every}: "
-          f"{1e3 * with_checkpoint:.2f} ms/step; overhead {100 * (with_checkpoint / base - 1):+.1f}%; "
-          f"checkpoint file {size / 2**20:.1f} MiB")
+    print(
+        f"no checkpoint: {1e3 * base:.2f} ms/step; checkpoint_every={args.every}: "
+        f"{1e3 * with_checkpoint:.2f} ms/step; overhead {100 * (with_checkpoint / base - 1):+.1f}%; "
+        f"checkpoint file {size / 2**20:.1f} MiB"
+    )
 
 
 if __name__ == "__main__":

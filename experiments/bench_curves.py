@@ -39,8 +39,10 @@ def main() -> None:
     batch = collate_items([dataset[i] for i in range(len(dataset))])
     lpips = LPIPS("vgg", pretrained=False) if args.lpips else None
     loss = {} if args.lpips else dict(lpips_weight=0.0)
-    print(f"demo prior 64 px, batch {args.batch}, {args.steps} steps, {args.threads} thread(s), "
-          f"{'LPIPS-VGG (random weights) + MSE' if args.lpips else 'MSE only'}; best of {args.repeats}\n")
+    print(
+        f"demo prior 64 px, batch {args.batch}, {args.steps} steps, {args.threads} thread(s), "
+        f"{'LPIPS-VGG (random weights) + MSE' if args.lpips else 'MSE only'}; best of {args.repeats}\n"
+    )
     print("| method | CPU ms/step without curve | CPU ms/step with curve | overhead |")
     print("|---|---:|---:|---:|")
     for method in METHODS:
@@ -48,8 +50,16 @@ def main() -> None:
         for _ in range(args.repeats):
             for record in (False, True):
                 started = time.process_time()
-                invert(generator, batch["images"], batch["ids"], method=method, steps=args.steps, lpips=lpips,
-                       record_curve=record, **loss)
+                invert(
+                    generator,
+                    batch["images"],
+                    batch["ids"],
+                    method=method,
+                    steps=args.steps,
+                    lpips=lpips,
+                    record_curve=record,
+                    **loss,
+                )
                 best[record] = min(best[record], (time.process_time() - started) / args.steps * 1000)
         overhead = (best[True] / best[False] - 1) * 100
         print(f"| {method} | {best[False]:.1f} | {best[True]:.1f} | {overhead:+.1f}% |", flush=True)

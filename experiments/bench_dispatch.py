@@ -30,10 +30,14 @@ from sphinx.metrics.lpips import LPIPS
 
 COUNTER_FILE = Path(__file__).resolve().parents[1] / "sphinx" / "profiling.py"
 DEMO_ARCHITECTURE = dict(resolution=64, style_dim=256, n_mlp=4, channels={4: 256, 8: 256, 16: 128, 32: 64, 64: 32})
-SHORT = {"sphinx": dict(steps=8, spread_draws=0), "sphinx_ps": dict(steps=8, spread_draws=0),
-         "w": dict(steps=8, w_avg_samples=64), "wplus": dict(steps=8, w_avg_samples=64),
-         "wplus_noise": dict(steps=8, noise_steps=4, w_avg_samples=64),
-         "pti": dict(pivot_steps=4, steps=4, w_avg_samples=64, lpips_threshold=0.0)}
+SHORT = {
+    "sphinx": dict(steps=8, spread_draws=0),
+    "sphinx_ps": dict(steps=8, spread_draws=0),
+    "w": dict(steps=8, w_avg_samples=64),
+    "wplus": dict(steps=8, w_avg_samples=64),
+    "wplus_noise": dict(steps=8, noise_steps=4, w_avg_samples=64),
+    "pti": dict(pivot_steps=4, steps=4, w_avg_samples=64, lpips_threshold=0.0),
+}
 
 
 def load_counter():
@@ -47,8 +51,17 @@ def load_counter():
 def count(counter_class, generator, images, lpips, method, batch, options):
     counter = counter_class()
     with counter:
-        invert(generator, images[:batch], [f"image{i}" for i in range(batch)], method=method, lpips=lpips,
-               callback=counter.mark, record_curve=False, **options, **SHORT[method])
+        invert(
+            generator,
+            images[:batch],
+            [f"image{i}" for i in range(batch)],
+            method=method,
+            lpips=lpips,
+            callback=counter.mark,
+            record_curve=False,
+            **options,
+            **SHORT[method],
+        )
     steps = counter.steps[1:]  # the first count holds the batch's setup
     ops = [s.ops for s in steps]
     syncs = [s.syncs for s in steps]
@@ -65,8 +78,9 @@ def main() -> None:
     generator = Generator(**DEMO_ARCHITECTURE).eval().requires_grad_(False)
     lpips = LPIPS("vgg", pretrained=False)
     with torch.no_grad():
-        images = generator(torch.randn(max(args.batches), generator.style_dim,
-                                       generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+        images = generator(
+            torch.randn(max(args.batches), generator.style_dim, generator=torch.Generator().manual_seed(0))
+        ).clamp(-1, 1)
     counter_class = load_counter()
     knobs = inspect.signature(invert).parameters
     modes = [{}]
@@ -74,10 +88,14 @@ def main() -> None:
         from sphinx.inversion.execution import Execution
 
         modes.append({"execution": Execution(exact_batch=False)})
-    print(f"sphinx from {Path(sphinx.__file__).parent}; torch {torch.__version__}; 64 px demo architecture; "
-          "counts of steps 1.. (step 0 holds the setup)\n")
-    print("| method | batch | exact_batch | ops / step (median) | ops / step (max) | host syncs / step (median) "
-          "| host syncs / step (max) |")
+    print(
+        f"sphinx from {Path(sphinx.__file__).parent}; torch {torch.__version__}; 64 px demo architecture; "
+        "counts of steps 1.. (step 0 holds the setup)\n"
+    )
+    print(
+        "| method | batch | exact_batch | ops / step (median) | ops / step (max) | host syncs / step (median) "
+        "| host syncs / step (max) |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|")
     for method in args.methods:
         for batch in args.batches:
@@ -86,11 +104,15 @@ def main() -> None:
             for options in modes:
                 if options and batch == 1:
                     continue  # one image runs whole either way
-                median_ops, max_ops, median_syncs, max_syncs = count(counter_class, generator, images, lpips,
-                                                                     method, batch, options)
+                median_ops, max_ops, median_syncs, max_syncs = count(
+                    counter_class, generator, images, lpips, method, batch, options
+                )
                 exact = "n/a" if "execution" not in knobs else str("execution" not in options).lower()
-                print(f"| {method} | {batch} | {exact} | {median_ops:.0f} | {max_ops} | {median_syncs:.0f} | "
-                      f"{max_syncs} |", flush=True)
+                print(
+                    f"| {method} | {batch} | {exact} | {median_ops:.0f} | {max_ops} | {median_syncs:.0f} | "
+                    f"{max_syncs} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -26,10 +26,7 @@ CPU_CASES = [
     ("64 px small", 64, 128, {4: 128, 8: 128, 16: 64, 32: 32, 64: 16}),
     ("256 px FFHQ config-f", 256, 512, None),
 ]
-GPU_CASES = [
-    ("256 px FFHQ config-f", 256, 512, None),
-    ("1024 px FFHQ config-f", 1024, 512, None),
-]
+GPU_CASES = [("256 px FFHQ config-f", 256, 512, None), ("1024 px FFHQ config-f", 1024, 512, None)]
 
 
 def measure(name, resolution, style_dim, channels, batch, device, dtype, steps, threads, queue):
@@ -89,8 +86,21 @@ def main() -> None:
         for dtype in dtypes:
             for batch in args.batches:
                 queue = context.Queue()
-                process = context.Process(target=measure, args=(
-                    name, resolution, style_dim, channels, batch, args.device, dtype, args.steps, args.threads, queue))
+                process = context.Process(
+                    target=measure,
+                    args=(
+                        name,
+                        resolution,
+                        style_dim,
+                        channels,
+                        batch,
+                        args.device,
+                        dtype,
+                        args.steps,
+                        args.threads,
+                        queue,
+                    ),
+                )
                 process.start()
                 row = queue.get()
                 process.join()

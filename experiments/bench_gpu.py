@@ -30,8 +30,19 @@ from sphinx.inversion.execution import Execution
 from sphinx.metrics.lpips import LPIPS
 
 # Dense bfloat16 tensor-core peaks from the vendors' datasheets, TFLOP/s (no sparsity).
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 756.0, "A100": 312.0,
-                    "L40S": 362.0, "L4": 121.0, "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.0, "V100": 125.0}
+BF16_PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 PCIe": 756.0,
+    "H100": 756.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "A10": 125.0,
+    "RTX 4090": 165.0,
+    "V100": 125.0,
+}
 METHOD_OPTIONS = {"sphinx": dict(spread_draws=0), "wplus": dict(w_avg_samples=1000)}
 
 
@@ -64,8 +75,16 @@ def step_flops(generator, images, lpips, method: str) -> float:
     counts = []
     for steps in (1, 2):
         with FlopCounterMode(display=False) as counter:
-            invert(generator, images[:1], ["flops"], method=method, lpips=lpips, steps=steps, record_curve=False,
-                   **METHOD_OPTIONS[method])
+            invert(
+                generator,
+                images[:1],
+                ["flops"],
+                method=method,
+                lpips=lpips,
+                steps=steps,
+                record_curve=False,
+                **METHOD_OPTIONS[method],
+            )
         counts.append(counter.get_total_flops())
     return counts[1] - counts[0]
 
@@ -82,8 +101,18 @@ def run(generator, images, lpips, method: str, execution: Execution, steps: int,
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    invert(generator, images, [f"image{i}" for i in range(len(images))], method=method, lpips=lpips, steps=steps,
-           record_curve=False, callback=report, execution=execution, **METHOD_OPTIONS[method])
+    invert(
+        generator,
+        images,
+        [f"image{i}" for i in range(len(images))],
+        method=method,
+        lpips=lpips,
+        steps=steps,
+        record_curve=False,
+        callback=report,
+        execution=execution,
+        **METHOD_OPTIONS[method],
+    )
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
     return (marks[steps - 1] - marks[warmup]) / (steps - 1 - warmup), peak
 
@@ -108,29 +137,49 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         images = generator(torch.randn(max(batches), style_dim, device=device)).clamp(-1, 1)
     peak, peak_source = bf16_peak(device)
-    print(f"torch {torch.__version__}; device {device} ({peak_source}"
-          f"{f': {peak:.0f} TFLOP/s bf16' if peak else ''}); {resolution} px config-f, random weights; "
-          f"steps {steps}, timed from step {warmup}\n")
+    print(
+        f"torch {torch.__version__}; device {device} ({peak_source}"
+        f"{f': {peak:.0f} TFLOP/s bf16' if peak else ''}); {resolution} px config-f, random weights; "
+        f"steps {steps}, timed from step {warmup}\n"
+    )
     flops = {method: step_flops(generator, images, lpips, method) for method in METHOD_OPTIONS}
     for method, count in flops.items():
         print(f"{method}: {count / 1e9:.1f} GFLOP per image-step (matmuls and convolutions, forward + backward)")
     print("\n| method | batch | precision | execution | ms / step | images/s | peak MiB | TFLOP/s | of bf16 peak |")
     print("|---|---:|---|---|---:|---:|---:|---:|---:|")
-    configs = [(method, batch, precision, compile_mode) for compile_mode in ("none", "step")
-               for precision in ("float32", "bfloat16") for method in METHOD_OPTIONS for batch in batches
-               if compile_mode == "none" or captured]
+    configs = [
+        (method, batch, precision, compile_mode)
+        for compile_mode in ("none", "step")
+        for precision in ("float32", "bfloat16")
+        for method in METHOD_OPTIONS
+        for batch in batches
+        if compile_mode == "none" or captured
+    ]
     for method, batch, precision, compile_mode in configs:
         label = "eager" if compile_mode == "none" else "captured (compile=step)"
         if compile_mode != "none" and time.perf_counter() - started > args.budget:
-            print(f"| {method} | {batch} | {precision} | {label} | skipped: past the {args.budget:.0f} s budget "
-                  "| | | | |", flush=True)
+            print(
+                f"| {method} | {batch} | {precision} | {label} | skipped: past the {args.budget:.0f} s budget "
+                "| | | | |",
+                flush=True,
+            )
             continue
-        seconds, peak_mib = run(generator, images[:batch], lpips, method,
-                                Execution(exact_batch=False, compile=compile_mode, precision=precision), steps, warmup)
+        seconds, peak_mib = run(
+            generator,
+            images[:batch],
+            lpips,
+            method,
+            Execution(exact_batch=False, compile=compile_mode, precision=precision),
+            steps,
+            warmup,
+        )
         achieved = flops[method] * batch / seconds / 1e12
         ratio = f"{achieved / peak:.1%}" if peak else "n/a"
-        print(f"| {method} | {batch} | {precision} | {label} | {seconds * 1e3:.1f} | {batch / seconds:.1f} | "
-              f"{peak_mib:.0f} | {achieved:.2f} | {ratio} |", flush=True)
+        print(
+            f"| {method} | {batch} | {precision} | {label} | {seconds * 1e3:.1f} | {batch / seconds:.1f} | "
+            f"{peak_mib:.0f} | {achieved:.2f} | {ratio} |",
+            flush=True,
+        )
     if device.type == "cuda" and not args.quick:
         del images
         large = Generator(1024, 512, 8).to(device).eval().requires_grad_(False)
@@ -138,7 +187,9 @@ def main(argv: list[str] | None = None) -> None:
             targets = large(torch.randn(4, 512, device=device)).clamp(-1, 1)
         for precision in ("float32", "bfloat16"):
             seconds, peak_mib = run(large, targets, lpips, "sphinx", Execution(precision=precision), 4, 1)
-            print(f"\n1024 px SPHInX, batch 4, {precision}, eager: peak {peak_mib:.0f} MiB, {seconds * 1e3:.0f} ms / step")
+            print(
+                f"\n1024 px SPHInX, batch 4, {precision}, eager: peak {peak_mib:.0f} MiB, {seconds * 1e3:.0f} ms / step"
+            )
     else:
         print("\n1024 px SPHInX memory: needs a CUDA device (skipped)")
     print(f"\ntotal {time.perf_counter() - started:.0f} s", file=sys.stderr)

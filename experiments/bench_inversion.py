@@ -34,8 +34,11 @@ def build_generator(source: str | None) -> Generator:
 
 def timed_inversion(generator, images, ids, lpips, method, steps):
     start = time.perf_counter()
-    result = invert(generator, images, ids, method=method, lpips=lpips, steps=steps, spread_draws=0) \
-        if method.startswith("sphinx") else invert(generator, images, ids, method=method, lpips=lpips, steps=steps)
+    result = (
+        invert(generator, images, ids, method=method, lpips=lpips, steps=steps, spread_draws=0)
+        if method.startswith("sphinx")
+        else invert(generator, images, ids, method=method, lpips=lpips, steps=steps)
+    )
     return result, time.perf_counter() - start
 
 
@@ -50,27 +53,39 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     generator = build_generator(args.generator)
     lpips = LPIPS("vgg", pretrained=False)  # same compute as the pretrained network
-    print(f"torch {torch.__version__}, CPU {platform.machine()}, {args.threads} thread(s); "
-          f"method {args.method}, {args.steps} steps; generator {describe(generator)}\n")
+    print(
+        f"torch {torch.__version__}, CPU {platform.machine()}, {args.threads} thread(s); "
+        f"method {args.method}, {args.steps} steps; generator {describe(generator)}\n"
+    )
     largest = max(args.batches)
     with torch.no_grad():
-        images = generator(torch.randn(largest, generator.style_dim, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+        images = generator(torch.randn(largest, generator.style_dim, generator=torch.Generator().manual_seed(0))).clamp(
+            -1, 1
+        )
     ids = [f"image{i}" for i in range(largest)]
     timed_inversion(generator, images[:1], ids[:1], lpips, args.method, 2)  # warm-up
 
-    print("| batch | ms / step | images/s (steps/s x B) | batched wall s | sequential wall s | speedup | max abs diff |")
+    print(
+        "| batch | ms / step | images/s (steps/s x B) | batched wall s | sequential wall s | speedup | max abs diff |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for batch in args.batches:
-        batched, batched_seconds = timed_inversion(generator, images[:batch], ids[:batch], lpips, args.method, args.steps)
+        batched, batched_seconds = timed_inversion(
+            generator, images[:batch], ids[:batch], lpips, args.method, args.steps
+        )
         sequential_seconds, worst = 0.0, 0.0
         for index in range(batch):
-            alone, seconds = timed_inversion(generator, images[index:index + 1], ids[index:index + 1], lpips,
-                                             args.method, args.steps)
+            alone, seconds = timed_inversion(
+                generator, images[index : index + 1], ids[index : index + 1], lpips, args.method, args.steps
+            )
             sequential_seconds += seconds
             worst = max(worst, (alone.reconstructions[0] - batched.reconstructions[index]).abs().max().item())
         step_ms = batched_seconds / args.steps * 1e3
-        print(f"| {batch} | {step_ms:.1f} | {batch * args.steps / batched_seconds:.1f} | {batched_seconds:.2f} | "
-              f"{sequential_seconds:.2f} | {sequential_seconds / batched_seconds:.2f}x | {worst:.1e} |", flush=True)
+        print(
+            f"| {batch} | {step_ms:.1f} | {batch * args.steps / batched_seconds:.1f} | {batched_seconds:.2f} | "
+            f"{sequential_seconds:.2f} | {sequential_seconds / batched_seconds:.2f}x | {worst:.1e} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

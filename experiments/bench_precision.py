@@ -21,8 +21,11 @@ from sphinx.inversion.execution import Execution
 from sphinx.metrics.image_quality import psnr, ssim
 
 MSE_ONLY = dict(lpips_weight=0.0, mse_weight=1.0)
-EXECUTIONS = {"float32, exact batch (default)": Execution(), "float32, exact_batch=false": Execution(exact_batch=False),
-              "bfloat16": Execution(precision="bfloat16")}
+EXECUTIONS = {
+    "float32, exact batch (default)": Execution(),
+    "float32, exact_batch=false": Execution(exact_batch=False),
+    "bfloat16": Execution(precision="bfloat16"),
+}
 
 
 def main() -> None:
@@ -33,18 +36,24 @@ def main() -> None:
     torch.set_num_threads(1)
     generator = load_generator("demo")
     targets, ids = BundledSamples(resolution=generator.resolution).batch()
-    print(f"Demo prior, {len(ids)} bundled samples in one batch, {args.steps} steps, MSE only, seed 0, one CPU thread.\n")
+    print(
+        f"Demo prior, {len(ids)} bundled samples in one batch, {args.steps} steps, MSE only, seed 0, one CPU thread.\n"
+    )
     print("| method | execution | PSNR dB | SSIM | max abs diff from float32 exact |")
     print("|---|---|---:|---:|---:|")
     for method in args.methods:
         reference = None
         for name, execution in EXECUTIONS.items():
-            result = invert(generator, targets, ids, method=method, seed=0, steps=args.steps, execution=execution,
-                            **MSE_ONLY)
+            result = invert(
+                generator, targets, ids, method=method, seed=0, steps=args.steps, execution=execution, **MSE_ONLY
+            )
             reference = result.reconstructions if reference is None else reference
             difference = (result.reconstructions - reference).abs().max()
-            print(f"| {method} | {name} | {psnr(result.reconstructions, targets).mean():.2f} | "
-                  f"{ssim(result.reconstructions, targets).mean():.3f} | {difference:.1e} |", flush=True)
+            print(
+                f"| {method} | {name} | {psnr(result.reconstructions, targets).mean():.2f} | "
+                f"{ssim(result.reconstructions, targets).mean():.3f} | {difference:.1e} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -56,17 +56,39 @@ def time_steps(generator, images, lpips, method, steps, execution_options) -> tu
 
         extra["execution"] = Execution(**execution_options)
     started = time.perf_counter()
-    invert(generator, images, [f"image{i}" for i in range(len(images))], method=method, lpips=lpips, steps=steps,
-           record_curve=False, callback=lambda report: marks.append((time.process_time(), time.perf_counter())),
-           **OPTIONS[method], **extra)
+    invert(
+        generator,
+        images,
+        [f"image{i}" for i in range(len(images))],
+        method=method,
+        lpips=lpips,
+        steps=steps,
+        record_curve=False,
+        callback=lambda report: marks.append((time.process_time(), time.perf_counter())),
+        **OPTIONS[method],
+        **extra,
+    )
     intervals = [later[0] - earlier[0] for earlier, later in zip(marks[1:], marks[2:])]
     return statistics.median(intervals) * 1e3, marks[1][1] - started
 
 
 def measure(checkout: Path, method: str, batch: int, mode: str, steps: int, threads: int) -> tuple[float, float]:
     """One measurement in a fresh process running ``checkout``'s code."""
-    command = [sys.executable, __file__, "--worker", "--methods", method, "--batches", str(batch), "--modes", mode,
-               "--steps", str(steps), "--threads", str(threads)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--methods",
+        method,
+        "--batches",
+        str(batch),
+        "--modes",
+        mode,
+        "--steps",
+        str(steps),
+        "--threads",
+        str(threads),
+    ]
     environment = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": str(threads)}
     output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
     step_ms, first_seconds = output.split()[-2:]
@@ -80,11 +102,13 @@ def worker(args) -> None:
     lpips = LPIPS("vgg", pretrained=False)
     batch = args.batches[0]
     with torch.no_grad():
-        images = generator(torch.randn(batch, generator.style_dim,
-                                       generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+        images = generator(torch.randn(batch, generator.style_dim, generator=torch.Generator().manual_seed(0))).clamp(
+            -1, 1
+        )
     time_steps(generator, images[:1], lpips, "wplus", 3, {})  # warm-up: allocator, first kernels
-    step_ms, first_seconds = time_steps(generator, images, lpips, args.methods[0], args.steps,
-                                        parse_mode(args.modes[0]))
+    step_ms, first_seconds = time_steps(
+        generator, images, lpips, args.methods[0], args.steps, parse_mode(args.modes[0])
+    )
     print(step_ms, first_seconds)
 
 
@@ -105,23 +129,28 @@ def main() -> None:
     here = Path(__file__).resolve().parents[1]
     configs = [(here, method, batch, mode) for method in args.methods for batch in args.batches for mode in args.modes]
     if args.against is not None:
-        configs += [(args.against.resolve(), method, batch, "default") for method in args.methods
-                    for batch in args.batches]
+        configs += [
+            (args.against.resolve(), method, batch, "default") for method in args.methods for batch in args.batches
+        ]
     best: dict[tuple, tuple[float, float]] = {}
     for _ in range(args.repeats):
         for config in configs:
             step_ms, first_seconds = measure(*config, args.steps, args.threads)
             earlier = best.get(config, (math.inf, math.inf))
             best[config] = (min(earlier[0], step_ms), min(earlier[1], first_seconds))
-    print(f"torch {torch.__version__}; {args.threads} thread(s); 64 px demo architecture, random weights; "
-          f"{args.steps} steps, median of steps 2..; fastest of {args.repeats} runs, all configurations in turn\n")
+    print(
+        f"torch {torch.__version__}; {args.threads} thread(s); 64 px demo architecture, random weights; "
+        f"{args.steps} steps, median of steps 2..; fastest of {args.repeats} runs, all configurations in turn\n"
+    )
     print("| checkout | method | batch | execution | CPU ms / step | CPU ms / image-step | first steps wall s |")
     print("|---|---|---:|---|---:|---:|---:|")
     for config in sorted(configs, key=lambda c: (c[1], c[2], c[0] == here, c[3])):
         checkout, method, batch, mode = config
         step_ms, first_seconds = best[config]
-        print(f"| {checkout.name} | {method} | {batch} | {mode} | {step_ms:.1f} | {step_ms / batch:.1f} | "
-              f"{first_seconds:.1f} |")
+        print(
+            f"| {checkout.name} | {method} | {batch} | {mode} | {step_ms:.1f} | {step_ms / batch:.1f} | "
+            f"{first_seconds:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How long the test suite takes on this machine: the fast tier and the full suite (what CI runs).
 
-    python experiments/test_times.py            # both, then README's "test-times" block
+    python experiments/test_times.py            # both, then the "test-times" block of tests/README.md
     python experiments/test_times.py --tier fast
 
 Each tier runs in a child process as a user runs it; its CPU seconds are the child's (and its
@@ -24,7 +24,7 @@ from readme_block import replace_block  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = {
-    "fast": ("python -m pytest -m \"not slow\"", ["-m", "not slow"]),
+    "fast": ('python -m pytest -m "not slow"', ["-m", "not slow"]),
     "full": ("make test (pytest -n auto --dist worksteal)", ["-n", "auto", "--dist", "worksteal"]),
 }
 
@@ -32,8 +32,12 @@ TIERS = {
 def measure(arguments: list[str]) -> tuple[float, float, str]:
     """Wall seconds, CPU seconds and pytest's last line for one run of the suite."""
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments], cwd=REPO,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     wall, after = time.monotonic() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]
@@ -54,9 +58,19 @@ def main() -> None:
         print(rows[-1], flush=True)
     if tier == "both":
         machine = f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}"
-        replace_block("test-times", "\n".join([
-            f"Measured by `python experiments/test_times.py` on {machine}, idle otherwise:", "",
-            "| tier | command | wall | CPU | pytest |", "|---|---|---|---|---|", *rows]))
+        replace_block(
+            "test-times",
+            readme=REPO / "tests" / "README.md",
+            body="\n".join(
+                [
+                    f"Measured by `python experiments/test_times.py` on {machine}, idle otherwise:",
+                    "",
+                    "| tier | command | wall | CPU | pytest |",
+                    "|---|---|---|---|---|",
+                    *rows,
+                ]
+            ),
+        )
 
 
 if __name__ == "__main__":

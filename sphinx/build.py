@@ -94,18 +94,40 @@ def build_job(cfg: DictConfig, run_dir: Path, *, edit: bool = False) -> Job:
         method = method.without_lpips()
     execution = build_execution(cfg)
     container = lambda node: OmegaConf.to_container(node, resolve=True)
-    fingerprint = run_fingerprint(generator=container(cfg.generator), architecture=describe(generator), method=method,
-                                  degradation=container(cfg.degradation), seed=cfg.seed, data=container(cfg.data),
-                                  lpips=cfg.lpips.net if lpips is not None else None, execution=execution,
-                                  edit=container(cfg.edit) if edit else None)
+    fingerprint = run_fingerprint(
+        generator=container(cfg.generator),
+        architecture=describe(generator),
+        method=method,
+        degradation=container(cfg.degradation),
+        seed=cfg.seed,
+        data=container(cfg.data),
+        lpips=cfg.lpips.net if lpips is not None else None,
+        execution=execution,
+        edit=container(cfg.edit) if edit else None,
+    )
     target = cfg.data.get("_target_", "")
-    return Job(run_dir=run_dir, generator=generator, dataset=dataset, degradation=degradation, method=method,
-               lpips=lpips, execution=execution, edit=spec, seed=int(cfg.seed), batch_size=int(cfg.batch_size),
-               checkpoint_every=int(cfg.checkpoint_every), fingerprint=fingerprint, config=container(cfg),
-               generator_name=f"{cfg.generator.source} ({describe(generator)})",
-               data_name=str(cfg.data.path) if target.endswith("ImageFolder") else "bundled samples",
-               experiment=cfg.experiment_name, allow_config_change=bool(cfg.allow_config_change),
-               show_progress=bool(cfg.trainer.get("enable_progress_bar", True)), trainer_options=trainer_options(cfg))
+    return Job(
+        run_dir=run_dir,
+        generator=generator,
+        dataset=dataset,
+        degradation=degradation,
+        method=method,
+        lpips=lpips,
+        execution=execution,
+        edit=spec,
+        seed=int(cfg.seed),
+        batch_size=int(cfg.batch_size),
+        checkpoint_every=int(cfg.checkpoint_every),
+        fingerprint=fingerprint,
+        config=container(cfg),
+        generator_name=f"{cfg.generator.source} ({describe(generator)})",
+        data_name=str(cfg.data.path) if target.endswith("ImageFolder") else "bundled samples",
+        experiment=cfg.experiment_name,
+        allow_config_change=bool(cfg.allow_config_change),
+        show_progress=bool(cfg.trainer.get("enable_progress_bar", True)),
+        trainer_options=trainer_options(cfg),
+    )
+
 
 def build_training(cfg: DictConfig, out_dir: str | Path):
     """``sphinx.train``'s job: the GAN module and its Trainer, from ``conf/train``'s composed config.
@@ -134,9 +156,16 @@ def build_training(cfg: DictConfig, out_dir: str | Path):
     discriminator = instantiate(cfg.model.discriminator)
     augment = instantiate(cfg.augment) if cfg.get("augment") is not None else None
     images = instantiate_leaf(cfg.data, "the training images")
-    module = GANModule(generator, discriminator, images, augment=augment, out_dir=out_dir,
-                       seed=int(cfg.seed) if cfg.get("seed") is not None else 0,
-                       resume=cfg.get("resume"), **OmegaConf.to_container(cfg.gan, resolve=True))
+    module = GANModule(
+        generator,
+        discriminator,
+        images,
+        augment=augment,
+        out_dir=out_dir,
+        seed=int(cfg.seed) if cfg.get("seed") is not None else 0,
+        resume=cfg.get("resume"),
+        **OmegaConf.to_container(cfg.gan, resolve=True),
+    )
     trainer = instantiate(cfg.trainer, logger=CSVLogger(save_dir=str(out_dir), name="", version=""))
     return module, trainer
 
@@ -153,8 +182,10 @@ def instantiate_leaf(node: DictConfig, what: str, **kwargs):
 
 
 # Options that must be set, with what to set them to.
-_MISSING_HINTS = {"data.path": "data=folder needs data.path=/folder/of/images",
-                  "generator.source": "generator=custom needs generator.source=<.pt/.pkl file, URL or preset>"}
+_MISSING_HINTS = {
+    "data.path": "data=folder needs data.path=/folder/of/images",
+    "generator.source": "generator=custom needs generator.source=<.pt/.pkl file, URL or preset>",
+}
 _GPU_ACCELERATORS = ("gpu", "cuda")
 _FULL_PRECISION = ("32-true", "32")
 
@@ -172,14 +203,18 @@ def check_run_options(cfg: DictConfig) -> None:
     _check_integer(cfg.checkpoint_every, "checkpoint_every", minimum=0)
     build_execution(cfg)
     if str(cfg.trainer.get("precision", "32-true")) not in _FULL_PRECISION:
-        raise ConfigError(f"trainer.precision={cfg.trainer.precision} would autocast the whole step, per-image heads "
-                          "and scores included; use execution.precision=bfloat16 (the generator and LPIPS in "
-                          "bfloat16, everything per image in float32)")
+        raise ConfigError(
+            f"trainer.precision={cfg.trainer.precision} would autocast the whole step, per-image heads "
+            "and scores included; use execution.precision=bfloat16 (the generator and LPIPS in "
+            "bfloat16, everything per image in float32)"
+        )
     accelerator = str(cfg.trainer.get("accelerator", "auto")).lower()
     if accelerator in _GPU_ACCELERATORS and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.accelerator={accelerator} needs a CUDA GPU and this machine has none; use "
-                          "trainer=cpu, or trainer=cpu trainer.devices=2 trainer.strategy=ddp for several CPU "
-                          "processes")
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} needs a CUDA GPU and this machine has none; use "
+            "trainer=cpu, or trainer=cpu trainer.devices=2 trainer.strategy=ddp for several CPU "
+            "processes"
+        )
 
 
 def build_execution(cfg: DictConfig) -> Execution:
@@ -229,16 +264,18 @@ def build_dataset(cfg: DictConfig, *, resolution: int):
     return instantiate_leaf(cfg.data, "the data", resolution=resolution)
 
 
-def build_edit(cfg: DictConfig, generator: Generator, ids: list[str], method: MethodConfig,
-               degradation: str) -> EditSpec:
+def build_edit(
+    cfg: DictConfig, generator: Generator, ids: list[str], method: MethodConfig, degradation: str
+) -> EditSpec:
     """The edit of the ``edit`` group, every option checked, its states and direction loaded."""
     options = OmegaConf.to_container(cfg.edit, resolve=True)
     kind = options.pop("kind")
     if kind not in KINDS:
         raise ConfigError(f"edit.kind must be one of {', '.join(KINDS)}, got '{kind}'")
     if not method.implementation.latent_inputs:
-        raise ConfigError(f"method={method.name} has no W+ input to edit; use sphinx, its variants, w, wplus or "
-                          "wplus_noise")
+        raise ConfigError(
+            f"method={method.name} has no W+ input to edit; use sphinx, its variants, w, wplus or wplus_noise"
+        )
     if options["frame_ms"] < 20:
         raise ConfigError(f"edit.frame_ms must be at least 20, got {options['frame_ms']}")
     spec = {"kind": kind, "options": options}
@@ -249,9 +286,14 @@ def build_edit(cfg: DictConfig, generator: Generator, ids: list[str], method: Me
         options["factors"] = list(check_factors(transform, options["factors"]))
         for factor in options["held_out"]:  # a factor the transform refuses fails now, not after training
             transform(torch.zeros(1, 3, 4, 4), float(factor))
-        AttributeConfig(latent=method, transform=transform, factors=options["factors"],
-                        mono_weight=options["mono_weight"], margin=options["margin"],
-                        attribute_lr=options["attribute_lr"])
+        AttributeConfig(
+            latent=method,
+            transform=transform,
+            factors=options["factors"],
+            mono_weight=options["mono_weight"],
+            margin=options["margin"],
+            attribute_lr=options["attribute_lr"],
+        )
         if options["walk_density"] < 1 or options["walk_extend"] < 0:
             raise ConfigError("edit.walk_density must be >= 1 and edit.walk_extend >= 0")
     elif kind == "morph" and options["frames"] < 2:
@@ -271,8 +313,10 @@ def build_edit(cfg: DictConfig, generator: Generator, ids: list[str], method: Me
     if options.get("states_from") is not None:
         states = _load_states(Path(options["states_from"]), ids, generator)
         if kind == "attribute" and any(s.method != method.name for s in states.values()):
-            raise ConfigError(f"edit.states_from holds states of method {next(iter(states.values())).method}; "
-                              f"start method={method.name} from states of the same method")
+            raise ConfigError(
+                f"edit.states_from holds states of method {next(iter(states.values())).method}; "
+                f"start method={method.name} from states of the same method"
+            )
         spec["initial_states"] = states
     return EditSpec(**spec)
 
@@ -284,8 +328,10 @@ def _load_states(folder: Path, ids: list[str], generator: Generator) -> dict[str
     for image_id in ids:
         path = folder / "images" / image_id_to_filename(image_id) / "state.pt"
         if not path.is_file():
-            raise ConfigError(f"{path}: no saved state for image {image_id}; run sphinx.run on the same data first "
-                              "or limit the data (data.limit, data.names)")
+            raise ConfigError(
+                f"{path}: no saved state for image {image_id}; run sphinx.run on the same data first "
+                "or limit the data (data.limit, data.names)"
+            )
         states[image_id] = load_state(path)
         state_inputs(generator, states[image_id], source=path)  # another generator or a PTI state: one line
     return states
@@ -313,8 +359,14 @@ def trainer_options(cfg: DictConfig) -> dict:
     options = OmegaConf.to_container(cfg.trainer, resolve=True)
     # Inversion optimizes inside test/predict steps: they need autograd, not inference mode;
     # and images are sharded by sphinx's own sampler, which never repeats one.
-    options.update(inference_mode=False, use_distributed_sampler=False, enable_progress_bar=False,
-                   enable_checkpointing=False, enable_model_summary=False, max_epochs=1)
+    options.update(
+        inference_mode=False,
+        use_distributed_sampler=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        max_epochs=1,
+    )
     return options
 
 

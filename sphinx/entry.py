@@ -40,8 +40,12 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
             sys.exit(2)
         except RunInterrupted as stopped:
             saved = "; the batch in flight was saved" if stopped.saved is not None else ""
-            print(f"stopped by {stopped.signal_name}{saved}; to resume, rerun the same command with "
-                  f"hydra.run.dir={HydraConfig.get().runtime.output_dir}", file=sys.stderr, flush=True)
+            print(
+                f"stopped by {stopped.signal_name}{saved}; to resume, rerun the same command with "
+                f"hydra.run.dir={HydraConfig.get().runtime.output_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
             sys.exit(exit_status(stopped.signal_name))
 
     return main
@@ -61,10 +65,13 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
     stop = StopSignals()
     stop.install()
     options = build.trainer_options(cfg)
-    if HydraConfig.get().mode == RunMode.MULTIRUN and (options.get("strategy") not in (None, "auto")
-                                                        or options.get("devices") not in (1, "1")):
-        raise ConfigError("a Hydra multirun cannot launch Lightning DDP (its ranks would re-run the sweep); "
-                          "run each configuration as its own job, or use the submitit launcher")
+    if HydraConfig.get().mode == RunMode.MULTIRUN and (
+        options.get("strategy") not in (None, "auto") or options.get("devices") not in (1, "1")
+    ):
+        raise ConfigError(
+            "a Hydra multirun cannot launch Lightning DDP (its ranks would re-run the sweep); "
+            "run each configuration as its own job, or use the submitit launcher"
+        )
     job = build.build_job(cfg, run_dir, edit=edit)
     # Lightning only now: it takes seconds to import, and a bad path or config fails above without it
     import pytorch_lightning as pl
@@ -85,35 +92,61 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
         if removed:
             log.info("removed %d temporary files of interrupted writes in %s", removed, run_dir)
     names = dict(method=job.method.name, degradation=job.degradation.name, generator=str(cfg.generator.source))
-    writer = EditWriter(run_dir, **names, edit=job.edit, generator_network=job.generator) if edit \
+    writer = (
+        EditWriter(run_dir, **names, edit=job.edit, generator_network=job.generator)
+        if edit
         else OutputWriter(run_dir, **names)
+    )
     done = writer.done_ids()
     if done:
-        log.info("resuming in %s: %d of %d images already done", run_dir, len(done & set(job.dataset.ids)),
-                 len(job.dataset.ids))
-    what = f"edit {job.edit.kind}, method {job.method.name}" if edit else \
-        f"method {job.method.name}, degradation {job.degradation.name}"
+        log.info(
+            "resuming in %s: %d of %d images already done",
+            run_dir,
+            len(done & set(job.dataset.ids)),
+            len(job.dataset.ids),
+        )
+    what = (
+        f"edit {job.edit.kind}, method {job.method.name}"
+        if edit
+        else f"method {job.method.name}, degradation {job.degradation.name}"
+    )
     log.info("%s, %d images, generator %s", what, len(job.dataset.ids), job.generator_name)
 
-    logger = build.build_logger(cfg, run_dir=run_dir, method=job.method.name,
-                                degradation=f"edit-{job.edit.kind}" if edit else job.degradation.name)
-    trainer = pl.Trainer(**job.trainer_options, logger=logger, default_root_dir=str(run_dir),
-                         callbacks=[WriteImages(writer)])
-    common = dict(method=job.method, degradation=job.degradation, seed=job.seed, lpips=job.lpips,
-                  progress=job.show_progress, earlier=[r for r in writer.records() if r["image"] in done], stop=stop,
-                  execution=job.execution, checkpoints=lambda ids: BatchCheckpoint(
-                      writer.inflight_path(ids), every=job.checkpoint_every, stop_requested=stop.requested))
+    logger = build.build_logger(
+        cfg,
+        run_dir=run_dir,
+        method=job.method.name,
+        degradation=f"edit-{job.edit.kind}" if edit else job.degradation.name,
+    )
+    trainer = pl.Trainer(
+        **job.trainer_options, logger=logger, default_root_dir=str(run_dir), callbacks=[WriteImages(writer)]
+    )
+    common = dict(
+        method=job.method,
+        degradation=job.degradation,
+        seed=job.seed,
+        lpips=job.lpips,
+        progress=job.show_progress,
+        earlier=[r for r in writer.records() if r["image"] in done],
+        stop=stop,
+        execution=job.execution,
+        checkpoints=lambda ids: BatchCheckpoint(
+            writer.inflight_path(ids), every=job.checkpoint_every, stop_requested=stop.requested
+        ),
+    )
     module = EditModule(job.generator, edit=job.edit, **common) if edit else InversionModule(job.generator, **common)
-    trainer.test(module, datamodule=InversionDataModule(job.dataset, batch_size=job.batch_size, done=done),
-                 verbose=False)
+    trainer.test(
+        module, datamodule=InversionDataModule(job.dataset, batch_size=job.batch_size, done=done), verbose=False
+    )
     if stop.received:  # it came after the last step of the last batch: the records are complete
         raise RunInterrupted(stop.received)
     trainer.strategy.barrier()
     if not trainer.is_global_zero:
         return None
     rows = writer.morph_pairs(list(job.dataset.ids)) if edit and job.edit.kind == "morph" else None
-    summary = writer.finalize(config=job.config, experiment=job.experiment, data=job.data_name,
-                              steps=job.method.step_counts(), rows=rows)
+    summary = writer.finalize(
+        config=job.config, experiment=job.experiment, data=job.data_name, steps=job.method.step_counts(), rows=rows
+    )
     log_results(logger, writer.run_dir / "results.csv", summary)
     _print_summary(summary, run_dir)
     return summary
@@ -126,17 +159,28 @@ def train_job(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     module, trainer = build_training(cfg, out_dir)
     trainer.fit(module)
-    log.info("step %d, %d images seen, %.0f s; checkpoint %s", module.step, module.step * module.batch_size,
-             module.wall_seconds, out_dir / "checkpoints" / "last.pt")
+    log.info(
+        "step %d, %d images seen, %.0f s; checkpoint %s",
+        module.step,
+        module.step * module.batch_size,
+        module.wall_seconds,
+        out_dir / "checkpoints" / "last.pt",
+    )
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:
-    parts = [f"{name} {values['mean']:.4g} ± {values['std']:.2g}"
-             for name, values in summary["metrics"].items() if values["mean"] is not None]
+    parts = [
+        f"{name} {values['mean']:.4g} ± {values['std']:.2g}"
+        for name, values in summary["metrics"].items()
+        if values["mean"] is not None
+    ]
     if "edit" in summary:
         title = f"edit {summary['edit']} / {summary['method']}"
     else:
         steps = ", ".join(f"{count} {field.replace('_', ' ')}" for field, count in summary["steps"].items())
         title, parts = f"{summary['method']} / {summary['degradation']}", [steps, *parts]
-    print(f"{title}: {summary['ok']} ok, {summary['failed']} failed; {'; '.join(parts)}\n"
-          f"results: {run_dir / 'results.csv'}", flush=True)
+    print(
+        f"{title}: {summary['ok']} ok, {summary['failed']} failed; {'; '.join(parts)}\n"
+        f"results: {run_dir / 'results.csv'}",
+        flush=True,
+    )

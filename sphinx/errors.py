@@ -43,6 +43,6 @@ class RunInterrupted(BaseException):
         saved: the checkpoint file written, or None when no batch was in flight.
     """
 
-    def __init__(self, signal_name: str, saved: "os.PathLike | None" = None) -> None:
+    def __init__(self, signal_name: str, saved: os.PathLike | None = None) -> None:
         super().__init__(f"stopped by {signal_name}")
         self.signal_name, self.saved = signal_name, saved

@@ -1,7 +1,8 @@
-"""Shared test fixtures: the reference test vectors, kept in the repository (tests/data/fixtures).
+"""Shared test fixtures: the reference test vectors, kept in the repository (tests/data/fixtures),
+the tiny generator, and the one Hydra compose fixture. Helper functions are in ``tests/helpers``.
 
-They were made with the public reference implementations (see each folder's README); a clone
-needs nothing outside itself to run the suite. ``SPHINX_FIXTURES`` may point elsewhere.
+The vectors were made with the public reference implementations (see each folder's README); a
+clone needs nothing outside itself to run the suite. ``SPHINX_FIXTURES`` may point elsewhere.
 """
 
 from __future__ import annotations
@@ -29,27 +30,20 @@ def fixtures_root() -> Path:
     return root
 
 
-def images_of(generator, count: int):
-    """``count`` images the generator itself made (seed 3): a perfect inversion exists."""
-    import torch
-
-    with torch.no_grad():
-        z = torch.randn(count, generator.style_dim, generator=torch.Generator().manual_seed(3))
-        return generator(z).clamp(-1, 1)
-
-
-def fast_tier(values, *, keep):
-    """``values`` for ``parametrize`` with only those in ``keep`` in the fast tier: the others are
-    marked slow, so ``-m "not slow"`` checks a representative few and the full suite every one."""
-    return [value if value in keep else pytest.param(value, marks=pytest.mark.slow) for value in values]
-
-
 @pytest.fixture(scope="session")
 def tiny_generator(fixtures_root):
     """The 32 px reference generator of the fixtures: fast enough for every unit test."""
     from sphinx.generators import load_generator
 
     return load_generator(fixtures_root / "rosinality" / "tiny_g32.pt")
+
+
+@pytest.fixture
+def compose():
+    """``compose(entry point, *overrides, hydra=False)``: a config as ``python -m sphinx.<entry point>`` composes it."""
+    from helpers import compose
+
+    return compose
 
 
 def pytest_configure(config) -> None:

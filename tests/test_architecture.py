@@ -17,15 +17,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sphinx"
 # Bottom to top; a module may import its own layer or any below it. The README's "Architecture"
 # section says the same in words.
 LAYERS = (
-    ("sphinx", "sphinx.errors", "sphinx.utils", "sphinx.ext"),      # the package, its errors, utilities
+    ("sphinx", "sphinx.errors", "sphinx.utils", "sphinx.ext"),  # the package, its errors, utilities
     ("sphinx.generators", "sphinx.metrics", "sphinx.degradations", "sphinx.data"),  # core leaves
-    ("sphinx.inversion", "sphinx.training"),                        # the one loop; the prior's training
-    ("sphinx.editing",),                                            # edits of inversions
-    ("sphinx.rundir",),                                             # what a run dir holds, written and read
-    ("sphinx.report",),                                             # tables and plots over run dirs
-    ("sphinx.lit",),                                                # Lightning classes
-    ("sphinx.configs", "sphinx.build", "sphinx.entry"),             # Hydra: configs become a job
-    ("sphinx.run", "sphinx.edit", "sphinx.train"),                  # entry points
+    ("sphinx.inversion", "sphinx.training"),  # the one loop; the prior's training
+    ("sphinx.editing",),  # edits of inversions
+    ("sphinx.rundir",),  # what a run dir holds, written and read
+    ("sphinx.report",),  # tables and plots over run dirs
+    ("sphinx.lit",),  # Lightning classes
+    ("sphinx.configs", "sphinx.build", "sphinx.entry"),  # Hydra: configs become a job
+    ("sphinx.run", "sphinx.edit", "sphinx.train"),  # entry points
 )
 
 
@@ -38,8 +38,12 @@ MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
 def layer_of(module: str) -> int:
-    matches = [(len(prefix), index) for index, prefixes in enumerate(LAYERS) for prefix in prefixes
-               if module == prefix or prefix != "sphinx" and module.startswith(prefix + ".")]
+    matches = [
+        (len(prefix), index)
+        for index, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or prefix != "sphinx" and module.startswith(prefix + ".")
+    ]
     assert matches, f"{module} is in no layer; add it to LAYERS (and to the README's architecture)"
     return max(matches)[1]
 
@@ -63,8 +67,9 @@ def imports_of(module: str) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "sphinx"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "sphinx":
-            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
-                      for a in node.names}
+            found |= {
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names
+            }
     return {name for name in found if name in MODULES and name != module}
 
 

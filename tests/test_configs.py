@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from helpers import compose
 from sphinx.build import build_execution, build_method, check_run_options, trainer_options
 from sphinx.configs import config_dir
 from sphinx.errors import ConfigError
@@ -23,138 +22,136 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.fixture
-def hydra_conf():
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
-def composed(*overrides: str):
-    return compose(config_name="config", overrides=list(overrides), return_hydra_config=False)
-
-
 @pytest.mark.parametrize("group", GROUPS)
-def test_every_option_of_every_group_composes(hydra_conf, group):
+def test_every_option_of_every_group_composes(group):
     for option in options(group):
         overrides = [f"{group}={option}"]
         if (group, option) == ("generator", "custom"):
             overrides.append("generator.source=/some/file.pt")
         if (group, option) == ("data", "folder"):
             overrides.append("data.path=/some/folder")
-        cfg = composed(*overrides)
+        cfg = compose("run", *overrides)
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
 
 
 @pytest.mark.parametrize("experiment", [e for e in options("experiment") if not e.startswith("edit_")])
-def test_every_experiment_composes_with_the_plus_syntax(hydra_conf, experiment):  # edit_*: tests/test_edit.py
-    cfg = composed(f"+experiment={experiment}")
+def test_every_experiment_composes_with_the_plus_syntax(experiment):  # edit_*: tests/test_edit.py
+    cfg = compose("run", f"+experiment={experiment}")
     assert cfg.experiment_name == experiment
     assert cfg.generator.source == "demo"
 
 
-def test_method_configs_build_every_registered_method_with_its_source_defaults(hydra_conf):
+def test_method_configs_build_every_registered_method_with_its_source_defaults():
     assert set(options("method")) == set(METHODS)
     for name in METHODS:
-        cfg = composed(f"method={name}")
+        cfg = compose("run", f"method={name}")
         assert cfg.method.name == name
         assert build_method(cfg, batch_size=cfg.batch_size) == method_config(name), name
 
 
-def test_pti_brings_its_own_batch_size_and_the_command_line_still_wins(hydra_conf):
-    assert composed("method=pti").batch_size == 1
+def test_pti_brings_its_own_batch_size_and_the_command_line_still_wins():
+    assert compose("run", "method=pti").batch_size == 1
     with pytest.raises(ConfigError, match="batch_size=1"):
-        cfg = composed("method=pti", "batch_size=4")
+        cfg = compose("run", "method=pti", "batch_size=4")
         build_method(cfg, batch_size=cfg.batch_size)
 
 
-def test_steps_scale_shrinks_every_step_count(hydra_conf):
-    method = build_method(composed("method=wplus_noise", "steps_scale=0.1"), batch_size=4)
+def test_steps_scale_shrinks_every_step_count():
+    method = build_method(compose("run", "method=wplus_noise", "steps_scale=0.1"), batch_size=4)
     assert method.step_counts() == {"steps": 800, "noise_steps": 300}
-    pti = build_method(composed("method=pti", "steps_scale=0.1"), batch_size=1)
+    pti = build_method(compose("run", "method=pti", "steps_scale=0.1"), batch_size=1)
     assert pti.step_counts() == {"steps": 35, "pivot_steps": 45}
 
 
-def test_an_explicit_step_count_runs_as_given_whatever_the_scale(hydra_conf):
+def test_an_explicit_step_count_runs_as_given_whatever_the_scale():
     for experiment in ("ood_faces", "restoration", "ablation", "budget"):
         for method in ("sphinx", "wplus", "pti"):
-            cfg = composed(f"+experiment={experiment}", f"method={method}", "method.steps=30")
+            cfg = compose("run", f"+experiment={experiment}", f"method={method}", "method.steps=30")
             assert build_method(cfg, batch_size=1).steps == 30, (experiment, method)
 
 
-def test_wplus_noise_splits_an_explicit_step_count_in_its_ratio(hydra_conf):
-    method = build_method(composed("method=wplus_noise", "method.steps=80"), batch_size=4)
+def test_wplus_noise_splits_an_explicit_step_count_in_its_ratio():
+    method = build_method(compose("run", "method=wplus_noise", "method.steps=80"), batch_size=4)
     assert (method.steps, method.noise_steps) == (80, 30)
-    assert build_method(composed("method=wplus_noise", "method.steps=80", "method.noise_steps=5"),
-                        batch_size=4).noise_steps == 5
+    assert (
+        build_method(
+            compose("run", "method=wplus_noise", "method.steps=80", "method.noise_steps=5"), batch_size=4
+        ).noise_steps
+        == 5
+    )
 
 
-def test_the_former_head_and_regularizer_settings_are_method_keys_and_refused_elsewhere(hydra_conf):
-    method = build_method(composed("method.bottleneck=128", "method.vicinal=false"), batch_size=4)
+def test_the_former_head_and_regularizer_settings_are_method_keys_and_refused_elsewhere():
+    method = build_method(compose("run", "method.bottleneck=128", "method.vicinal=false"), batch_size=4)
     assert (method.bottleneck, method.vicinal) == (128, False)
-    assert build_method(composed("method=w", "method.noise_regularize=0"), batch_size=4).noise_regularize == 0
+    assert build_method(compose("run", "method=w", "method.noise_regularize=0"), batch_size=4).noise_regularize == 0
     with pytest.raises(ConfigError, match="method 'wplus' has no option vicinal"):
-        build_method(composed("method=wplus", "+method.vicinal=false"), batch_size=4)
+        build_method(compose("run", "method=wplus", "+method.vicinal=false"), batch_size=4)
 
 
-def test_the_ablation_sweep_sweeps_the_vicinal_draw_as_a_method_key(hydra_conf):
-    cfg = compose(config_name="config", overrides=["+experiment=ablation"], return_hydra_config=True)
+def test_the_ablation_sweep_sweeps_the_vicinal_draw_as_a_method_key():
+    cfg = compose("run", "+experiment=ablation", hydra=True)
     params = cfg.hydra.sweeper.params
     assert params["method"] == "sphinx,sphinx_warm,sphinx_ps,sphinx_ps_pc" and params["method.vicinal"] == "true,false"
     for vicinal in ("true", "false"):
-        method = build_method(composed("+experiment=ablation", "method=sphinx_ps", f"method.vicinal={vicinal}"),
-                              batch_size=4)
+        method = build_method(
+            compose("run", "+experiment=ablation", "method=sphinx_ps", f"method.vicinal={vicinal}"), batch_size=4
+        )
         assert method.vicinal is (vicinal == "true") and method.name == "sphinx_ps"
 
 
-def test_an_unknown_method_option_is_refused_with_the_valid_ones(hydra_conf):
+def test_an_unknown_method_option_is_refused_with_the_valid_ones():
     with pytest.raises(ConfigError, match="has no option momentum.*lpips_weight"):
-        build_method(composed("+method.momentum=0.9"), batch_size=4)
+        build_method(compose("run", "+method.momentum=0.9"), batch_size=4)
 
 
-def test_trainer_options_pass_through_and_force_what_inversion_needs(hydra_conf):
-    trainer = trainer_options(composed("trainer=cpu", "trainer.devices=2", "trainer.strategy=ddp"))
+def test_trainer_options_pass_through_and_force_what_inversion_needs():
+    trainer = trainer_options(compose("run", "trainer=cpu", "trainer.devices=2", "trainer.strategy=ddp"))
     assert (trainer["accelerator"], trainer["devices"], trainer["strategy"]) == ("cpu", 2, "ddp")
     assert trainer["inference_mode"] is False and trainer["use_distributed_sampler"] is False
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["method.steps=abc"], "method.steps of method 'sphinx' must be an integer, got 'abc'"),
-    (["method.lr=fast"], "method.lr of method 'sphinx' must be a number"),
-    (["method.steps=-5"], "method.steps must be non-negative, got -5"),
-    (["method.spread_draws=-1"], "method.spread_draws must be non-negative, got -1"),
-    (["method.spread_draws=1"], "method.spread_draws must be 0 (skip) or at least 2"),
-    (["method.bottleneck=0"], "method.bottleneck must be at least 1"),
-    (["method.bottleneck=wide"], "method.bottleneck of method 'sphinx' must be an integer"),
-    (["method.lr=inf"], "method.lr must be finite"),
-    (["batch_size=abc"], "batch_size must be an integer, got 'abc'"),
-    (["seed=abc"], "seed must be an integer"),
-    (["steps_scale=abc"], "steps_scale must be a positive number, got 'abc'"),
-    (["checkpoint_every=-1"], "checkpoint_every must be at least 0"),
-    (["data=folder"], "data.path is not set: data=folder needs data.path="),
-    (["generator=custom"], "generator.source is not set: generator=custom needs generator.source="),
-    (["trainer=gpu"], "needs a CUDA GPU and this machine has none; use trainer=cpu"),
-    (["trainer=ddp"], "trainer=cpu trainer.devices=2 trainer.strategy=ddp"),
-], ids=lambda v: v if isinstance(v, str) and "=" in v and " " not in v else None)
-def test_bad_run_options_are_refused_before_compute_in_one_line(hydra_conf, monkeypatch, overrides, message):
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["method.steps=abc"], "method.steps of method 'sphinx' must be an integer, got 'abc'"),
+        (["method.lr=fast"], "method.lr of method 'sphinx' must be a number"),
+        (["method.steps=-5"], "method.steps must be non-negative, got -5"),
+        (["method.spread_draws=-1"], "method.spread_draws must be non-negative, got -1"),
+        (["method.spread_draws=1"], "method.spread_draws must be 0 (skip) or at least 2"),
+        (["method.bottleneck=0"], "method.bottleneck must be at least 1"),
+        (["method.bottleneck=wide"], "method.bottleneck of method 'sphinx' must be an integer"),
+        (["method.lr=inf"], "method.lr must be finite"),
+        (["batch_size=abc"], "batch_size must be an integer, got 'abc'"),
+        (["seed=abc"], "seed must be an integer"),
+        (["steps_scale=abc"], "steps_scale must be a positive number, got 'abc'"),
+        (["checkpoint_every=-1"], "checkpoint_every must be at least 0"),
+        (["data=folder"], "data.path is not set: data=folder needs data.path="),
+        (["generator=custom"], "generator.source is not set: generator=custom needs generator.source="),
+        (["trainer=gpu"], "needs a CUDA GPU and this machine has none; use trainer=cpu"),
+        (["trainer=ddp"], "trainer=cpu trainer.devices=2 trainer.strategy=ddp"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "=" in v and " " not in v else None,
+)
+def test_bad_run_options_are_refused_before_compute_in_one_line(monkeypatch, overrides, message):
     import torch
 
     from sphinx.build import check_run_options
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    cfg = composed(*overrides)
+    cfg = compose("run", *overrides)
     with pytest.raises(ConfigError) as refused:
         check_run_options(cfg)
         build_method(cfg, batch_size=cfg.batch_size)
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
-def test_execution_options_build_and_lightnings_own_mixed_precision_is_refused(hydra_conf):
-    assert build_execution(composed()) == Execution()
-    assert build_execution(composed("execution.precision=bfloat16", "execution.compile=step")) == \
-        Execution(precision="bfloat16", compile="step")
+def test_execution_options_build_and_lightnings_own_mixed_precision_is_refused():
+    assert build_execution(compose("run")) == Execution()
+    assert build_execution(compose("run", "execution.precision=bfloat16", "execution.compile=step")) == Execution(
+        precision="bfloat16", compile="step"
+    )
     with pytest.raises(ConfigError, match="execution.exact_batch"):
-        check_run_options(composed("execution.exact_batch=sometimes"))
+        check_run_options(compose("run", "execution.exact_batch=sometimes"))
     with pytest.raises(ConfigError, match="execution.precision=bfloat16"):
-        check_run_options(composed("trainer.precision=bf16-mixed"))
+        check_run_options(compose("run", "trainer.precision=bf16-mixed"))

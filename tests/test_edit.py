@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
-from test_run import read_rows, run_in_process, sphinx_run
 
+from helpers import compose, read_rows, run_in_process, sphinx_run
 from sphinx.build import build_edit, build_method
 from sphinx.configs import config_dir
 from sphinx.editing import AttributeEdit
@@ -46,33 +44,30 @@ def demo_generator():
 
 # --- configs --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("edit_*.yaml")))
 def test_every_edit_experiment_composes_on_the_demo_prior_and_builds_its_edit(experiment, demo_generator):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="editing", overrides=[f"+experiment={experiment}"])
-        assert cfg.experiment_name == experiment and cfg.generator.source == "demo"
-        assert cfg.edit.kind in ("attribute", "morph", "direction")
-        edit = build_edit(cfg, demo_generator, ["astronaut", "chelsea"], build_method(cfg, batch_size=1), "none")
-        assert edit.kind == cfg.edit.kind
-    GlobalHydra.instance().clear()
+    cfg = compose("edit", f"+experiment={experiment}")
+    assert cfg.experiment_name == experiment and cfg.generator.source == "demo"
+    assert cfg.edit.kind in ("attribute", "morph", "direction")
+    edit = build_edit(cfg, demo_generator, ["astronaut", "chelsea"], build_method(cfg, batch_size=1), "none")
+    assert edit.kind == cfg.edit.kind
 
 
 def test_every_edit_option_composes():
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for option in sorted(p.stem for p in (CONF / "edit").glob("*.yaml")):
-            assert compose(config_name="editing", overrides=[f"edit={option}"]).edit.kind
-    GlobalHydra.instance().clear()
+    for option in sorted(p.stem for p in (CONF / "edit").glob("*.yaml")):
+        assert compose("edit", f"edit={option}").edit.kind
 
 
 # --- the CI command -------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_edit_rotate_runs_offline_on_the_demo_prior_and_writes_every_output(tmp_path):
     run_dir = tmp_path / "rotate"
-    result = sphinx_edit("+experiment=edit_rotate", "steps_scale=0.006", "logger=none", f"hydra.run.dir={run_dir}",
-                         cwd=tmp_path)
+    result = sphinx_edit(
+        "+experiment=edit_rotate", "steps_scale=0.006", "logger=none", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
     assert "edit attribute / sphinx: 2 ok, 0 failed" in result.stdout
     rows = read_rows(run_dir)
     assert [r["image"] for r in rows] == ["astronaut", "chelsea"]
@@ -96,11 +91,19 @@ def test_edit_rotate_runs_offline_on_the_demo_prior_and_writes_every_output(tmp_
 
 # --- morph and directions, on the tiny generator ----------------------------------------------
 
+
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_morph_inverts_then_morphs_each_image_into_the_next_with_exact_ends(tiny, tmp_path):
     run_dir = tmp_path / "morph"
-    sphinx_edit(*tiny, "edit=morph", "data.limit=3", "method.steps=10", "edit.frames=5", f"hydra.run.dir={run_dir}",
-                cwd=tmp_path)
+    sphinx_edit(
+        *tiny,
+        "edit=morph",
+        "data.limit=3",
+        "method.steps=10",
+        "edit.frames=5",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     rows = read_rows(run_dir)
     assert [(r["first"], r["second"]) for r in rows] == [("astronaut", "chelsea"), ("chelsea", "coffee")]
     for row in rows:
@@ -116,8 +119,15 @@ def test_a_direction_edits_a_finished_run_and_a_rerun_resumes(tiny, tmp_path):
     direction = tmp_path / "d.npy"
     np.save(direction, np.linspace(-1, 1, 64, dtype=np.float32))
     run_dir = tmp_path / "direction"
-    common = [*tiny, "edit=direction", f"edit.source={direction}", "edit.strengths=[-2,0,2]", "edit.layers=[0,4]",
-              f"edit.states_from={inverted}", f"hydra.run.dir={run_dir}"]
+    common = [
+        *tiny,
+        "edit=direction",
+        f"edit.source={direction}",
+        "edit.strengths=[-2,0,2]",
+        "edit.layers=[0,4]",
+        f"edit.states_from={inverted}",
+        f"hydra.run.dir={run_dir}",
+    ]
     sphinx_edit(*common, "data.limit=1", cwd=tmp_path)
     first_record = (run_dir / "images" / "astronaut" / "record.json").read_text()
     result = sphinx_edit(*common, "data.limit=2", cwd=tmp_path)
@@ -135,35 +145,45 @@ def test_a_direction_edits_a_finished_run_and_a_rerun_resumes(tiny, tmp_path):
 
 # --- bad input: one line, before any compute ---------------------------------------------------
 
+
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_a_state_of_another_generator_fails_before_any_compute_with_one_line(tiny, fixtures_root, tmp_path):
     other = load_generator(fixtures_root / "rosinality" / "tiny_g64.pt")
     result = invert(other, torch.zeros(1, 3, 64, 64), ["astronaut"], steps=1, lpips_weight=0.0)
     save_state(result.states[0], tmp_path / "other" / "images" / "astronaut" / "state.pt")
     run_dir = tmp_path / "run"
-    line = one_error_line(sphinx_edit(*tiny, "edit=morph", "data.limit=1", f"edit.states_from={tmp_path / 'other'}",
-                                      f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False))
+    line = one_error_line(
+        sphinx_edit(
+            *tiny,
+            "edit=morph",
+            "data.limit=1",
+            f"edit.states_from={tmp_path / 'other'}",
+            f"hydra.run.dir={run_dir}",
+            cwd=tmp_path,
+            check=False,
+        )
+    )
     assert "astronaut/state.pt: made with another generator (64 px" in line
     assert not (run_dir / "images").exists()
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["edit=direction", "edit.source={tmp}/wrong.npy"], "wrong.npy: a direction must have shape [64] or [8, 64]"),
-    (["edit=direction", "edit.source={tmp}/missing.pt"], "missing.pt: no such direction file"),
-    (["edit.factors=[0,45,22.5]"], "factors must be strictly increasing"),
-    (["edit.factors=[10,20]"], "must be rotate's identity 0"),
-    (["edit=attribute_zoom", "edit.held_out=[-1]"], "zoom factors must be positive"),
-    (["edit=direction", "edit.layers=[5,2]"], "layers must satisfy"),
-    (["method=pti"], "no W+ input"),
-    (["edit=morph", "edit.states_from={tmp}/nowhere"], "nowhere: edit.states_from must be a sphinx.run dir"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["edit=direction", "edit.source={tmp}/wrong.npy"], "wrong.npy: a direction must have shape [64] or [8, 64]"),
+        (["edit=direction", "edit.source={tmp}/missing.pt"], "missing.pt: no such direction file"),
+        (["edit.factors=[0,45,22.5]"], "factors must be strictly increasing"),
+        (["edit.factors=[10,20]"], "must be rotate's identity 0"),
+        (["edit=attribute_zoom", "edit.held_out=[-1]"], "zoom factors must be positive"),
+        (["edit=direction", "edit.layers=[5,2]"], "layers must satisfy"),
+        (["method=pti"], "no W+ input"),
+        (["edit=morph", "edit.states_from={tmp}/nowhere"], "nowhere: edit.states_from must be a sphinx.run dir"),
+    ],
+)
 def test_bad_edit_options_are_refused_in_one_line(tiny, tmp_path, overrides, message):
     np.save(tmp_path / "wrong.npy", np.zeros((3, 7), dtype=np.float32))
     generator = load_generator(tiny[1].split("=", 1)[1])
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="editing", overrides=[*tiny, *(o.format(tmp=tmp_path) for o in overrides)])
-    GlobalHydra.instance().clear()
+    cfg = compose("edit", *tiny, *(o.format(tmp=tmp_path) for o in overrides))
     with pytest.raises(SphinxError) as refused:
         build_edit(cfg, generator, ["astronaut"], build_method(cfg, batch_size=cfg.batch_size), "none")
     assert message in str(refused.value) and "\n" not in str(refused.value)
@@ -172,9 +192,25 @@ def test_bad_edit_options_are_refused_in_one_line(tiny, tmp_path, overrides, mes
 @pytest.mark.slow
 def test_an_offline_wandb_edit_run_logs_the_strips_and_the_gifs(tiny, tmp_path):
     run_dir = tmp_path / "run"
-    sphinx_edit(*[a for a in tiny if a != "logger=none"], "logger=wandb", "logger.mode=offline", "data.limit=1",
-                "method.steps=3", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    sphinx_edit(
+        *[a for a in tiny if a != "logger=none"],
+        "logger=wandb",
+        "logger.mode=offline",
+        "data.limit=1",
+        "method.steps=3",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     (offline_run,) = list((run_dir / "wandb").glob("offline-run-*"))
     media = offline_run / "files" / "media"
     assert list(media.glob("images/strips_*.png"))
     assert list(media.glob("videos/walks_*.gif"))
+
+
+def test_rerunning_an_edit_run_dir_with_other_edit_options_is_refused_before_any_compute(tiny, tmp_path):
+    common = [*tiny, "edit=morph", "data.limit=1", "method.steps=2", "method.lpips_weight=0"]
+    run_in_process(*common, run_dir=tmp_path / "run", edit=True)
+    record = (tmp_path / "run" / "images" / "astronaut" / "record.json").read_text()
+    with pytest.raises(SphinxError, match=r"holds results of another configuration: edit.frames \(9 -> 5\)"):
+        run_in_process(*common, "edit.frames=5", run_dir=tmp_path / "run", edit=True)
+    assert (tmp_path / "run" / "images" / "astronaut" / "record.json").read_text() == record

@@ -29,13 +29,27 @@ def installed_wheel(tmp_path_factory) -> Path:
     """The python of a fresh venv holding only the wheel; the dependencies (torch, Lightning, ...)
     are borrowed from this interpreter's site-packages, so that nothing is downloaded."""
     root = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "--no-deps", "--no-build-isolation",
-         "-w", str(root / "dist"), "-q"], cwd=root)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO_ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(root / "dist"),
+            "-q",
+        ],
+        cwd=root,
+    )
     (wheel,) = (root / "dist").glob("sphinx_inversion-*.whl")
     venv.EnvBuilder(with_pip=False).create(root / "venv")
     python = root / "venv" / "bin" / "python"
-    site_packages = Path(run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             cwd=root).stdout.strip())
+    site_packages = Path(
+        run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=root).stdout.strip()
+    )
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)], cwd=root)
     # A .pth line only adds the folder to sys.path; the .pth files inside it (this checkout's
     # editable install among them) are not run, so `sphinx` can only come from the wheel.
@@ -49,8 +63,19 @@ def test_the_installed_wheel_runs_the_main_job_and_the_report_outside_the_reposi
     assert str(REPO_ROOT) not in where and "site-packages" in where
 
     run_dir = tmp_path / "run"
-    result = run([str(installed_wheel), "-m", "sphinx.run", "+experiment=ood_faces", "method.steps=3",
-                  "data.limit=1", "logger=none", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    result = run(
+        [
+            str(installed_wheel),
+            "-m",
+            "sphinx.run",
+            "+experiment=ood_faces",
+            "method.steps=3",
+            "data.limit=1",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+    )
     assert "sphinx_warm / none: 1 ok, 0 failed; 3 steps;" in result.stdout
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == {"steps": 3}
 
@@ -69,8 +94,9 @@ def test_the_installed_wheel_lists_each_entry_points_own_config_groups(installed
     edit_help = run([str(installed_wheel), "-m", "sphinx.edit", "--help"], cwd=tmp_path).stdout
     assert "edit: attribute_brightness" in edit_help
     # sphinx.edit composes sphinx.run's groups through its search path, installed as well.
-    edit_job = run([str(installed_wheel), "-m", "sphinx.edit", "+experiment=edit_morph", "--cfg", "job"],
-                   cwd=tmp_path).stdout
+    edit_job = run(
+        [str(installed_wheel), "-m", "sphinx.edit", "+experiment=edit_morph", "--cfg", "job"], cwd=tmp_path
+    ).stdout
     assert "experiment_name: edit_morph" in edit_job and "source: demo" in edit_job
 
     train_help = run([str(installed_wheel), "-m", "sphinx.train", "--help"], cwd=tmp_path).stdout

@@ -5,35 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from pytorch_lightning.loggers import CSVLogger
+from test_run import read_rows, sphinx_run
 
+from helpers import compose
 from sphinx.build import build_logger
 from sphinx.configs import config_dir
 from sphinx.rundir.columns import read_results
-from test_run import read_rows, sphinx_run
 
 CONF = Path(config_dir("run"))
 
 
-def composed(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return cfg
-
-
 @pytest.fixture
 def tiny_with_a_logger(fixtures_root) -> list[str]:
-    return ["generator=custom", f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}", "data.limit=2",
-            "steps_scale=0.004"]
+    return [
+        "generator=custom",
+        f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}",
+        "data.limit=2",
+        "steps_scale=0.004",
+    ]
 
 
 def test_every_logger_config_names_a_lightning_logger_or_none():
     for path in sorted((CONF / "logger").glob("*.yaml")):
-        target = composed(f"logger={path.stem}").logger.get("_target_")
+        target = compose("run", f"logger={path.stem}").logger.get("_target_")
         if path.stem == "none":
             assert target is None
         else:
@@ -41,11 +36,11 @@ def test_every_logger_config_names_a_lightning_logger_or_none():
 
 
 def test_logger_none_builds_no_logger(tmp_path):
-    assert build_logger(composed("logger=none"), run_dir=tmp_path, method="w", degradation="none") is False
+    assert build_logger(compose("run", "logger=none"), run_dir=tmp_path, method="w", degradation="none") is False
 
 
 def test_the_csv_logger_writes_into_the_run_dir_with_the_config(tmp_path):
-    logger = build_logger(composed("logger=csv"), run_dir=tmp_path, method="w", degradation="none")
+    logger = build_logger(compose("run", "logger=csv"), run_dir=tmp_path, method="w", degradation="none")
     assert isinstance(logger, CSVLogger)
     logger.log_metrics({"inversion/loss": 0.5}, step=0)
     logger.finalize("success")
@@ -55,16 +50,20 @@ def test_the_csv_logger_writes_into_the_run_dir_with_the_config(tmp_path):
 
 def test_a_value_set_in_the_config_wins_over_the_runs_default(tmp_path):
     pytest.importorskip("tensorboard")
-    logger = build_logger(composed("logger=tensorboard", f"+logger.save_dir={tmp_path / 'elsewhere'}"),
-                          run_dir=tmp_path / "run", method="w", degradation="none")
+    logger = build_logger(
+        compose("run", "logger=tensorboard", f"+logger.save_dir={tmp_path / 'elsewhere'}"),
+        run_dir=tmp_path / "run",
+        method="w",
+        degradation="none",
+    )
     assert Path(logger.log_dir) == tmp_path / "elsewhere" / "tensorboard"
 
 
 def test_results_are_read_with_numbers_as_numbers_and_names_as_text(tmp_path):
     path = tmp_path / "results.csv"
-    path.write_text("image,method,psnr,lpips,steps,status,message\n"
-                    "1,sphinx,20.5,,100,ok,\n"
-                    "b.png,sphinx,,,0,failed,unreadable\n")
+    path.write_text(
+        "image,method,psnr,lpips,steps,status,message\n1,sphinx,20.5,,100,ok,\nb.png,sphinx,,,0,failed,unreadable\n"
+    )
     frame = read_results(path)
     assert frame["image"].tolist() == ["1", "b.png"]  # an image called "1" keeps its name
     assert frame["message"].tolist() == ["", "unreadable"]
@@ -95,8 +94,9 @@ def test_an_mlflow_run_keeps_its_metrics_params_panels_and_results_in_the_run_di
     from mlflow.tracking import MlflowClient
 
     run_dir = tmp_path / "run"
-    sphinx_run(*tiny_with_a_logger, "logger=mlflow", "experiment_name=tracked", f"hydra.run.dir={run_dir}",
-               cwd=tmp_path)
+    sphinx_run(
+        *tiny_with_a_logger, "logger=mlflow", "experiment_name=tracked", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
     client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
     assert run.info.run_name == "sphinx-none-run"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
+from helpers import compose
 from sphinx.build import build_execution, build_method
 from sphinx.configs import config_dir
 from sphinx.data import BundledSamples
@@ -20,10 +19,7 @@ CONF = Path(config_dir("run"))
 
 def main_job_method():
     """The method, options and execution ``python -m sphinx.run +experiment=ood_faces`` runs."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["+experiment=ood_faces"])
-    GlobalHydra.instance().clear()
+    cfg = compose("run", "+experiment=ood_faces")
     return build_method(cfg, batch_size=cfg.batch_size), build_execution(cfg)
 
 
@@ -41,10 +37,20 @@ def test_the_main_jobs_sphinx_beats_wplus_at_the_same_steps_on_the_bundled_sampl
     generator = load_generator("demo")
     targets, ids = BundledSamples(resolution=generator.resolution, names=SAMPLES).batch()  # one batch, as in the job
     # Offline there are no VGG weights, so the run goes MSE only, as the main job does here.
-    sphinx = invert(generator, targets, ids, method=method.without_lpips(), seed=0, record_curve=False,
-                    execution=execution)
-    wplus = invert(generator, targets, ids, method="wplus", seed=0, steps=steps, lpips_weight=0.0,
-                   record_curve=False, execution=execution)
+    sphinx = invert(
+        generator, targets, ids, method=method.without_lpips(), seed=0, record_curve=False, execution=execution
+    )
+    wplus = invert(
+        generator,
+        targets,
+        ids,
+        method="wplus",
+        seed=0,
+        steps=steps,
+        lpips_weight=0.0,
+        record_curve=False,
+        execution=execution,
+    )
     sphinx_psnr, wplus_psnr = psnr(sphinx.reconstructions, targets), psnr(wplus.reconstructions, targets)
     assert sphinx.status == ("ok",) * len(ids)
     assert (sphinx_psnr > wplus_psnr).all() and sphinx_psnr.mean() > wplus_psnr.mean() + 1.0, (sphinx_psnr, wplus_psnr)

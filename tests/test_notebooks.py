@@ -26,22 +26,28 @@ def execute_notebook(name: str, report: str, cwd: Path, *, parameters: str) -> d
     notebook.cells.append(nbformat.v4.new_code_cell(f"import json\nprint(json.dumps({report}))"))
     # the kernel gets this worker's share of the cores: more threads than cores burn CPU spinning
     threads = str(torch.get_num_threads())
-    nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-                            ).execute(env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+    nbclient.NotebookClient(
+        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute(env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     (printed,) = [output["text"] for output in notebook.cells[-1].outputs if output.get("name") == "stdout"]
     return json.loads(printed)
 
 
 @pytest.mark.slow
 def test_the_quickstart_notebook_reconstructs_re_renders_and_morphs_every_input(tmp_path):
-    shown = execute_notebook("quickstart.ipynb", """{
+    shown = execute_notebook(
+        "quickstart.ipynb",
+        """{
         "status": result.status,
         "psnr": psnr(result.reconstructions, targets).tolist(),
         "re_render": float((again - result.reconstructions).abs().max()),
         "first_frame": float((frames[0] - result.reconstructions[0]).abs().max()),
         "last_frame": float((frames[-1] - result.reconstructions[1]).abs().max()),
         "middle_moves": float((frames[2] - frames[0]).abs().mean()),
-    }""", tmp_path, parameters="steps = 100")
+    }""",
+        tmp_path,
+        parameters="steps = 100",
+    )
     assert shown["status"] == ["ok", "ok"] and min(shown["psnr"]) > 18
     assert shown["re_render"] == 0.0
     # The morph moves W+, the content input and the noise together: its ends are the reconstructions.
@@ -51,12 +57,17 @@ def test_the_quickstart_notebook_reconstructs_re_renders_and_morphs_every_input(
 
 @pytest.mark.slow
 def test_the_editing_notebook_runs_and_its_edits_hold(tmp_path):
-    shown = execute_notebook("editing.ipynb", """{
+    shown = execute_notebook(
+        "editing.ipynb",
+        """{
         "brightness": walk.mean(dim=(1, 2, 3)).tolist(),
         "first_frame": float((frames[0] - ends[0][0]).abs().max()),
         "last_frame": float((frames[-1] - ends[1][0]).abs().max()),
         "edited_shape": list(edited.shape),
-    }""", tmp_path, parameters="attribute_steps = 40\nmorph_steps = 30")
+    }""",
+        tmp_path,
+        parameters="attribute_steps = 40\nmorph_steps = 30",
+    )
     brightness = shown["brightness"]
     # brighter along the learned part of the walk
     assert all(later > earlier for earlier, later in zip(brightness[1:-2], brightness[2:-1]))

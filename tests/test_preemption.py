@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.test_run import TIMEOUT, read_rows, run_in_process, sphinx_run
+from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, without_time
 
 STOP_WITHIN_S = 5.0
 
@@ -21,18 +21,21 @@ def tiny(fixtures_root) -> list[str]:
     return ["generator=custom", f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}", "logger=none"]
 
 
-def launch(args: list[str], cwd) -> subprocess.Popen:
+def launch(args: list[str], cwd, *, module: str = "sphinx.run") -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "sphinx.run", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def newest_save(run_dir) -> float:
     return max((p.stat().st_mtime_ns for p in (run_dir / "inflight").glob("*.pt")), default=0)
-
-
-def without_time(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
 @pytest.mark.slow
@@ -77,8 +80,9 @@ def test_sigkill_and_sigterm_inside_batches_resume_to_the_uninterrupted_results(
 @pytest.mark.parametrize("kind", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_a_batch_within_seconds_with_its_state_saved(tiny, tmp_path, kind):
     run_dir = tmp_path / "run"
-    process = launch([*tiny, "data.limit=1", "steps_scale=1", "checkpoint_every=100", f"hydra.run.dir={run_dir}"],
-                     tmp_path)
+    process = launch(
+        [*tiny, "data.limit=1", "steps_scale=1", "checkpoint_every=100", f"hydra.run.dir={run_dir}"], tmp_path
+    )
     deadline = time.monotonic() + TIMEOUT
     while not newest_save(run_dir) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)  # inside the 5000 steps of the only batch
@@ -91,3 +95,31 @@ def test_a_signal_stops_a_batch_within_seconds_with_its_state_saved(tiny, tmp_pa
     assert f"stopped by {kind.name}; the batch in flight was saved" in stderr
     assert newest_save(run_dir) > periodic  # saved at the stop, not only at the last periodic save
     assert len(list((run_dir / "inflight").glob("*.pt"))) == 1 and not (run_dir / "results.csv").exists()
+
+
+@pytest.mark.slow
+def test_an_edit_stopped_by_sigterm_inside_an_attribute_batch_resumes_to_the_uninterrupted_results(tiny, tmp_path):
+    common = [
+        *tiny,
+        "edit=attribute_rotate",
+        "data.limit=1",
+        "method.steps=150",
+        "method.lpips_weight=0",
+        "edit.attribute_lr=0.01",
+        "checkpoint_every=10",
+    ]
+    run_in_process(*common, run_dir=tmp_path / "whole", edit=True)  # the uninterrupted reference
+    run_dir = tmp_path / "interrupted"
+    process = launch([*common, f"hydra.run.dir={run_dir}"], tmp_path, module="sphinx.edit")
+    deadline = time.monotonic() + TIMEOUT
+    while not newest_save(run_dir) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # inside the attribute batch, after its first periodic save
+    assert process.poll() is None, "the edit finished before it could be stopped"
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "stopped by SIGTERM; the batch in flight was saved" in stderr and not (run_dir / "results.csv").exists()
+    sphinx_run(*common, f"hydra.run.dir={run_dir}", cwd=tmp_path, module="sphinx.edit")
+    assert without_time(read_rows(run_dir)) == without_time(read_rows(tmp_path / "whole"))
+    assert without_time(read_rows(run_dir, "curves.csv")) == without_time(read_rows(tmp_path / "whole", "curves.csv"))
+    assert not (run_dir / "inflight").exists()

@@ -9,17 +9,16 @@ import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 
-from sphinx.inversion.methods import method_config
+from helpers import read_rows, run_in_process, sphinx_run
 from sphinx.data.datasets import BundledSamples
 from sphinx.degradations import NoDegradation
 from sphinx.generators import load_generator
+from sphinx.inversion.methods import method_config
 from sphinx.lit import module as module_code
 from sphinx.lit.callbacks import WriteImages
 from sphinx.lit.datamodule import IDLE, InversionDataModule, ShardSampler
 from sphinx.lit.module import InversionModule
 from sphinx.rundir.writer import OutputWriter
-
-from tests.test_run import read_rows, run_in_process, sphinx_run
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +30,26 @@ def trainer_pass(generator, run_dir, *, limit: int, logger=False) -> OutputWrite
     """One `trainer.test` over the first `limit` bundled samples, as sphinx.run does it."""
     writer = OutputWriter(run_dir, method="wplus", degradation="none", generator="tiny")
     done = writer.done_ids()
-    module = InversionModule(generator, method=method_config("wplus", steps=2, lpips_weight=0.0, w_avg_samples=100),
-                             degradation=NoDegradation(), seed=0, lpips=None, progress=False,
-                             earlier=[r for r in writer.records() if r["image"] in done])
+    module = InversionModule(
+        generator,
+        method=method_config("wplus", steps=2, lpips_weight=0.0, w_avg_samples=100),
+        degradation=NoDegradation(),
+        seed=0,
+        lpips=None,
+        progress=False,
+        earlier=[r for r in writer.records() if r["image"] in done],
+    )
     dataset = BundledSamples(resolution=generator.resolution, limit=limit)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, inference_mode=False, callbacks=[WriteImages(writer)],
-                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        inference_mode=False,
+        callbacks=[WriteImages(writer)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     trainer.test(module, datamodule=InversionDataModule(dataset, batch_size=1, done=done), verbose=False)
     return writer
 
@@ -99,7 +112,7 @@ def test_rerunning_a_run_dir_with_another_method_is_refused_and_keeps_its_config
     refused = sphinx_run(*common, "method=wplus", cwd=tmp_path, check=False)
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
     assert refused.returncode == 2 and len(errors) == 1, refused.stderr[-2000:]
-    assert "method.name (\"sphinx\" -> \"wplus\")" in errors[0] and "start a new run" in errors[0]
+    assert 'method.name ("sphinx" -> "wplus")' in errors[0] and "start a new run" in errors[0]
     assert (run_dir / ".hydra" / "config.yaml").read_text() == config_before
     assert read_rows(run_dir)[0]["method"] == "sphinx"
     # more images, same configuration: resumes (the job in process; the refusal above is the command's)
@@ -112,6 +125,14 @@ def test_rerunning_a_run_dir_with_another_method_is_refused_and_keeps_its_config
 @pytest.mark.slow
 def test_ddp_with_fewer_pending_images_than_ranks_finishes(tiny, tmp_path):
     run_dir = tmp_path / "run"
-    sphinx_run(*tiny, "data.limit=1", "steps_scale=0.0004", "trainer.accelerator=cpu", "trainer.devices=2",
-               "trainer.strategy=ddp", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    sphinx_run(
+        *tiny,
+        "data.limit=1",
+        "steps_scale=0.0004",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert [r["image"] for r in read_rows(run_dir)] == ["astronaut"]

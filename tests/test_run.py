@@ -9,64 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
-from sphinx.configs import config_dir
+from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, without_time
 from sphinx.generators import load_generator
 from sphinx.inversion import load_state, render_state
-from sphinx.rundir.signals import SIGNALS
-from sphinx.entry import run_job
-
-TIMEOUT = 600
-
-
-def sphinx_run(*args: str, cwd: Path, check: bool = True, module: str = "sphinx.run") -> subprocess.CompletedProcess:
-    # One thread per process: DDP ranks share this machine's cores.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_SILENT": "true"}
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=TIMEOUT)
-    if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
-
-
-def run_in_process(*overrides: str, run_dir: Path, edit: bool = False) -> dict:
-    """The job of ``python -m sphinx.run`` in this process, as Hydra's launcher runs it: the config
-    composed, its hydra node set aside as HydraConfig with ``run_dir`` as the output folder. The
-    same code path as the entry point without the 10 s of CPU a new process spends on imports."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir("edit" if edit else "run"), version_base="1.3"):
-        cfg = compose(config_name="editing" if edit else "config", overrides=list(overrides), return_hydra_config=True)
-    GlobalHydra.instance().clear()
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        HydraConfig.instance().set_config(OmegaConf.create({"hydra": cfg.hydra}))
-        del cfg["hydra"]
-    handlers = {number: signal.getsignal(number) for number in SIGNALS}  # the run installs its own
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as sphinx_run's processes: results equal to theirs, bit for bit
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return run_job(cfg, edit=edit)
-    finally:
-        torch.set_num_threads(threads)
-        HydraConfig.instance().cfg = None
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
-
-
-def read_rows(run_dir: Path, name: str = "results.csv") -> list[dict]:
-    with open(run_dir / name, newline="") as stream:
-        return list(csv.DictReader(stream))
 
 
 @pytest.fixture
@@ -78,8 +29,14 @@ def tiny(fixtures_root) -> list[str]:
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
 def test_the_readme_main_command_runs_offline_on_the_demo_prior_with_reduced_steps(tmp_path):
     run_dir = tmp_path / "main"
-    result = sphinx_run("+experiment=ood_faces", "method.steps=30", "data.limit=3", "logger=none",
-                        f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = sphinx_run(
+        "+experiment=ood_faces",
+        "method.steps=30",
+        "data.limit=3",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     rows = read_rows(run_dir)
     assert [r["image"] for r in rows] == ["astronaut", "chelsea", "coffee"]
     # An explicit step count runs as given, whatever the experiment's steps_scale.
@@ -94,16 +51,27 @@ def test_the_readme_main_command_runs_offline_on_the_demo_prior_with_reduced_ste
     assert len([line for line in result.stdout.splitlines() if "LPIPS" in line]) == 1
 
 
-
 def test_a_run_writes_every_output_and_its_states_re_render(tiny, tmp_path, fixtures_root, capfd):
     run_dir = tmp_path / "run"
-    run_in_process(*tiny, "data.limit=3", "batch_size=2", "steps_scale=0.004", "trainer.enable_progress_bar=false",
-                   run_dir=run_dir)
+    run_in_process(
+        *tiny, "data.limit=3", "batch_size=2", "steps_scale=0.004", "trainer.enable_progress_bar=false", run_dir=run_dir
+    )
     assert not [line for line in capfd.readouterr().err.splitlines() if line.startswith(("steps:", "images:"))]
     rows = read_rows(run_dir)
     assert [r["image"] for r in rows] == ["astronaut", "chelsea", "coffee"]
-    assert list(rows[0]) == ["image", "method", "degradation", "generator", "psnr", "ssim", "lpips",
-                             "vicinity_spread", "steps", "seconds", "status"]
+    assert list(rows[0]) == [
+        "image",
+        "method",
+        "degradation",
+        "generator",
+        "psnr",
+        "ssim",
+        "lpips",
+        "vicinity_spread",
+        "steps",
+        "seconds",
+        "status",
+    ]
     assert all(r["status"] == "ok" and float(r["psnr"]) > 5 and r["vicinity_spread"] for r in rows)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["count"] == 3 and summary["ok"] == 3 and summary["method"] == "sphinx"
@@ -152,9 +120,14 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_results(tiny, tmp_pat
     run_in_process(*common, run_dir=tmp_path / "whole")
     run_dir = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "sphinx.run", *common, f"hydra.run.dir={run_dir}"],
-                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sphinx.run", *common, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + TIMEOUT
     while not list(run_dir.glob("images/*/record.json")) and time.monotonic() < deadline:
         assert process.poll() is None, "the run ended before it could be killed"
@@ -164,8 +137,7 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_results(tiny, tmp_pat
     done_before = len(list(run_dir.glob("images/*/record.json")))
     assert 1 <= done_before < 3 and not (run_dir / "results.csv").exists()
     sphinx_run(*common, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    ignore_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-    assert ignore_time(read_rows(run_dir)) == ignore_time(read_rows(tmp_path / "whole"))
+    assert without_time(read_rows(run_dir)) == without_time(read_rows(tmp_path / "whole"))
 
 
 def test_a_folder_with_a_corrupt_and_a_grayscale_file_finishes_the_good_ones(tiny, tmp_path):
@@ -174,7 +146,9 @@ def test_a_folder_with_a_corrupt_and_a_grayscale_file_finishes_the_good_ones(tin
     (folder / "broken.png").write_bytes(os.urandom(500))
     ramp = (np.linspace(0, 65535, 48 * 80).reshape(48, 80)).astype(np.uint16)
     Image.fromarray(ramp).save(folder / "gray16.png")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 4), dtype=np.uint8), "RGBA").save(folder / "rgba.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 4), dtype=np.uint8), "RGBA").save(
+        folder / "rgba.png"
+    )
     run_dir = tmp_path / "run"
     run_in_process(*tiny, "data=folder", f"data.path={folder}", "steps_scale=0.002", run_dir=run_dir)
     rows = {r["image"]: r for r in read_rows(run_dir)}
@@ -186,10 +160,10 @@ def test_a_folder_with_a_corrupt_and_a_grayscale_file_finishes_the_good_ones(tin
 
 
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
-@pytest.mark.parametrize("override, message", [
-    ("data.path={tmp}/nowhere", "nowhere"),
-    ("generator.source={tmp}/missing.pt", "missing.pt: no such file"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [("data.path={tmp}/nowhere", "nowhere"), ("generator.source={tmp}/missing.pt", "missing.pt: no such file")],
+)
 def test_bad_input_fails_before_any_compute_with_one_line(tiny, tmp_path, override, message):
     args = [a for a in tiny if not (override.startswith("generator") and a.startswith("generator.source"))]
     if override.startswith("data"):
@@ -220,8 +194,15 @@ def test_help_lists_the_config_groups(tmp_path):
 def test_an_offline_wandb_run_holds_the_panels_and_a_numeric_results_table(tiny, tmp_path):
     args = [a for a in tiny if a != "logger=none"]
     run_dir = tmp_path / "run"
-    sphinx_run(*args, "logger=wandb", "logger.mode=offline", "data.limit=2", "steps_scale=0.004",
-               f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    sphinx_run(
+        *args,
+        "logger=wandb",
+        "logger.mode=offline",
+        "data.limit=2",
+        "steps_scale=0.004",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     (offline_run,) = list((run_dir / "wandb").glob("offline-run-*"))
     media = offline_run / "files" / "media"
     (panel,) = list(media.glob("images/panels_*.png"))
@@ -237,8 +218,16 @@ def test_an_offline_wandb_run_holds_the_panels_and_a_numeric_results_table(tiny,
 @pytest.mark.slow
 def test_a_two_by_two_multirun_reports_a_four_cell_table(tiny, tmp_path):
     sweep = tmp_path / "sweep"
-    sphinx_run("-m", *tiny, "method=sphinx,wplus", "degradation=none,denoise", "data.limit=2", "steps_scale=0.004",
-               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    sphinx_run(
+        "-m",
+        *tiny,
+        "method=sphinx,wplus",
+        "degradation=none,denoise",
+        "data.limit=2",
+        "steps_scale=0.004",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert len(list(sweep.glob("*/results.csv"))) == 4
     sphinx_run(str(sweep), cwd=tmp_path, module="sphinx.report")
     with open(sweep / "report.csv", newline="") as stream:
@@ -260,8 +249,9 @@ def test_an_unwritable_output_folder_is_one_line_naming_the_file(tiny, tmp_path)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "images").write_text("a file where the images folder belongs")
-    result = sphinx_run(*tiny, "data.limit=1", "steps_scale=0.0004", f"hydra.run.dir={run_dir}", cwd=tmp_path,
-                        check=False)
+    result = sphinx_run(
+        *tiny, "data.limit=1", "steps_scale=0.0004", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False
+    )
     # a progress bar may share the line, ended by a carriage return
     errors = [line.split("\r")[-1] for line in result.stderr.splitlines() if "error: " in line]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -14,22 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import compose
 from sphinx.configs import config_dir
 from sphinx.generators import load_generator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = Path(config_dir("train"))
-OPTIONS = {group: sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-           for group in ("model", "data", "trainer")}
+OPTIONS = {group: sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")) for group in ("model", "data", "trainer")}
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
-
-
-def compose(overrides: list[str], *, with_hydra: bool = False):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=with_hydra)
 
 
 def image_folder(folder: Path, *, count: int = 4, size: int = 16) -> Path:
@@ -53,7 +45,7 @@ def image_folder(folder: Path, *, count: int = 4, size: int = 16) -> Path:
 def test_every_option_composes_and_resolves(group: str, option: str) -> None:
     from omegaconf import OmegaConf
 
-    cfg = compose([f"{group}={option}"])
+    cfg = compose("train", f"{group}={option}")
     OmegaConf.to_container(cfg, resolve=True)
 
 
@@ -61,7 +53,7 @@ def test_every_option_composes_and_resolves(group: str, option: str) -> None:
 def test_every_experiment_composes_and_builds_its_networks(experiment: str) -> None:
     from hydra.utils import instantiate
 
-    cfg = compose([f"+experiment={experiment}"])
+    cfg = compose("train", f"+experiment={experiment}")
     generator = instantiate(cfg.model.generator)
     discriminator = instantiate(cfg.model.discriminator)
     assert generator.resolution == discriminator.resolution == 64
@@ -71,7 +63,7 @@ def test_every_experiment_composes_and_builds_its_networks(experiment: str) -> N
 def test_run_dirs_have_sub_second_timestamps() -> None:
     from omegaconf import OmegaConf
 
-    cfg = compose([], with_hydra=True)
+    cfg = compose("train", hydra=True)
     assert "%f" in OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
     assert re.fullmatch(r"outputs/train/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}", cfg.hydra.run.dir)
 
@@ -82,7 +74,7 @@ def test_seed_zero_is_honoured(tmp_path: Path) -> None:
     folder = image_folder(tmp_path / "data")
 
     def initial_weights(seed: int) -> torch.Tensor:
-        cfg = compose(["model=tiny16", f"data.folder={folder}", f"seed={seed}"])
+        cfg = compose("train", "model=tiny16", f"data.folder={folder}", f"seed={seed}")
         module, _ = build(cfg, tmp_path / f"run{seed}")
         return module.generator.input.input.detach().clone()
 
@@ -93,16 +85,30 @@ def test_seed_zero_is_honoured(tmp_path: Path) -> None:
 def run_entry(*overrides: str) -> subprocess.CompletedProcess:
     # one thread: the test workers share this machine's cores
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "sphinx.train", *overrides], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sphinx.train", *overrides],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
 def test_entry_point_trains_writes_a_loadable_checkpoint_and_resumes(tmp_path: Path) -> None:
     folder = image_folder(tmp_path / "data")
-    common = ["model=tiny16", f"data.folder={folder}", "gan.batch_size=2", "gan.checkpoint_every=2",
-              "gan.sample_every=2", "gan.num_samples=4", "gan.latent_avg_samples=64", "threads=1",
-              "trainer.enable_progress_bar=false"]
+    common = [
+        "model=tiny16",
+        f"data.folder={folder}",
+        "gan.batch_size=2",
+        "gan.checkpoint_every=2",
+        "gan.sample_every=2",
+        "gan.num_samples=4",
+        "gan.latent_avg_samples=64",
+        "threads=1",
+        "trainer.enable_progress_bar=false",
+    ]
     first = run_entry(*common, "gan.steps=2", f"hydra.run.dir={tmp_path / 'first'}")
     assert first.returncode == 0, first.stderr[-3000:]
     checkpoint = tmp_path / "first" / "checkpoints" / "last.pt"
@@ -133,9 +139,22 @@ def test_a_prior_trains_on_any_folder_of_images(tmp_path: Path, caplog) -> None:
     from sphinx.build import build_training as build
 
     folder = photo_folder(tmp_path / "photos")
-    cfg = compose(["model=tiny16", "data=folder", f"data.path={folder}", "gan.steps=2", "gan.batch_size=2",
-                   "gan.checkpoint_every=2", "gan.sample_every=2", "gan.num_samples=4", "gan.latent_avg_samples=64",
-                   "threads=1", "trainer.enable_progress_bar=false"])
+    cfg = compose(
+        "train",
+        *[
+            "model=tiny16",
+            "data=folder",
+            f"data.path={folder}",
+            "gan.steps=2",
+            "gan.batch_size=2",
+            "gan.checkpoint_every=2",
+            "gan.sample_every=2",
+            "gan.num_samples=4",
+            "gan.latent_avg_samples=64",
+            "threads=1",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
     module, trainer = build(cfg, tmp_path / "run")
     # the three readable photos, cropped and resized to the model's 16 px; the broken file left out
     assert list(module.images.shape) == [3, 3, 16, 16]
@@ -147,9 +166,11 @@ def test_a_prior_trains_on_any_folder_of_images(tmp_path: Path, caplog) -> None:
 
 
 def test_a_folder_run_without_a_path_is_refused_before_anything_is_built(tmp_path: Path) -> None:
-    from sphinx.errors import ConfigError
     from sphinx.build import build_training as build
+    from sphinx.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"^data.path is not set; e.g. data=folder needs data.path=/folder/of/images$"):
-        build(compose(["model=tiny16", "data=folder"]), tmp_path / "run")
+    with pytest.raises(
+        ConfigError, match=r"^data.path is not set; e.g. data=folder needs data.path=/folder/of/images$"
+    ):
+        build(compose("train", "model=tiny16", "data=folder"), tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -21,8 +21,11 @@ def headline(curves_md: str) -> str:
     lines = curves_md.splitlines()
     table = [line for line in lines if line.startswith("|")]
     best = [line for line in lines if line.startswith("Best at each budget")]
-    versus = [line for line in lines if line.startswith("- ") and
-              (f" vs {BASELINE}:" in line or line.startswith(f"- {BASELINE} vs "))]
+    versus = [
+        line
+        for line in lines
+        if line.startswith("- ") and (f" vs {BASELINE}:" in line or line.startswith(f"- {BASELINE} vs "))
+    ]
     return "\n".join([*table, "", *best, "", f"Where the mean curves cross W+ ({BASELINE}):", "", *versus])
 
 

@@ -37,7 +37,7 @@ RESOLUTION = 64
 
 
 def _square(photo: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
-    return photo[top:top + side, left:left + side]
+    return photo[top : top + side, left : left + side]
 
 
 def _center_square(photo: np.ndarray) -> np.ndarray:
@@ -115,8 +115,7 @@ def main() -> None:
     held_out = load_images(args.data, split="test")
     names = [row["name"] for row in read_index(args.data, split="test")]
     photos = ood_photos()
-    sets = {"held-out emoji": (held_out, names),
-            "OOD photos": (torch.stack(list(photos.values())), list(photos))}
+    sets = {"held-out emoji": (held_out, names), "OOD photos": (torch.stack(list(photos.values())), list(photos))}
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,16 +137,21 @@ def main() -> None:
         writer.writerows(rows)
     save_grid(torch.cat(panels), out / "reconstructions.png", columns=8, padding=2)
 
-    lines = [f"W+ inversion, {args.steps} Adam steps (lr {args.lr}), MSE only, start at w_avg, stored noise; "
-             f"64x64 RGB; PSNR with data range 1 on [0, 1]. Generator: `{args.generator}`. "
-             f"Total time {seconds:.0f} s on {args.threads} CPU thread(s).", "",
-             "| set | images | PSNR mean (dB) | PSNR min | PSNR max | SSIM mean |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"W+ inversion, {args.steps} Adam steps (lr {args.lr}), MSE only, start at w_avg, stored noise; "
+        f"64x64 RGB; PSNR with data range 1 on [0, 1]. Generator: `{args.generator}`. "
+        f"Total time {seconds:.0f} s on {args.threads} CPU thread(s).",
+        "",
+        "| set | images | PSNR mean (dB) | PSNR min | PSNR max | SSIM mean |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for set_name in sets:
         psnr = np.array([float(r["psnr"]) for r in rows if r["set"] == set_name])
         ssim = np.array([float(r["ssim"]) for r in rows if r["set"] == set_name])
-        lines.append(f"| {set_name} | {len(psnr)} | {psnr.mean():.2f} | {psnr.min():.2f} | {psnr.max():.2f} | "
-                     f"{ssim.mean():.4f} |")
+        lines.append(
+            f"| {set_name} | {len(psnr)} | {psnr.mean():.2f} | {psnr.min():.2f} | {psnr.max():.2f} | "
+            f"{ssim.mean():.4f} |"
+        )
     lines += ["", "OOD photos one by one:", "", "| image | PSNR (dB) | SSIM |", "| --- | ---: | ---: |"]
     lines += [f"| {r['image']} | {r['psnr']} | {r['ssim']} |" for r in rows if r["set"] == "OOD photos"]
     (out / "results.md").write_text("\n".join(lines) + "\n")

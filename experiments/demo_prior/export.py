@@ -21,10 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sphinx.utils.download import file_sha256  # noqa: E402
 from sphinx.generators import load_generator  # noqa: E402
 from sphinx.training.export import export_generator  # noqa: E402
 from sphinx.training.grid import save_grid  # noqa: E402
+from sphinx.utils.download import file_sha256  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -52,7 +52,7 @@ def loss_curves(checkpoint: Path, out: Path, *, events: dict[int, str] | None = 
         x, y = steps[keep], values[keep]
         if len(y) < window:
             return x, y
-        return x[window - 1:], np.convolve(y, np.ones(window) / window, mode="valid")
+        return x[window - 1 :], np.convolve(y, np.ones(window) / window, mode="valid")
 
     for key, label, color in (("loss_d", "D loss", "C0"), ("loss_g", "G loss", "C1")):
         axes[0].plot(steps, history[key], alpha=0.2, color=color)
@@ -65,7 +65,7 @@ def loss_curves(checkpoint: Path, out: Path, *, events: dict[int, str] | None = 
     axes[2].set_yscale("log")
     axes[2].set_title("R1 penalty (unweighted, running mean)")
     for axis in axes:
-        for step, text in (events or {}).items():
+        for step in events or {}:
             axis.axvline(step, color="gray", linestyle=":", linewidth=1)
         axis.set_xlabel(f"step (log point = {int(steps[1] - steps[0]) if len(steps) > 1 else 1} steps)")
     if events:
@@ -86,8 +86,14 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path, help="checkpoints/last.pt of a training run")
     parser.add_argument("--asset", type=Path, default=REPO_ROOT / "sphinx" / "assets" / "demo_prior.pt")
     parser.add_argument("--out", type=Path, default=HERE)
-    parser.add_argument("--event", type=_event, action="append", default=[], metavar="STEP=TEXT",
-                        help="mark a step in the loss curves, e.g. 3000='R1 gamma 0.1 -> 1.0'")
+    parser.add_argument(
+        "--event",
+        type=_event,
+        action="append",
+        default=[],
+        metavar="STEP=TEXT",
+        help="mark a step in the loss curves, e.g. 3000='R1 gamma 0.1 -> 1.0'",
+    )
     args = parser.parse_args()
     asset = export_generator(args.checkpoint, args.asset)
     print(f"{asset}: {asset.stat().st_size / 1e6:.2f} MB, sha256 {file_sha256(asset)}")

@@ -36,9 +36,11 @@ def main() -> None:
         optimizer.step()
         if step >= 20:  # warm-up steps excluded
             times.append(time.perf_counter() - started)
-    print(f"{args.generator}: median {1000 * statistics.median(times):.1f} ms, "
-          f"mean {1000 * statistics.fmean(times):.1f} ms per step over {args.steps} steps, "
-          f"{args.threads} thread(s)")
+    print(
+        f"{args.generator}: median {1000 * statistics.median(times):.1f} ms, "
+        f"mean {1000 * statistics.fmean(times):.1f} ms per step over {args.steps} steps, "
+        f"{args.threads} thread(s)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,15 @@ import time
 import torch
 
 from sphinx.data import BundledSamples
-from sphinx.editing import (AttributeEdit, attribute_measures, build_transform, learn_attribute, morph,
-                            morph_measures, render_attribute)
+from sphinx.editing import (
+    AttributeEdit,
+    attribute_measures,
+    build_transform,
+    learn_attribute,
+    morph,
+    morph_measures,
+    render_attribute,
+)
 from sphinx.generators import load_generator
 from sphinx.inversion import invert, render_state
 
@@ -28,27 +35,43 @@ def main() -> None:
     ids = list(samples.ids)
     for name, (factors, held_out) in SETTINGS.items():
         started = time.perf_counter()
-        result = learn_attribute(generator, targets, ids, transform=name, factors=factors, method="wplus", steps=80,
-                                 lpips_weight=0.0, attribute_lr=0.05)
-        print(f"\n{name}: factors {factors}, held out {held_out:g}, wplus 80 steps, "
-              f"{time.perf_counter() - started:.0f} s")
+        result = learn_attribute(
+            generator,
+            targets,
+            ids,
+            transform=name,
+            factors=factors,
+            method="wplus",
+            steps=80,
+            lpips_weight=0.0,
+            attribute_lr=0.05,
+        )
+        print(
+            f"\n{name}: factors {factors}, held out {held_out:g}, wplus 80 steps, {time.perf_counter() - started:.0f} s"
+        )
         for index, state in enumerate(result.states):
             scores = attribute_measures(generator, state, targets[index], build_transform(name), held_out=[held_out])
             alphas, _ = AttributeEdit.of(state).walk(density=2, extend=0)
             brightness = render_attribute(generator, state, alphas).mean(dim=(1, 2, 3))
             monotone = bool((brightness[1:] > brightness[:-1]).all())
-            print(f"  {ids[index]}: alphas {[round(a, 3) for a in result.alphas[index].tolist()]}; "
-                  f"PSNR at held-out {scores[f'psnr_heldout@{held_out:g}']:.2f} dB vs identity frame "
-                  f"{scores[f'psnr_identity@{held_out:g}']:.2f} dB; learned-factor PSNR {scores['psnr_learned']:.2f} dB")
+            print(
+                f"  {ids[index]}: alphas {[round(a, 3) for a in result.alphas[index].tolist()]}; "
+                f"PSNR at held-out {scores[f'psnr_heldout@{held_out:g}']:.2f} dB vs identity frame "
+                f"{scores[f'psnr_identity@{held_out:g}']:.2f} dB; learned-factor PSNR {scores['psnr_learned']:.2f} dB"
+            )
             if name == "brightness":
-                print(f"    mean brightness along the walk {[round(b, 3) for b in brightness.tolist()]}; "
-                      f"increasing: {monotone}")
+                print(
+                    f"    mean brightness along the walk {[round(b, 3) for b in brightness.tolist()]}; "
+                    f"increasing: {monotone}"
+                )
     inverted = invert(generator, targets, ids, method="sphinx", steps=150, lpips_weight=0.0)
     frames = morph(generator, inverted.states[0], inverted.states[1], frames=9)
     ends = [render_state(generator, s) for s in inverted.states]
     scores = morph_measures(frames, ends[0], ends[1])
-    print(f"\nmorph astronaut -> chelsea (sphinx 150 steps, 9 frames): endpoint error {scores['endpoint_error']:.2e}, "
-          f"mean step {scores['step_mean']:.4f}, smoothness (max/mean step) {scores['smoothness']:.3f}")
+    print(
+        f"\nmorph astronaut -> chelsea (sphinx 150 steps, 9 frames): endpoint error {scores['endpoint_error']:.2e}, "
+        f"mean step {scores['step_mean']:.4f}, smoothness (max/mean step) {scores['smoothness']:.3f}"
+    )
 
 
 if __name__ == "__main__":

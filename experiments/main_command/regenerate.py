@@ -1,11 +1,13 @@
-"""Runs the README's main command and rewrites the README block that shows its result.
+"""Runs the README's three commands and rewrites the README block that shows what they print.
 
     python experiments/main_command/regenerate.py
 
-It runs ``python -m sphinx.run +experiment=ood_faces`` on one CPU thread (OMP_NUM_THREADS=1),
-copies the run's comparison pictures next to this script, and replaces the text between
-the ``main-command`` markers in README.md with the printed summary, the wall time and the
-picture. Nothing in that block is written by hand.
+It runs, each on one CPU thread (OMP_NUM_THREADS=1), the main job
+``python -m sphinx.run +experiment=ood_faces``, the edit ``python -m sphinx.edit
++experiment=edit_rotate`` and ``python -m sphinx.report`` over the main job's run dir; copies the
+main job's comparison pictures next to this script; and replaces the text between the
+``main-command`` markers in README.md with the end of each command's output and the CPU time of
+the two jobs. Nothing in that block is written by hand.
 """
 
 from __future__ import annotations
@@ -16,53 +18,61 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 from readme_block import replace_block  # noqa: E402
-COMMAND = ["python", "-m", "sphinx.run", "+experiment=ood_faces"]
+
+ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run(*args: str) -> tuple[list[str], float]:
+    """A command's non-empty output lines and its CPU seconds (one thread: what it costs on a free core)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finished = subprocess.run([sys.executable, *args], cwd=ROOT, env=ENVIRONMENT, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if finished.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed:\n{finished.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return [line for line in finished.stdout.splitlines() if line.strip()], cpu
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        run_dir = Path(scratch) / "run"
-        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        started = time.perf_counter()
-        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        finished = subprocess.run([sys.executable, *COMMAND[1:], f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                                  env=environment, capture_output=True, text=True)
-        seconds = time.perf_counter() - started
-        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        # CPU seconds of the one-thread run: what it costs on a free core, whatever else the machine runs
-        cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-        if finished.returncode != 0:
-            sys.exit(f"the main command failed:\n{finished.stderr[-3000:]}")
-        summary = [line for line in finished.stdout.splitlines() if line.strip()][-2:]
-        summary[-1] = "results: outputs/ood_faces/<date>/results.csv"
-        shutil.copyfile(run_dir / "comparison_small.png", HERE / "comparison_small.png")
-        shutil.copyfile(run_dir / "comparison.png", HERE / "comparison.png")
-    block = "\n".join([
-        "Expected end of its output (the last digits vary with the CPU thread count):",
-        "",
-        "```",
-        *summary,
-        "```",
-        "",
-        f"It took {cpu_seconds:.0f} s of CPU time on one thread of the 2-core CI machine ({seconds:.0f} s of wall "
-        "time while it ran, which other load on the machine can stretch). Its `comparison.png` "
-        "(here at the small size the run also writes, `comparison_small.png`; full size: "
-        "[`experiments/main_command/comparison.png`](experiments/main_command/comparison.png)):",
-        "",
-        "![target | reconstruction | error for the 7 bundled samples](experiments/main_command/comparison_small.png)",
-        "",
-        "Regenerate this block with `python experiments/main_command/regenerate.py`.",
-    ])
+        main_dir, edit_dir = Path(scratch) / "main", Path(scratch) / "rotate"
+        main_lines, main_cpu = run("-m", "sphinx.run", "+experiment=ood_faces", f"hydra.run.dir={main_dir}")
+        edit_lines, edit_cpu = run("-m", "sphinx.edit", "+experiment=edit_rotate", f"hydra.run.dir={edit_dir}")
+        report_lines, _ = run("-m", "sphinx.report", str(main_dir))
+        shutil.copyfile(main_dir / "comparison_small.png", HERE / "comparison_small.png")
+        shutil.copyfile(main_dir / "comparison.png", HERE / "comparison.png")
+    shown = lambda lines, where: [*lines[:-1], lines[-1].replace(str(main_dir), where).replace(str(edit_dir), where)]
+    psnr_table = report_lines[report_lines.index(next(line for line in report_lines if line.startswith("## PSNR"))) :][
+        :4
+    ]
+    block = "\n".join(
+        [
+            "What they print at the end (on one thread of the 2-core CI machine; other CPUs and thread counts",
+            "move the last digits):",
+            "",
+            "```",
+            "$ make demo",
+            *shown(main_lines[-2:], "outputs/ood_faces/<date>"),
+            "$ python -m sphinx.edit +experiment=edit_rotate",
+            *shown(edit_lines[-2:], "outputs/edit_rotate/<date>"),
+            "$ python -m sphinx.report outputs/ood_faces/<date>",
+            *psnr_table,
+            "```",
+            "",
+            f"The main job took {main_cpu:.0f} s of CPU time, the edit {edit_cpu:.0f} s. The picture above is the main",
+            "job's `comparison_small.png` (full size: [`experiments/main_command/comparison.png`]"
+            "(experiments/main_command/comparison.png)). Regenerate this block with",
+            "`python experiments/main_command/regenerate.py`.",
+        ]
+    )
     replace_block("main-command", block)
-    print("\n".join(summary))
-    print(f"CPU time {cpu_seconds:.1f} s, wall time {seconds:.1f} s; README.md updated")
+    print(block)
 
 
 if __name__ == "__main__":

@@ -46,15 +46,18 @@ def main() -> None:
     torch.set_num_threads(1)
     generator = load_generator("demo")
     targets, ids = BundledSamples(resolution=generator.resolution).batch()
-    lines = [f"Demo prior, {len(ids)} bundled samples, {args.steps} steps, MSE only, seed 0, one CPU thread.",
-             "", "| variant | PSNR dB | SSIM | vicinity spread |", "|---|---|---|---|"]
+    lines = [
+        f"Demo prior, {len(ids)} bundled samples, {args.steps} steps, MSE only, seed 0, one CPU thread.",
+        "",
+        "| variant | PSNR dB | SSIM | vicinity spread |",
+        "|---|---|---|---|",
+    ]
     for name in args.variants:
         method, overrides = VARIANTS[name]
         result = invert(generator, targets, ids, method=method, seed=0, steps=args.steps, **MSE_ONLY, **overrides)
         scores_psnr, scores_ssim = psnr(result.reconstructions, targets), ssim(result.reconstructions, targets)
         spread = "" if result.vicinity_spread is None else f"{result.vicinity_spread.mean():.3f}"
-        line = (f"| {name} | {scores_psnr.mean():.2f} ± {scores_psnr.std():.2f} | {scores_ssim.mean():.3f} | "
-                f"{spread} |")
+        line = f"| {name} | {scores_psnr.mean():.2f} ± {scores_psnr.std():.2f} | {scores_ssim.mean():.3f} | {spread} |"
         print(line, flush=True)
         lines.append(line)
     lines += ["", f"Command: `python experiments/warm_start/compare.py --steps {args.steps}`"]

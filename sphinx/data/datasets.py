@@ -47,10 +47,13 @@ class ImageItem:
             raise ValueError(f"ImageItem {self.id!r} needs exactly one of image and error")
         if self.error is not None and "\n" in self.error:
             raise ValueError(f"ImageItem {self.id!r}: error must be one line, got {self.error!r}")
-        if self.image is not None and (self.image.ndim != 3 or self.image.shape[0] != 3
-                                       or self.image.dtype != torch.float32):
-            raise ValueError(f"ImageItem {self.id!r}: image must be float32 [3, R, R], "
-                             f"got {self.image.dtype} {list(self.image.shape)}")
+        if self.image is not None and (
+            self.image.ndim != 3 or self.image.shape[0] != 3 or self.image.dtype != torch.float32
+        ):
+            raise ValueError(
+                f"ImageItem {self.id!r}: image must be float32 [3, R, R], "
+                f"got {self.image.dtype} {list(self.image.shape)}"
+            )
 
 
 def collate_items(items: Sequence[ImageItem], *, resolution: int | None = None) -> dict:
@@ -76,8 +79,9 @@ def collate_items(items: Sequence[ImageItem], *, resolution: int | None = None) 
     if resolution is not None:
         shapes.add((3, resolution, resolution))
     if len(shapes) > 1:
-        raise ImageError(f"cannot batch images of different shapes {sorted(shapes)}; "
-                         "load them with the same resolution")
+        raise ImageError(
+            f"cannot batch images of different shapes {sorted(shapes)}; load them with the same resolution"
+        )
     if ok:
         images = torch.stack([item.image for item in ok])  # [B, 3, R, R]
     else:
@@ -131,8 +135,7 @@ def _check_limit(limit: int | None, source: str) -> int | None:
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-        raise ConfigError(f"data.limit must be a positive integer or null (all images) for {source}, "
-                          f"got {limit!r}")
+        raise ConfigError(f"data.limit must be a positive integer or null (all images) for {source}, got {limit!r}")
     return limit
 
 
@@ -153,8 +156,15 @@ class ImageFolder(Dataset):
         skipped: how many files were ignored (not counting those in hidden folders).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, resolution: int, fit: str = "crop",
-                 limit: int | None = None, recursive: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        resolution: int,
+        fit: str = "crop",
+        limit: int | None = None,
+        recursive: bool = True,
+    ) -> None:
         """Lists the folder's images (reading none of them).
 
         Args:
@@ -179,8 +189,10 @@ class ImageFolder(Dataset):
         relative_paths, self.skipped = _list_images(self.root, recursive=recursive)
         if not relative_paths:
             extensions = ", ".join(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)
-            raise ConfigError(f"data.path {self.root} holds no image files ({extensions}; "
-                              f"{self.skipped} other files ignored); set data.path to a folder of images")
+            raise ConfigError(
+                f"data.path {self.root} holds no image files ({extensions}; "
+                f"{self.skipped} other files ignored); set data.path to a folder of images"
+            )
         self.ids: tuple[str, ...] = tuple(relative_paths[:limit])
 
     def __len__(self) -> int:
@@ -195,8 +207,9 @@ class ImageFolder(Dataset):
         return ImageItem(image_id, image, None)
 
 
-def load_folder_images(path: str | os.PathLike[str], *, resolution: int, fit: str = "crop",
-                       limit: int | None = None) -> torch.Tensor:
+def load_folder_images(
+    path: str | os.PathLike[str], *, resolution: int, fit: str = "crop", limit: int | None = None
+) -> torch.Tensor:
     """Every readable image under a folder as one tensor: training data for a prior.
 
     Args:
@@ -216,11 +229,17 @@ def load_folder_images(path: str | os.PathLike[str], *, resolution: int, fit: st
     items = [folder[index] for index in range(len(folder))]
     unreadable = [item for item in items if item.image is None]
     if len(unreadable) == len(items):
-        raise ConfigError(f"data.path {folder.root}: none of its {len(items)} image files can be read "
-                          f"({unreadable[0].error})")
+        raise ConfigError(
+            f"data.path {folder.root}: none of its {len(items)} image files can be read ({unreadable[0].error})"
+        )
     if unreadable:
-        log.warning("%d of %d image files under %s cannot be read and are left out, e.g. %s", len(unreadable),
-                    len(items), folder.root, unreadable[0].error)
+        log.warning(
+            "%d of %d image files under %s cannot be read and are left out, e.g. %s",
+            len(unreadable),
+            len(items),
+            folder.root,
+            unreadable[0].error,
+        )
     return torch.stack([item.image for item in items if item.image is not None])  # [N, 3, R, R]
 
 
@@ -287,8 +306,9 @@ class BundledSamples(Dataset):
         ids: the selected names, in dataset order.
     """
 
-    def __init__(self, *, resolution: int, fit: str = "crop", limit: int | None = None,
-                 names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, *, resolution: int, fit: str = "crop", limit: int | None = None, names: Sequence[str] | None = None
+    ) -> None:
         """Selects the samples (reading none of them).
 
         Args:
@@ -310,8 +330,9 @@ class BundledSamples(Dataset):
         names = tuple(names)
         unknown = [name for name in names if name not in SAMPLE_NAMES]
         if unknown:
-            raise ConfigError(f"unknown bundled sample(s) {', '.join(map(repr, unknown))}; "
-                              f"choose from {', '.join(SAMPLE_NAMES)}")
+            raise ConfigError(
+                f"unknown bundled sample(s) {', '.join(map(repr, unknown))}; choose from {', '.join(SAMPLE_NAMES)}"
+            )
         if len(set(names)) != len(names):
             raise ConfigError(f"data.names repeats a sample: {list(names)}")
         if not names:
@@ -361,12 +382,16 @@ def load_sample_pixels(name: str) -> np.ndarray:
     try:
         pixels = np.asarray(getattr(skimage.data, name)())
     except Exception as error:  # a stripped install or a data fetch failure, of any type
-        raise ImageError(f"{name}: cannot read image (skimage.data.{name}() failed: "
-                         f"{' '.join(str(error).split()) or type(error).__name__})") from error
+        raise ImageError(
+            f"{name}: cannot read image (skimage.data.{name}() failed: "
+            f"{' '.join(str(error).split()) or type(error).__name__})"
+        ) from error
     if sample.crop is not None:
         top, bottom, left, right = sample.crop
         if bottom > pixels.shape[0] or right > pixels.shape[1]:
-            raise ImageError(f"{name}: cannot read image (skimage.data.{name}() is "
-                             f"{pixels.shape[1]}x{pixels.shape[0]}, smaller than its crop {sample.crop})")
+            raise ImageError(
+                f"{name}: cannot read image (skimage.data.{name}() is "
+                f"{pixels.shape[1]}x{pixels.shape[0]}, smaller than its crop {sample.crop})"
+            )
         pixels = pixels[top:bottom, left:right]
     return pixels

@@ -51,36 +51,83 @@ VARIATION_SELECTOR_16 = 0xFE0F
 SMILEYS: tuple[int, ...] = (
     *range(0x1F600, 0x1F645),  # grinning .. cat faces .. face with rolling eyes
     *range(0x1F648, 0x1F64B),  # see-, hear-, speak-no-evil monkeys
-    0x263A, 0x2639,  # smiling and frowning face (text-default: drawn with VS16)
-    0x1F31A, 0x1F31B, 0x1F31C, 0x1F31D, 0x1F31E,  # moon faces, sun with face
+    0x263A,
+    0x2639,  # smiling and frowning face (text-default: drawn with VS16)
+    0x1F31A,
+    0x1F31B,
+    0x1F31C,
+    0x1F31D,
+    0x1F31E,  # moon faces, sun with face
     0x1F383,  # jack-o-lantern
-    0x1F479, 0x1F47A, 0x1F47B, 0x1F47D, 0x1F47F, 0x1F480,  # ogre, goblin, ghost, alien, imp, skull
+    0x1F479,
+    0x1F47A,
+    0x1F47B,
+    0x1F47D,
+    0x1F47F,
+    0x1F480,  # ogre, goblin, ghost, alien, imp, skull
     0x1F4A9,  # pile of poo
-    0x1F910, *range(0x1F911, 0x1F918),  # zipper-mouth .. hugging face
-    *range(0x1F920, 0x1F926), *range(0x1F927, 0x1F930),  # cowboy .. lying; sneezing .. exploding
-    *range(0x1F970, 0x1F977), 0x1F978, 0x1F979, 0x1F97A,  # hearts .. cold; disguised; pleading
+    0x1F910,
+    *range(0x1F911, 0x1F918),  # zipper-mouth .. hugging face
+    *range(0x1F920, 0x1F926),
+    *range(0x1F927, 0x1F930),  # cowboy .. lying; sneezing .. exploding
+    *range(0x1F970, 0x1F977),
+    0x1F978,
+    0x1F979,
+    0x1F97A,  # hearts .. cold; disguised; pleading
     0x1F9D0,  # monocle
-    *range(0x1FAE0, 0x1FAE6), 0x1FAE8,  # melting .. dotted line; shaking
+    *range(0x1FAE0, 0x1FAE6),
+    0x1FAE8,  # melting .. dotted line; shaking
 )
 # People drawn as a head (or head and shoulders); each comes in every skin tone.
 PEOPLE_HEADS: tuple[int, ...] = (
     0x1F385,  # Santa Claus
-    0x1F466, 0x1F467, 0x1F468, 0x1F469,  # boy, girl, man, woman
+    0x1F466,
+    0x1F467,
+    0x1F468,
+    0x1F469,  # boy, girl, man, woman
     0x1F46E,  # police officer
-    0x1F470, 0x1F471, 0x1F472, 0x1F473, 0x1F474, 0x1F475, 0x1F476, 0x1F477, 0x1F478,
+    0x1F470,
+    0x1F471,
+    0x1F472,
+    0x1F473,
+    0x1F474,
+    0x1F475,
+    0x1F476,
+    0x1F477,
+    0x1F478,
     0x1F47C,  # baby angel
     0x1F482,  # guard
-    0x1F934, 0x1F936,  # prince, Mrs. Claus
+    0x1F934,
+    0x1F936,  # prince, Mrs. Claus
     0x1F977,  # ninja
-    0x1F9D1, 0x1F9D2, 0x1F9D3, 0x1F9D4, 0x1F9D5,  # person, child, older person, beard, headscarf
+    0x1F9D1,
+    0x1F9D2,
+    0x1F9D3,
+    0x1F9D4,
+    0x1F9D5,  # person, child, older person, beard, headscarf
     0x1FAC5,  # person with crown
 )
 ANIMAL_FACES: tuple[int, ...] = (
     0x1F428,  # koala
-    0x1F42D, 0x1F42E, 0x1F42F, 0x1F430, 0x1F431, 0x1F432,  # mouse, cow, tiger, rabbit, cat, dragon
-    0x1F434, 0x1F435, 0x1F436, 0x1F437, 0x1F438, 0x1F439,  # horse, monkey, dog, pig, frog, hamster
-    0x1F43A, 0x1F43B, 0x1F43C,  # wolf, bear, panda
-    0x1F981, 0x1F984, 0x1F98A, 0x1F99D,  # lion, unicorn, fox, raccoon
+    0x1F42D,
+    0x1F42E,
+    0x1F42F,
+    0x1F430,
+    0x1F431,
+    0x1F432,  # mouse, cow, tiger, rabbit, cat, dragon
+    0x1F434,
+    0x1F435,
+    0x1F436,
+    0x1F437,
+    0x1F438,
+    0x1F439,  # horse, monkey, dog, pig, frog, hamster
+    0x1F43A,
+    0x1F43B,
+    0x1F43C,  # wolf, bear, panda
+    0x1F981,
+    0x1F984,
+    0x1F98A,
+    0x1F99D,  # lion, unicorn, fox, raccoon
 )
 GROUPS: dict[str, tuple[int, ...]] = {"smiley": SMILEYS, "person": PEOPLE_HEADS, "animal": ANIMAL_FACES}
 
@@ -114,8 +161,7 @@ class EmojiFace:
 
     @property
     def name(self) -> str:
-        names = [unicodedata.name(chr(cp), f"U+{cp:04X}") for cp in self.codepoints
-                 if cp != VARIATION_SELECTOR_16]
+        names = [unicodedata.name(chr(cp), f"U+{cp:04X}") for cp in self.codepoints if cp != VARIATION_SELECTOR_16]
         return ": ".join(name.lower() for name in names)
 
 
@@ -140,7 +186,8 @@ def find_font(path: str | os.PathLike[str] | None = None) -> Path:
             return candidate
     raise FontNotFoundError(
         f"Noto Color Emoji font not found (searched {', '.join(map(str, searched))}); install it with "
-        f"`apt-get install fonts-noto-color-emoji` or set {FONT_ENV} to NotoColorEmoji.ttf")
+        f"`apt-get install fonts-noto-color-emoji` or set {FONT_ENV} to NotoColorEmoji.ttf"
+    )
 
 
 def face_emoji() -> list[EmojiFace]:
@@ -174,9 +221,9 @@ class EmojiRenderer:
     def __init__(self, font_path: str | os.PathLike[str], *, resolution: int = RESOLUTION) -> None:
         self.font = ImageFont.truetype(os.fspath(font_path), FONT_SIZE)
         self.resolution = resolution
-        self._one_glyph_width = self.font.getlength("\U0001F600")
+        self._one_glyph_width = self.font.getlength("\U0001f600")
         # an unassigned code point shows the font's missing-glyph box ("tofu")
-        self._tofu = self._draw_rgba("\U000E0FFF")
+        self._tofu = self._draw_rgba("\U000e0fff")
 
     def _draw_rgba(self, text: str) -> Image.Image:
         left, top, right, bottom = self.font.getbbox(text)
@@ -206,8 +253,9 @@ class EmojiRenderer:
         return rgb.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
 
 
-def prepare(out_dir: str | os.PathLike[str], *, font: str | os.PathLike[str] | None = None,
-            resolution: int = RESOLUTION) -> list[dict[str, str]]:
+def prepare(
+    out_dir: str | os.PathLike[str], *, font: str | os.PathLike[str] | None = None, resolution: int = RESOLUTION
+) -> list[dict[str, str]]:
     """Render every face emoji the font has into ``out_dir`` and write ``index.csv``.
 
     Args:
@@ -230,8 +278,15 @@ def prepare(out_dir: str | os.PathLike[str], *, font: str | os.PathLike[str] | N
     for face in kept:
         file_name = f"{face.key}.png"
         renderer.render(face.text).save(out / file_name)
-        rows.append({"file": file_name, "codepoints": face.key, "name": face.name, "group": face.group,
-                     "split": "test" if face.base in held_out else "train"})
+        rows.append(
+            {
+                "file": file_name,
+                "codepoints": face.key,
+                "name": face.name,
+                "group": face.group,
+                "split": "test" if face.base in held_out else "train",
+            }
+        )
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=["file", "codepoints", "name", "group", "split"], lineterminator="\r\n")
     writer.writeheader()

@@ -90,8 +90,9 @@ def load_image(path: str | os.PathLike[str], *, resolution: int, fit: str = "cro
     return _convert(image, resolution=resolution, fit=fit, name=str(path))
 
 
-def convert_image(image: Image.Image | np.ndarray, *, resolution: int, fit: str = "crop",
-                  name: str = "image") -> torch.Tensor:
+def convert_image(
+    image: Image.Image | np.ndarray, *, resolution: int, fit: str = "crop", name: str = "image"
+) -> torch.Tensor:
     """Converts a Pillow image or an array to a square RGB tensor (rules in the module docstring).
 
     Args:
@@ -212,8 +213,9 @@ def _pixels_from_pillow(image: Image.Image, name: str) -> np.ndarray:
     if mode in _SIXTEEN_BIT_MODES or mode == "I":
         values = np.asarray(image).astype(np.float64)  # native byte order whatever the mode
         if values.size and (values.min() < 0 or values.max() > SIXTEEN_BIT_MAX):
-            raise _unreadable(name, f"mode {mode} values in [{values.min():.0f}, {values.max():.0f}], "
-                                    "expected 16-bit [0, 65535]")
+            raise _unreadable(
+                name, f"mode {mode} values in [{values.min():.0f}, {values.max():.0f}], expected 16-bit [0, 65535]"
+            )
         gray = (values / SIXTEEN_BIT_MAX).astype(np.float32)[..., None]  # [H, W, 1]
         if isinstance(transparency, int):  # a PNG tRNS gray level
             alpha = (values != transparency).astype(np.float32)[..., None]  # [H, W, 1]
@@ -222,8 +224,7 @@ def _pixels_from_pillow(image: Image.Image, name: str) -> np.ndarray:
     if mode == "F":
         values = np.asarray(image, dtype=np.float32)
         if not np.isfinite(values).all() or (values.size and (values.min() < 0 or values.max() > 1)):
-            raise _unreadable(name, "float pixels must be finite and in [0, 1]; "
-                                    "save it as an 8- or 16-bit image")
+            raise _unreadable(name, "float pixels must be finite and in [0, 1]; save it as an 8- or 16-bit image")
         return values[..., None]  # [H, W, 1]
     has_alpha = mode in _GRAY_ALPHA_MODES or mode in _COLOR_ALPHA_MODES or transparency is not None
     if mode in _GRAY_MODES or mode in _GRAY_ALPHA_MODES:
@@ -243,8 +244,7 @@ def _pixels_from_array(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 2:
         array = array[..., None]  # [H, W, 1]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-        raise _unreadable(name, f"expected an array [H, W] or [H, W, C] with C in 1..4, "
-                                f"got shape {list(array.shape)}")
+        raise _unreadable(name, f"expected an array [H, W] or [H, W, C] with C in 1..4, got shape {list(array.shape)}")
     if array.dtype == np.uint8:
         values = array.astype(np.float32) / 255.0
     elif array.dtype == np.uint16:
@@ -256,8 +256,7 @@ def _pixels_from_array(array: np.ndarray, name: str) -> np.ndarray:
         if not np.isfinite(values).all() or (values.size and (values.min() < 0 or values.max() > 1)):
             raise _unreadable(name, "float arrays must be finite and in [0, 1]")
     else:
-        raise _unreadable(name, f"unsupported array dtype {array.dtype}; use uint8, uint16, bool "
-                                "or float in [0, 1]")
+        raise _unreadable(name, f"unsupported array dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
     return values
 
 
@@ -276,11 +275,11 @@ def _fit_square(pixels: np.ndarray, fit: str) -> np.ndarray:
     if fit == "crop":
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
-        return pixels[top:top + side, left:left + side]
+        return pixels[top : top + side, left : left + side]
     side = max(height, width)
     square = np.full((side, side, pixels.shape[2]), BACKGROUND, dtype=pixels.dtype)
     top, left = (side - height) // 2, (side - width) // 2
-    square[top:top + height, left:left + width] = pixels
+    square[top : top + height, left : left + width] = pixels
     return square
 
 
@@ -289,8 +288,11 @@ def _resize(pixels: np.ndarray, resolution: int) -> np.ndarray:
     if pixels.shape[0] == resolution:
         return np.array(pixels, dtype=np.float32)  # a writable copy: Pillow's arrays are read-only
     channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c], dtype=np.float32))
-                   .resize((resolution, resolution), Image.Resampling.LANCZOS))
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(pixels[..., c], dtype=np.float32)).resize(
+                (resolution, resolution), Image.Resampling.LANCZOS
+            )
+        )
         for c in range(pixels.shape[2])
     ]
     # Lanczos rings past the input range at sharp edges

@@ -111,8 +111,7 @@ class Degradation(Protocol):
 def check_image_shape(image_shape: Sequence[int]) -> ImageShape:
     """``image_shape`` as a ``(C, H, W)`` tuple of positive ints, or :class:`ConfigError`."""
     shape = tuple(image_shape)
-    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
-                                  for s in shape):
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise ConfigError(f"image_shape must be (C, H, W) with positive ints, got {image_shape!r}")
     return shape  # type: ignore[return-value]
 
@@ -181,8 +180,15 @@ class CheckedOperator:
 class DegradationBase:
     """The binding every degradation shares: validate, normalize the arguments, then ``_bind``."""
 
-    def bind(self, ids: Sequence[object], *, image_shape: Sequence[int], seed: int,
-             device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    def bind(
+        self,
+        ids: Sequence[object],
+        *,
+        image_shape: Sequence[int],
+        seed: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
         """Fix the per-image operators of a batch; see :meth:`Degradation.bind`."""
         self.validate(image_shape)
         return self._bind(check_ids(ids), check_image_shape(image_shape), int(seed), torch.device(device), dtype)

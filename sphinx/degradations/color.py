@@ -50,7 +50,8 @@ class Colorization(DegradationBase):
         if channels != 3:
             raise ConfigError(f"colorize: needs 3-channel RGB images, got {channels} channels")
 
-    def _bind(self, ids: tuple, shape: ImageShape, seed: int, device: torch.device,
-              dtype: torch.dtype) -> BoundColorization:
+    def _bind(
+        self, ids: tuple, shape: ImageShape, seed: int, device: torch.device, dtype: torch.dtype
+    ) -> BoundColorization:
         """Bind to a batch; nothing is random here, ``seed`` is accepted for a uniform call."""
         return BoundColorization(ids=ids, image_shape=shape)

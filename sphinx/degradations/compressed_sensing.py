@@ -26,7 +26,12 @@ from typing import ClassVar
 import torch
 
 from sphinx.degradations.base import (
-    CheckedOperator, DegradationBase, ImageShape, check_batch, check_image_shape, check_ratio,
+    CheckedOperator,
+    DegradationBase,
+    ImageShape,
+    check_batch,
+    check_image_shape,
+    check_ratio,
 )
 from sphinx.errors import ConfigError
 from sphinx.utils.seeding import image_generator
@@ -40,8 +45,12 @@ def _circular_convolve(rows: torch.Tensor, spectra: torch.Tensor, n: int) -> tor
     differently by batch size, and an image's result must not depend on its batch."""
     if rows.device.type != "cpu" or rows.shape[0] == 1:
         return torch.fft.irfft(torch.fft.rfft(rows, n=n) * spectra, n=n)
-    return torch.cat([_circular_convolve(row.clone(), spectrum.clone(), n)  # clone: fresh, aligned buffers
-                      for row, spectrum in zip(rows.split(1), spectra.split(1))])
+    return torch.cat(
+        [
+            _circular_convolve(row.clone(), spectrum.clone(), n)  # clone: fresh, aligned buffers
+            for row, spectrum in zip(rows.split(1), spectra.split(1))
+        ]
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,10 +131,12 @@ class CompressedSensing(DegradationBase):
     def _check_options(self) -> None:
         check_ratio(self.ratio, "compressed_sensing: ratio")
         std = self.filter_std
-        if std is not None and (isinstance(std, bool) or not isinstance(std, (int, float))
-                                or not math.isfinite(std) or std <= 0):
-            raise ConfigError(f"compressed_sensing: filter_std must be a positive number or "
-                              f"null (1/sqrt(C*H*W)), got {std!r}")
+        if std is not None and (
+            isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0
+        ):
+            raise ConfigError(
+                f"compressed_sensing: filter_std must be a positive number or null (1/sqrt(C*H*W)), got {std!r}"
+            )
 
     def num_measurements(self, image_shape: Sequence[int]) -> int:
         """``m = round(ratio * C * H * W)``."""
@@ -135,11 +146,13 @@ class CompressedSensing(DegradationBase):
         """Refuse a ratio that leaves no measurement."""
         self._check_options()
         if self.num_measurements(image_shape) < 1:
-            raise ConfigError(f"compressed_sensing: ratio {self.ratio} gives no measurement for "
-                              f"images of shape {tuple(image_shape)}")
+            raise ConfigError(
+                f"compressed_sensing: ratio {self.ratio} gives no measurement for images of shape {tuple(image_shape)}"
+            )
 
-    def _bind(self, ids: tuple, shape: ImageShape, seed: int, device: torch.device,
-              dtype: torch.dtype) -> BoundCompressedSensing:
+    def _bind(
+        self, ids: tuple, shape: ImageShape, seed: int, device: torch.device, dtype: torch.dtype
+    ) -> BoundCompressedSensing:
         """Draw each image's signs, filter and indices from its own streams (on the CPU).
 
         The three use separate streams (seed, id, "compressed_sensing", "signs" | "filter" |
@@ -159,7 +172,8 @@ class CompressedSensing(DegradationBase):
             indices.append(torch.randperm(n, generator=g)[:m].sort().values)
         spectrum = torch.cat([torch.fft.rfft(f[None].to(device), n=n) for f in filters])  # [B, n // 2 + 1]
         return BoundCompressedSensing(
-            ids=ids, image_shape=shape,
+            ids=ids,
+            image_shape=shape,
             signs=torch.stack(signs).to(device=device, dtype=dtype),  # [B, n]
             filter_spectrum=spectrum,
             indices=torch.stack(indices).to(device),  # [B, m]

@@ -31,7 +31,8 @@ class NoDegradation(DegradationBase):
         """Accept any ``(C, H, W)``."""
         check_image_shape(image_shape)
 
-    def _bind(self, ids: tuple, shape: ImageShape, seed: int, device: torch.device,
-              dtype: torch.dtype) -> BoundIdentity:
+    def _bind(
+        self, ids: tuple, shape: ImageShape, seed: int, device: torch.device, dtype: torch.dtype
+    ) -> BoundIdentity:
         """Bind the identity; ``seed``, ``device`` and ``dtype`` are accepted for a uniform call."""
         return BoundIdentity(ids=ids, image_shape=shape)

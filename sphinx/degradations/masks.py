@@ -62,13 +62,14 @@ class Inpainting(DegradationBase):
             raise ConfigError(f"inpaint: mode must be one of {list(MODES)}, got {self.mode!r}")
         if self.mode == "pixels":
             if self.ratio is None:
-                raise ConfigError("inpaint: mode=pixels needs ratio, "
-                                  "the missing fraction in (0, 1]")
+                raise ConfigError("inpaint: mode=pixels needs ratio, the missing fraction in (0, 1]")
             check_ratio(self.ratio, "inpaint: ratio")
         elif self.ratio is not None:
-            raise ConfigError(f"inpaint: ratio is read only by mode=pixels; mode=box has a fixed "
-                              f"{BOX_HEIGHT_FRACTION} H x {BOX_WIDTH_FRACTION} W box, "
-                              f"got ratio={self.ratio!r}")
+            raise ConfigError(
+                f"inpaint: ratio is read only by mode=pixels; mode=box has a fixed "
+                f"{BOX_HEIGHT_FRACTION} H x {BOX_WIDTH_FRACTION} W box, "
+                f"got ratio={self.ratio!r}"
+            )
 
     @staticmethod
     def box_size(image_shape: Sequence[int]) -> tuple[int, int]:
@@ -81,8 +82,10 @@ class Inpainting(DegradationBase):
         self._check_options()
         check_image_shape(image_shape)
         if self.mode == "box" and min(self.box_size(image_shape)) < 1:
-            raise ConfigError(f"inpaint: images of shape {tuple(image_shape)} are too small for "
-                              "an occluding box of at least 1 x 1 pixel")
+            raise ConfigError(
+                f"inpaint: images of shape {tuple(image_shape)} are too small for "
+                "an occluding box of at least 1 x 1 pixel"
+            )
 
     def _mask(self, image_id: object, seed: int, height: int, width: int) -> torch.Tensor:
         # drawn on the CPU: the same mask for an image on every machine
@@ -94,12 +97,12 @@ class Inpainting(DegradationBase):
         top = int(torch.randint(0, height - box_h + 1, (1,), generator=generator))
         left = int(torch.randint(0, width - box_w + 1, (1,), generator=generator))
         mask = torch.ones(1, height, width)
-        mask[:, top:top + box_h, left:left + box_w] = 0.0
+        mask[:, top : top + box_h, left : left + box_w] = 0.0
         return mask  # [1, H, W]
 
-    def _bind(self, ids: tuple, shape: ImageShape, seed: int, device: torch.device,
-              dtype: torch.dtype) -> BoundInpainting:
+    def _bind(
+        self, ids: tuple, shape: ImageShape, seed: int, device: torch.device, dtype: torch.dtype
+    ) -> BoundInpainting:
         """Draw each image's mask from stream (seed, id, "inpaint", mode)."""
         masks = torch.stack([self._mask(i, seed, shape[1], shape[2]) for i in ids])
-        return BoundInpainting(ids=ids, image_shape=shape,
-                               mask=masks.to(device=device, dtype=dtype))  # [B, 1, H, W]
+        return BoundInpainting(ids=ids, image_shape=shape, mask=masks.to(device=device, dtype=dtype))  # [B, 1, H, W]

@@ -34,8 +34,11 @@ class BoundGaussianNoise(CheckedOperator):
     fresh: StepDraws = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fresh", StepDraws(self.image_shape, self.ids, self.seed, STREAM,
-                                                    device=self.device, dtype=self.dtype))
+        object.__setattr__(
+            self,
+            "fresh",
+            StepDraws(self.image_shape, self.ids, self.seed, STREAM, device=self.device, dtype=self.dtype),
+        )
 
     def measure(self, images: torch.Tensor, step: int | None) -> torch.Tensor:
         if step is None:
@@ -65,19 +68,20 @@ class GaussianNoise(DegradationBase):
 
     def _check_options(self) -> None:
         sigma = self.sigma
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) \
-                or not math.isfinite(sigma) or sigma <= 0:
-            raise ConfigError(f"denoise: sigma must be a positive number, got {sigma!r} "
-                              "(for no noise use degradation=none)")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+            raise ConfigError(
+                f"denoise: sigma must be a positive number, got {sigma!r} (for no noise use degradation=none)"
+            )
 
     def validate(self, image_shape: Sequence[int]) -> None:
         """Accept any ``(C, H, W)``."""
         self._check_options()
         check_image_shape(image_shape)
 
-    def _bind(self, ids: tuple, shape: ImageShape, seed: int, device: torch.device,
-              dtype: torch.dtype) -> BoundGaussianNoise:
+    def _bind(
+        self, ids: tuple, shape: ImageShape, seed: int, device: torch.device, dtype: torch.dtype
+    ) -> BoundGaussianNoise:
         """Bind to a batch; see :class:`BoundGaussianNoise` for the noise streams."""
-        return BoundGaussianNoise(ids=ids, image_shape=shape,
-                                  seed=seed, sigma=float(self.sigma),
-                                  device=device, dtype=dtype)
+        return BoundGaussianNoise(
+            ids=ids, image_shape=shape, seed=seed, sigma=float(self.sigma), device=device, dtype=dtype
+        )

@@ -16,11 +16,12 @@ from sphinx.degradations.resample import SuperResolution
 from sphinx.errors import ConfigError
 
 # read-only: no mutable global configuration
-DEGRADATIONS: Mapping[str, type] = MappingProxyType({
-    cls.name: cls
-    for cls in (NoDegradation, GaussianNoise, Inpainting, SuperResolution, CompressedSensing,
-                Colorization)
-})
+DEGRADATIONS: Mapping[str, type] = MappingProxyType(
+    {
+        cls.name: cls
+        for cls in (NoDegradation, GaussianNoise, Inpainting, SuperResolution, CompressedSensing, Colorization)
+    }
+)
 
 
 def build_degradation(name: str, **options: object) -> Degradation:
@@ -43,6 +44,7 @@ def build_degradation(name: str, **options: object) -> Degradation:
     known = [field.name for field in dataclasses.fields(cls)]
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ConfigError(f"degradation {name!r} has no option {', '.join(unknown)}; "
-                          f"its options: {', '.join(known) or '(none)'}")
+        raise ConfigError(
+            f"degradation {name!r} has no option {', '.join(unknown)}; its options: {', '.join(known) or '(none)'}"
+        )
     return cls(**options)

@@ -129,26 +129,28 @@ class SuperResolution(DegradationBase):
         if isinstance(self.factor, bool) or not isinstance(self.factor, int) or self.factor < 1:
             raise ConfigError(f"superres: factor must be an integer >= 1, got {self.factor!r}")
         if self.kernel not in KERNELS:
-            raise ConfigError(f"superres: kernel must be one of {list(KERNELS)}, "
-                              f"got {self.kernel!r}")
+            raise ConfigError(f"superres: kernel must be one of {list(KERNELS)}, got {self.kernel!r}")
 
     def validate(self, image_shape: Sequence[int]) -> None:
         """Refuse a factor that does not divide H and W, or (bicubic) leaves fewer than 2 pixels."""
         self._check_options()
         _, height, width = check_image_shape(image_shape)
         if height % self.factor or width % self.factor:
-            raise ConfigError(f"superres: factor {self.factor} must divide the image height and "
-                              f"width, got {height} x {width}")
+            raise ConfigError(
+                f"superres: factor {self.factor} must divide the image height and width, got {height} x {width}"
+            )
         if self.kernel == "bicubic" and min(height, width) // self.factor < 2:
-            raise ConfigError(f"superres: bicubic with factor {self.factor} needs at least "
-                              f"{2 * self.factor} pixels per side for its reflect padding, "
-                              f"got {height} x {width}")
+            raise ConfigError(
+                f"superres: bicubic with factor {self.factor} needs at least "
+                f"{2 * self.factor} pixels per side for its reflect padding, "
+                f"got {height} x {width}"
+            )
 
-    def _bind(self, ids: tuple, shape: ImageShape, seed: int, device: torch.device,
-              dtype: torch.dtype) -> BoundSuperResolution:
+    def _bind(
+        self, ids: tuple, shape: ImageShape, seed: int, device: torch.device, dtype: torch.dtype
+    ) -> BoundSuperResolution:
         """Bind to a batch; nothing is random here, ``seed`` is accepted for a uniform call."""
         kernel = None
         if self.kernel == "bicubic":
             kernel = bicubic_kernel(self.factor).to(device=device, dtype=dtype)
-        return BoundSuperResolution(ids=ids, image_shape=shape,
-                                    factor=self.factor, kernel=kernel)
+        return BoundSuperResolution(ids=ids, image_shape=shape, factor=self.factor, kernel=kernel)

@@ -75,8 +75,10 @@ class AttributeEdit:
     def of(cls, state: InversionState) -> AttributeEdit:
         """The attribute stored in a state written by :func:`learn_attribute`."""
         if DIRECTION_KEY not in state.tensors:
-            raise CheckpointError(f"inversion state of image {state.image_id} holds no learned attribute; "
-                                  "make one with learn_attribute (python -m sphinx.edit edit=attribute_rotate)")
+            raise CheckpointError(
+                f"inversion state of image {state.image_id} holds no learned attribute; "
+                "make one with learn_attribute (python -m sphinx.edit edit=attribute_rotate)"
+            )
         return cls(state.tensors[DIRECTION_KEY], state.tensors[ALPHAS_KEY], state.tensors[FACTORS_KEY])
 
     def alpha_at(self, factor: float) -> float:
@@ -97,8 +99,10 @@ class AttributeEdit:
         count = len(self.alphas)
         positions = torch.arange(-extend, density * (count - 1) + extend + 1, dtype=torch.float64) / density
         index = torch.arange(count, dtype=torch.float64)
-        return (_interpolate(positions, index, self.alphas.double()).float(),
-                _interpolate(positions, index, self.factors.double()).float())
+        return (
+            _interpolate(positions, index, self.alphas.double()).float(),
+            _interpolate(positions, index, self.factors.double()).float(),
+        )
 
 
 def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
@@ -148,20 +152,34 @@ class AttributeResult:
 
     @classmethod
     @torch.no_grad()
-    def of(cls, generator: Generator, result: InversionResult, targets: torch.Tensor,
-           config: AttributeConfig) -> AttributeResult:
+    def of(
+        cls, generator: Generator, result: InversionResult, targets: torch.Tensor, config: AttributeConfig
+    ) -> AttributeResult:
         """The attribute's view of an :func:`invert` result: walks rendered from the saved states."""
         bad = ~torch.isfinite(targets).flatten(1).all(dim=1)
         clean = torch.where(bad[:, None, None, None], torch.zeros_like(targets), targets).float()
         observed = torch.stack([config.transform(clean, factor) for factor in config.factors], dim=1)
         edits = [AttributeEdit.of(state) for state in result.states]
-        walks = torch.stack([render_attribute(generator, state, edit.alphas) for state, edit in zip(result.states, edits)])
+        walks = torch.stack(
+            [render_attribute(generator, state, edit.alphas) for state, edit in zip(result.states, edits)]
+        )
         walks[[status != "ok" for status in result.status]] = math.nan
-        return cls(ids=result.ids, method=config.latent.name, transform=config.transform.name, factors=config.factors,
-                   alphas=torch.stack([edit.alphas for edit in edits]).cpu(),
-                   directions=torch.stack([edit.direction for edit in edits]).cpu(), targets=observed.cpu(),
-                   reconstructions=walks.cpu(), states=result.states, loss_history=result.loss_history,
-                   status=result.status, messages=result.messages, seconds=result.seconds, curve=result.curve)
+        return cls(
+            ids=result.ids,
+            method=config.latent.name,
+            transform=config.transform.name,
+            factors=config.factors,
+            alphas=torch.stack([edit.alphas for edit in edits]).cpu(),
+            directions=torch.stack([edit.direction for edit in edits]).cpu(),
+            targets=observed.cpu(),
+            reconstructions=walks.cpu(),
+            states=result.states,
+            loss_history=result.loss_history,
+            status=result.status,
+            messages=result.messages,
+            seconds=result.seconds,
+            curve=result.curve,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,8 +214,10 @@ class AttributeConfig(MethodConfig):
     def check(self) -> None:
         if not isinstance(self.latent, MethodConfig) or not self.latent.implementation.latent_inputs:
             name = getattr(self.latent, "name", self.latent)
-            raise ConfigError(f"method {name} has no W+ input to learn an attribute in; use sphinx, its variants, "
-                              "w, wplus or wplus_noise")
+            raise ConfigError(
+                f"method {name} has no W+ input to learn an attribute in; use sphinx, its variants, "
+                "w, wplus or wplus_noise"
+            )
         if self.margin < 0:
             raise ConfigError(f"margin must be non-negative, got {self.margin}")
         if not 0 < self.attribute_lr < math.inf:
@@ -211,9 +231,14 @@ class AttributeConfig(MethodConfig):
         self.latent.check_batch_size(batch_size)
 
     def options(self) -> dict[str, object]:
-        return {"latent": {"name": self.latent.name, **self.latent.options()}, "transform": self.transform.name,
-                "factors": list(self.factors), "mono_weight": self.mono_weight, "margin": self.margin,
-                "attribute_lr": self.attribute_lr}
+        return {
+            "latent": {"name": self.latent.name, **self.latent.options()},
+            "transform": self.transform.name,
+            "factors": list(self.factors),
+            "mono_weight": self.mono_weight,
+            "margin": self.margin,
+            "attribute_lr": self.attribute_lr,
+        }
 
     def step_counts(self) -> dict[str, int]:
         return self.latent.step_counts()
@@ -241,10 +266,12 @@ class AttributeLearning(Method):
     def __init__(self, generator: Generator, ids, config: AttributeConfig, *, seed: int) -> None:
         super().__init__(generator, ids, config, seed=seed)
         self.latent = config.latent.implementation(generator, ids, config.latent, seed=seed)
-        self.direction = per_image_randn((generator.n_latent, generator.style_dim), self.ids, seed,
-                                         "attribute_direction", device=self.device).requires_grad_()  # [B, L, d]
-        self.learned = torch.zeros(len(self.ids), len(config.factors) - 1, device=self.device,
-                                   requires_grad=True)  # alpha_1..alpha_{K-1}: [B, K-1]
+        self.direction = per_image_randn(
+            (generator.n_latent, generator.style_dim), self.ids, seed, "attribute_direction", device=self.device
+        ).requires_grad_()  # [B, L, d]
+        self.learned = torch.zeros(
+            len(self.ids), len(config.factors) - 1, device=self.device, requires_grad=True
+        )  # alpha_1..alpha_{K-1}: [B, K-1]
 
     def alphas(self) -> torch.Tensor:
         """``[B, K]``, alpha_0 = 0 first."""
@@ -257,8 +284,9 @@ class AttributeLearning(Method):
     def objective(self, operator, observation: torch.Tensor, *, lpips, use_lpips: bool) -> AveragedOverFactors:
         with torch.no_grad():
             observed = [self.config.transform(observation, factor) for factor in self.config.factors]
-        return AveragedOverFactors([ReconstructionLoss(operator, target, lpips=lpips, use_lpips=use_lpips)
-                                    for target in observed])
+        return AveragedOverFactors(
+            [ReconstructionLoss(operator, target, lpips=lpips, use_lpips=use_lpips) for target in observed]
+        )
 
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
         inputs = shifted_inputs(self.latent.inputs(stage, step, progress), self.direction, self.alphas())
@@ -280,9 +308,12 @@ class AttributeLearning(Method):
         self.latent.restore(states)
 
     def state(self, index: int) -> dict[str, torch.Tensor]:
-        return {**self.latent.state(index), DIRECTION_KEY: self.direction[index].detach().clone(),
-                ALPHAS_KEY: self.alphas()[index].detach().clone(),
-                FACTORS_KEY: torch.tensor(self.config.factors, dtype=torch.float64)}  # the factors exactly as given
+        return {
+            **self.latent.state(index),
+            DIRECTION_KEY: self.direction[index].detach().clone(),
+            ALPHAS_KEY: self.alphas()[index].detach().clone(),
+            FACTORS_KEY: torch.tensor(self.config.factors, dtype=torch.float64),
+        }  # the factors exactly as given
 
     @property
     def state_config(self) -> MethodConfig:
@@ -290,7 +321,9 @@ class AttributeLearning(Method):
         return self.latent.config
 
     @classmethod
-    def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config: AttributeConfig) -> torch.Tensor:
+    def render_state(
+        cls, generator: Generator, tensors: dict[str, torch.Tensor], config: AttributeConfig
+    ) -> torch.Tensor:
         return config.latent.implementation.render_state(generator, tensors, config.latent)
 
 
@@ -339,16 +372,34 @@ def learn_attribute(
         CheckpointError: initial states of another method or generator.
         ImageError: targets of the wrong shape, type or range.
     """
-    config = AttributeConfig(latent=resolve_method(method, overrides), transform=transform, factors=tuple(factors),
-                             mono_weight=mono_weight, margin=margin, attribute_lr=attribute_lr)
-    result = invert(generator, targets, ids, method=config, seed=seed, lpips=lpips, callback=callback,
-                    checkpoint=checkpoint, execution=execution, initial_states=initial_states,
-                    record_curve=record_curve)
+    config = AttributeConfig(
+        latent=resolve_method(method, overrides),
+        transform=transform,
+        factors=tuple(factors),
+        mono_weight=mono_weight,
+        margin=margin,
+        attribute_lr=attribute_lr,
+    )
+    result = invert(
+        generator,
+        targets,
+        ids,
+        method=config,
+        seed=seed,
+        lpips=lpips,
+        callback=callback,
+        checkpoint=checkpoint,
+        execution=execution,
+        initial_states=initial_states,
+        record_curve=record_curve,
+    )
     return AttributeResult.of(generator, result, targets, config)
 
 
 @torch.no_grad()
-def render_attribute(generator: Generator, state: InversionState, alphas: Sequence[float] | torch.Tensor) -> torch.Tensor:
+def render_attribute(
+    generator: Generator, state: InversionState, alphas: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
     """Render a learned attribute's walk from the state's fixed final draw.
 
     Args:

@@ -37,8 +37,9 @@ class PrincipalDirections:
 
 
 @torch.no_grad()
-def principal_directions(generator: Generator, *, samples: int = 10_000, components: int = 8,
-                         seed: int = PCA_SEED) -> PrincipalDirections:
+def principal_directions(
+    generator: Generator, *, samples: int = 10_000, components: int = 8, seed: int = PCA_SEED
+) -> PrincipalDirections:
     """PCA of ``samples`` W = mapping(z) draws (z seeded by ``seed``).
 
     Args:
@@ -49,8 +50,10 @@ def principal_directions(generator: Generator, *, samples: int = 10_000, compone
         seed: seed of the z draws.
     """
     if not 1 <= components <= generator.style_dim or samples <= components:
-        raise ConfigError(f"PCA needs 1 <= components <= {generator.style_dim} and samples > components, got "
-                          f"{components} components from {samples} samples")
+        raise ConfigError(
+            f"PCA needs 1 <= components <= {generator.style_dim} and samples > components, got "
+            f"{components} components from {samples} samples"
+        )
     draw = torch.Generator().manual_seed(seed)
     z = torch.randn(samples, generator.style_dim, generator=draw).to(generator.input.input.device)
     w = torch.cat([generator.mapping(chunk) for chunk in z.split(4096)]).double()  # [samples, style_dim]
@@ -62,8 +65,9 @@ def principal_directions(generator: Generator, *, samples: int = 10_000, compone
     return PrincipalDirections((axes * signs).float(), stds.float(), mean.float())
 
 
-def as_layer_direction(direction: torch.Tensor | np.ndarray, generator: Generator, *,
-                       source: str | os.PathLike = "direction") -> torch.Tensor:
+def as_layer_direction(
+    direction: torch.Tensor | np.ndarray, generator: Generator, *, source: str | os.PathLike = "direction"
+) -> torch.Tensor:
     """A direction of shape ``[style_dim]`` (every W+ row) or ``[n_latent, style_dim]``, as
     ``[n_latent, style_dim]`` on the generator's device; any other shape is refused."""
     direction = torch.as_tensor(np.asarray(direction) if isinstance(direction, np.ndarray) else direction)
@@ -71,8 +75,10 @@ def as_layer_direction(direction: torch.Tensor | np.ndarray, generator: Generato
     if direction.shape == (width,):
         direction = direction.expand(rows, width)
     elif direction.shape != (rows, width):
-        raise ConfigError(f"{source}: a direction must have shape [{width}] or [{rows}, {width}] for this "
-                          f"generator, got {list(direction.shape)}")
+        raise ConfigError(
+            f"{source}: a direction must have shape [{width}] or [{rows}, {width}] for this "
+            f"generator, got {list(direction.shape)}"
+        )
     if not direction.is_floating_point() or not bool(torch.isfinite(direction).all()):
         raise ConfigError(f"{source}: a direction must hold finite floating-point values")
     return direction.float().to(generator.input.input.device)
@@ -96,17 +102,25 @@ def load_direction(path: str | os.PathLike, generator: Generator) -> torch.Tenso
     except ConfigError:
         raise
     except Exception as broken:  # numpy and torch raise several types for foreign files
-        raise ConfigError(f"{path}: not a readable direction ({type(broken).__name__}); save a tensor of shape "
-                          f"[{generator.style_dim}] with numpy.save or torch.save") from None
+        raise ConfigError(
+            f"{path}: not a readable direction ({type(broken).__name__}); save a tensor of shape "
+            f"[{generator.style_dim}] with numpy.save or torch.save"
+        ) from None
     if not isinstance(values, (np.ndarray, torch.Tensor)):
         raise ConfigError(f"{path}: holds a {type(values).__name__}, not an array; save the direction tensor itself")
     return as_layer_direction(values, generator, source=path)
 
 
 @torch.no_grad()
-def apply_direction(generator: Generator, state: InversionState, direction: torch.Tensor, *,
-                    strengths: Sequence[float], layers: Sequence[int | None] = (0, None),
-                    source: str | os.PathLike | None = None) -> torch.Tensor:
+def apply_direction(
+    generator: Generator,
+    state: InversionState,
+    direction: torch.Tensor,
+    *,
+    strengths: Sequence[float],
+    layers: Sequence[int | None] = (0, None),
+    source: str | os.PathLike | None = None,
+) -> torch.Tensor:
     """Move a saved inversion along a direction: ``w + s * direction`` on the chosen W+ rows.
 
     Args:

@@ -58,14 +58,16 @@ def shifted_inputs(inputs: GeneratorInputs, direction: torch.Tensor, alphas: tor
     return repeat_inputs(inputs, ws.flatten(0, 1))  # [B * K, L, d]
 
 
-def render_shifted(generator: Generator, inputs: GeneratorInputs, direction: torch.Tensor,
-                   alphas: torch.Tensor) -> torch.Tensor:
+def render_shifted(
+    generator: Generator, inputs: GeneratorInputs, direction: torch.Tensor, alphas: torch.Tensor
+) -> torch.Tensor:
     """Render :func:`shifted_inputs`: ``[B, K, 3, H, W]``."""
     return shifted_inputs(inputs, direction, alphas).render(generator).unflatten(0, tuple(alphas.shape))
 
 
-def state_inputs(generator: Generator, state: InversionState, *, source: str | os.PathLike | None = None,
-                 explicit: bool = False) -> GeneratorInputs:
+def state_inputs(
+    generator: Generator, state: InversionState, *, source: str | os.PathLike | None = None, explicit: bool = False
+) -> GeneratorInputs:
     """The generator inputs ``[1, ...]`` a saved state renders, on the generator's device.
 
     Args:
@@ -79,8 +81,10 @@ def state_inputs(generator: Generator, state: InversionState, *, source: str | o
     config = state_method(state)
     if not config.implementation.latent_inputs:
         where = f"{source}: " if source is not None else ""
-        raise ConfigError(f"{where}a method {state.method} state has no W+ input to edit; invert with sphinx, "
-                          "its variants, w, wplus or wplus_noise")
+        raise ConfigError(
+            f"{where}a method {state.method} state has no W+ input to edit; invert with sphinx, "
+            "its variants, w, wplus or wplus_noise"
+        )
     device = generator.input.input.device
     tensors = {k: v.to(device) for k, v in state.tensors.items()}
     with torch.no_grad():
@@ -99,8 +103,10 @@ def layer_mask(generator: Generator, layers: Sequence[int | None]) -> torch.Tens
     start, stop = layers
     stop = generator.n_latent if stop is None else stop
     if not 0 <= start < stop <= generator.n_latent:
-        raise ConfigError(f"layers must satisfy 0 <= start < stop <= {generator.n_latent} (this generator's W+ "
-                          f"rows), got [{start}, {stop}]")
+        raise ConfigError(
+            f"layers must satisfy 0 <= start < stop <= {generator.n_latent} (this generator's W+ "
+            f"rows), got [{start}, {stop}]"
+        )
     mask = torch.zeros(generator.n_latent, 1)
     mask[start:stop] = 1
     return mask.to(generator.input.input.device)

@@ -15,8 +15,14 @@ from sphinx.metrics.image_quality import psnr
 
 
 @torch.no_grad()
-def attribute_measures(generator: Generator, state: InversionState, target: torch.Tensor, transform: Transform, *,
-                       held_out: Sequence[float] = ()) -> dict[str, float]:
+def attribute_measures(
+    generator: Generator,
+    state: InversionState,
+    target: torch.Tensor,
+    transform: Transform,
+    *,
+    held_out: Sequence[float] = (),
+) -> dict[str, float]:
     """PSNR of the walk against T(x, a) at the learned and at held-out factors.
 
     Args:
@@ -41,13 +47,13 @@ def attribute_measures(generator: Generator, state: InversionState, target: torc
     references = torch.cat([transform(x, f) for f in factors + held_out])
     scores = psnr(frames, references).tolist()
     measures = {f"psnr@{f:g}": s for f, s in zip(factors, scores)}
-    measures["psnr_learned"] = sum(scores[:len(factors)]) / len(factors)
+    measures["psnr_learned"] = sum(scores[: len(factors)]) / len(factors)
     if held_out:
-        identity = psnr(frames[:1].expand(len(held_out), -1, -1, -1), references[len(factors):]).tolist()
-        for h, edited, plain in zip(held_out, scores[len(factors):], identity):
+        identity = psnr(frames[:1].expand(len(held_out), -1, -1, -1), references[len(factors) :]).tolist()
+        for h, edited, plain in zip(held_out, scores[len(factors) :], identity):
             measures[f"psnr_heldout@{h:g}"] = edited
             measures[f"psnr_identity@{h:g}"] = plain
-        measures["psnr_heldout"] = sum(scores[len(factors):]) / len(held_out)
+        measures["psnr_heldout"] = sum(scores[len(factors) :]) / len(held_out)
         measures["psnr_identity"] = sum(identity) / len(held_out)
     return measures
 
@@ -68,5 +74,4 @@ def morph_measures(frames: torch.Tensor, first: torch.Tensor, second: torch.Tens
     endpoint = max(float((frames[0] - first[0]).abs().max()), float((frames[-1] - second[0]).abs().max()))
     steps = (frames[1:] - frames[:-1]).abs().flatten(1).mean(dim=1)  # [F - 1]
     mean = float(steps.mean())
-    return {"endpoint_error": endpoint, "step_mean": mean,
-            "smoothness": float(steps.max()) / mean if mean > 0 else 1.0}
+    return {"endpoint_error": endpoint, "step_mean": mean, "smoothness": float(steps.max()) / mean if mean > 0 else 1.0}

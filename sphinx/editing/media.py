@@ -20,8 +20,9 @@ def _upscaled(frame: torch.Tensor, scale: int) -> Image.Image:
     return image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale > 1 else image
 
 
-def labelled_strip(frames: torch.Tensor, labels: Sequence[str], *, scale: int = 2,
-                   title: str | None = None) -> np.ndarray:
+def labelled_strip(
+    frames: torch.Tensor, labels: Sequence[str], *, scale: int = 2, title: str | None = None
+) -> np.ndarray:
     """Frames side by side (one or more rows), each column labelled underneath, on white.
 
     Args:
@@ -49,8 +50,12 @@ def labelled_strip(frames: torch.Tensor, labels: Sequence[str], *, scale: int = 
             canvas.paste(_upscaled(frame, scale), (index * (side + GAP), top + row_index * (side + GAP)))
     for index, label in enumerate(labels):
         width = draw.textlength(label, font=font)
-        draw.text((index * (side + GAP) + max(0, (side - width) / 2), height - LABEL_HEIGHT + 1), label,
-                  fill="black", font=font)
+        draw.text(
+            (index * (side + GAP) + max(0, (side - width) / 2), height - LABEL_HEIGHT + 1),
+            label,
+            fill="black",
+            font=font,
+        )
     return np.asarray(canvas)
 
 

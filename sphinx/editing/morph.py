@@ -14,8 +14,14 @@ from sphinx.inversion.state import InversionState
 
 
 @torch.no_grad()
-def morph(generator: Generator, first: InversionState, second: InversionState, *, frames: int = 8,
-          sources: tuple[str | os.PathLike, str | os.PathLike] | None = None) -> torch.Tensor:
+def morph(
+    generator: Generator,
+    first: InversionState,
+    second: InversionState,
+    *,
+    frames: int = 8,
+    sources: tuple[str | os.PathLike, str | os.PathLike] | None = None,
+) -> torch.Tensor:
     """Frames that interpolate two inversions linearly.
 
     W+ (for SPHInX the style head's output at the state's fixed draw), the 4x4 input (the
@@ -39,8 +45,12 @@ def morph(generator: Generator, first: InversionState, second: InversionState, *
     end = state_inputs(generator, second, source=sources[1], explicit=True)
     weights = torch.linspace(0, 1, frames, device=start.ws.device)
     # torch.lerp is exact at both ends (weight 0 gives start, weight 1 gives end).
-    between = lambda a, b: torch.lerp(a.expand(frames, *a.shape[1:]), b.expand(frames, *b.shape[1:]),
-                                      weights.view(frames, *([1] * (a.ndim - 1))))
-    inputs = GeneratorInputs(between(start.ws, end.ws), [between(a, b) for a, b in zip(start.noise, end.noise)],
-                             between(start.content, end.content))
+    between = lambda a, b: torch.lerp(
+        a.expand(frames, *a.shape[1:]), b.expand(frames, *b.shape[1:]), weights.view(frames, *([1] * (a.ndim - 1)))
+    )
+    inputs = GeneratorInputs(
+        between(start.ws, end.ws),
+        [between(a, b) for a, b in zip(start.noise, end.noise)],
+        between(start.content, end.content),
+    )
     return inputs.render(generator).clamp(-1, 1)

@@ -73,8 +73,9 @@ def resample(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _affine(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor,
-            tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+def _affine(
+    a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor
+) -> torch.Tensor:
     """``[B, 2, 3]`` matrices ``[[a, b, tx], [c, d, ty]]`` from ``[B]`` entries."""
     return torch.stack([torch.stack([a, b, tx], dim=1), torch.stack([c, d, ty], dim=1)], dim=1)
 
@@ -141,8 +142,7 @@ class Brightness(Transform):
 
 
 # RGB -> YIQ (NTSC); hue is the angle of the (I, Q) chroma vector.
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]],
-                    dtype=torch.float64)
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]], dtype=torch.float64)
 
 
 class Hue(Transform):
@@ -156,8 +156,9 @@ class Hue(Transform):
         radians = factor * (math.pi / 180)
         cos, sin = torch.cos(radians), torch.sin(radians)
         one, zero = torch.ones_like(factor), torch.zeros_like(factor)
-        rotation = torch.stack([torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1),
-                                torch.stack([zero, sin, cos], 1)], 1)  # [B, 3, 3]
+        rotation = torch.stack(
+            [torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1), torch.stack([zero, sin, cos], 1)], 1
+        )  # [B, 3, 3]
         yiq = _YIQ.to(images)
         # The change (M^-1 (R - I) M) is linear in the [0, 1] intensities (x + 1) / 2; applied to
         # x + 1 it gives the change in [-1, 1], and it is exactly 0 at the identity.
@@ -181,8 +182,10 @@ def check_factors(transform: Transform, factors) -> tuple[float, ...]:
     if len(factors) < 2:
         raise ConfigError(f"attribute factors need at least 2 values (the identity and one more), got {list(factors)}")
     if factors[0] != transform.identity:
-        raise ConfigError(f"the first attribute factor must be {transform.name}'s identity {transform.identity:g}, "
-                          f"got {list(factors)}")
+        raise ConfigError(
+            f"the first attribute factor must be {transform.name}'s identity {transform.identity:g}, "
+            f"got {list(factors)}"
+        )
     if any(b <= a for a, b in zip(factors, factors[1:])):
         raise ConfigError(f"attribute factors must be strictly increasing, got {list(factors)}")
     return factors

@@ -36,8 +36,13 @@ _MAX_FILLED_BYTES_RATIO = 1.0
 _MAX_FILLED_BYTES_FLOOR = 64 * 2**20
 
 
-def load_generator(source: str | os.PathLike, *, output_resolution: int | None = None,
-                   device: torch.device | str = "cpu", progress: bool = True) -> Generator:
+def load_generator(
+    source: str | os.PathLike,
+    *,
+    output_resolution: int | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> Generator:
     """Load a frozen StyleGAN2 generator from a file, URL or preset name.
 
     Args:
@@ -67,8 +72,10 @@ def load_generator(source: str | os.PathLike, *, output_resolution: int | None =
     generator = _build_and_load(state_dict, config, path=path, output_resolution=output_resolution)
     if latent_avg is not None:
         if latent_avg.numel() != generator.style_dim:
-            raise CheckpointError(f"{path}: latent_avg has {latent_avg.numel()} values, the generator's "
-                                  f"style_dim is {generator.style_dim}; the file is inconsistent")
+            raise CheckpointError(
+                f"{path}: latent_avg has {latent_avg.numel()} values, the generator's "
+                f"style_dim is {generator.style_dim}; the file is inconsistent"
+            )
         generator.latent_avg = latent_avg.detach().float().reshape(generator.style_dim).clone()
     generator.eval().requires_grad_(False)
     log.info("loaded %s: %s", path.name, describe(generator))
@@ -79,8 +86,10 @@ def describe(generator: Generator) -> str:
     """One line naming an architecture: resolution, widths, depth, W+ rows and channel table."""
     channels = ",".join(f"{r}:{c}" for r, c in generator.channels.items())
     clamp = f", conv_clamp {generator.conv_clamp:g}" if generator.conv_clamp is not None else ""
-    return (f"{generator.resolution} px, style_dim {generator.style_dim}, {generator.n_mlp} mapping layers, "
-            f"n_latent {generator.n_latent}, channels {{{channels}}}{clamp}")
+    return (
+        f"{generator.resolution} px, style_dim {generator.style_dim}, {generator.n_mlp} mapping layers, "
+        f"n_latent {generator.n_latent}, channels {{{channels}}}{clamp}"
+    )
 
 
 def infer_config(state_dict: Mapping[str, torch.Tensor], *, path: Path | None = None) -> dict:
@@ -91,26 +100,36 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], *, path: Path | None = 
     """
     where = f"{path}: " if path is not None else ""
     try:
-        mapping_layers = sorted(int(m.group(1)) for key in state_dict
-                                if (m := re.fullmatch(r"style\.(\d+)\.weight", key)))
+        mapping_layers = sorted(
+            int(m.group(1)) for key in state_dict if (m := re.fullmatch(r"style\.(\d+)\.weight", key))
+        )
         style_dim = int(state_dict["style.1.weight"].shape[1])
         channels = {4: int(state_dict["input.input"].shape[1])}
-        blocks = sorted(int(m.group(1)) for key in state_dict
-                        if (m := re.fullmatch(r"to_rgbs\.(\d+)\.conv\.weight", key)))
+        blocks = sorted(
+            int(m.group(1)) for key in state_dict if (m := re.fullmatch(r"to_rgbs\.(\d+)\.conv\.weight", key))
+        )
         for block in blocks:
             channels[2 ** (block + 3)] = int(state_dict[f"convs.{2 * block}.conv.weight"].shape[1])
     except (KeyError, IndexError) as missing:
-        raise CheckpointError(f"{where}not a StyleGAN2 generator state dict (no {missing}); expected "
-                              "the PyTorch port's g_ema keys (style.*, input.input, conv1.*, convs.*, to_rgbs.*)") from None
+        raise CheckpointError(
+            f"{where}not a StyleGAN2 generator state dict (no {missing}); expected "
+            "the PyTorch port's g_ema keys (style.*, input.input, conv1.*, convs.*, to_rgbs.*)"
+        ) from None
     if mapping_layers != list(range(1, len(mapping_layers) + 1)):
         raise CheckpointError(f"{where}mapping layers are not numbered 1..n: {mapping_layers}")
     if blocks != list(range(len(blocks))):
         raise CheckpointError(f"{where}synthesis blocks are not numbered 0..n: {blocks}")
     if 4 * 2 ** len(blocks) > MAX_RESOLUTION:
-        raise CheckpointError(f"{where}declares a {4 * 2 ** len(blocks)} px generator, above the "
-                              f"{MAX_RESOLUTION} px this loader accepts; the file is corrupt or not a StyleGAN2")
-    return {"resolution": 4 * 2 ** len(blocks), "style_dim": style_dim, "n_mlp": len(mapping_layers),
-            "channels": channels}
+        raise CheckpointError(
+            f"{where}declares a {4 * 2 ** len(blocks)} px generator, above the "
+            f"{MAX_RESOLUTION} px this loader accepts; the file is corrupt or not a StyleGAN2"
+        )
+    return {
+        "resolution": 4 * 2 ** len(blocks),
+        "style_dim": style_dim,
+        "n_mlp": len(mapping_layers),
+        "channels": channels,
+    }
 
 
 def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, dict]:
@@ -120,11 +139,16 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor 
         from sphinx.generators.nvidia_pickle import read_nvidia_pickle
 
         contents = read_nvidia_pickle(path)
-        return dict(contents.state_dict), contents.latent_avg, {
-            "conv_clamp": contents.conv_clamp, "lr_mlp": contents.lr_mlp}
+        return (
+            dict(contents.state_dict),
+            contents.latent_avg,
+            {"conv_clamp": contents.conv_clamp, "lr_mlp": contents.lr_mlp},
+        )
     if suffix not in TORCH_SUFFIXES and not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: unknown checkpoint format '{suffix}'; use a .pt/.pth file of the "
-                              "PyTorch port of StyleGAN2 or an NVIDIA .pkl network pickle")
+        raise CheckpointError(
+            f"{path}: unknown checkpoint format '{suffix}'; use a .pt/.pth file of the "
+            "PyTorch port of StyleGAN2 or an NVIDIA .pkl network pickle"
+        )
     payload = _torch_load(path)
     if isinstance(payload, Mapping) and "g_ema" in payload:
         state_dict, latent_avg = payload["g_ema"], payload.get("latent_avg")
@@ -132,8 +156,10 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor 
         state_dict, latent_avg = payload, None
     else:
         found = sorted(payload)[:8] if isinstance(payload, Mapping) else type(payload).__name__
-        raise CheckpointError(f"{path}: not a generator checkpoint (found {found}); expected a dict with "
-                              "'g_ema' or a bare generator state dict")
+        raise CheckpointError(
+            f"{path}: not a generator checkpoint (found {found}); expected a dict with "
+            "'g_ema' or a bare generator state dict"
+        )
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path}: 'g_ema' is not a state dict of tensors")
     if not all(isinstance(key, str) for key in state_dict):
@@ -150,8 +176,10 @@ def _torch_load(path: Path) -> object:
     except pickle.UnpicklingError as refused:
         reason = str(refused).splitlines()[-1] if str(refused) else "unsupported global"
         if "Weights only load failed" in str(refused) or "global" in str(refused).lower():
-            raise CheckpointError(f"{path}: refused, the file holds objects other than tensors and plain "
-                                  f"containers (it was not executed); re-save only the state dict ({reason})") from None
+            raise CheckpointError(
+                f"{path}: refused, the file holds objects other than tensors and plain "
+                f"containers (it was not executed); re-save only the state dict ({reason})"
+            ) from None
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason}); download it again") from None
     except (EOFError, RuntimeError, ValueError, zipfile.BadZipFile, OSError) as broken:
         reason = str(broken).splitlines()[0] if str(broken) else type(broken).__name__
@@ -173,26 +201,34 @@ def _check_archive_sizes(path: Path) -> None:
             with zipfile.ZipFile(path) as archive:
                 records = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as broken:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(broken).__name__}); "
-                              "download it again") from None
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint ({type(broken).__name__}); download it again"
+        ) from None
     if not is_zip:
         # A cut-off archive still starts with "PK"; legacy torch files start with a pickle PROTO opcode.
         if not head.startswith((b"\x80", b"PK")):
-            raise CheckpointError(f"{path}: not a torch checkpoint (neither a torch.save archive nor a "
-                                  "legacy torch file); give a .pt file written by torch.save")
+            raise CheckpointError(
+                f"{path}: not a torch checkpoint (neither a torch.save archive nor a "
+                "legacy torch file); give a .pt file written by torch.save"
+            )
         return
     size = path.stat().st_size
     compressed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
     if compressed:
-        raise CheckpointError(f"{path}: holds compressed records ({compressed[0][:60]}), which torch.save never "
-                              "writes; refused before inflating them")
+        raise CheckpointError(
+            f"{path}: holds compressed records ({compressed[0][:60]}), which torch.save never "
+            "writes; refused before inflating them"
+        )
     if sum(r.file_size for r in records) > size:
-        raise CheckpointError(f"{path}: its records declare more bytes than the file holds; the file is "
-                              "corrupt, refused before reading it")
+        raise CheckpointError(
+            f"{path}: its records declare more bytes than the file holds; the file is "
+            "corrupt, refused before reading it"
+        )
 
 
-def _build_and_load(state_dict: dict[str, torch.Tensor], config: dict, *, path: Path,
-                    output_resolution: int | None) -> Generator:
+def _build_and_load(
+    state_dict: dict[str, torch.Tensor], config: dict, *, path: Path, output_resolution: int | None
+) -> Generator:
     full_resolution = config["resolution"]
     with torch.device("meta"):
         reference = Generator(**config)
@@ -203,10 +239,13 @@ def _build_and_load(state_dict: dict[str, torch.Tensor], config: dict, *, path: 
 
     resolution = full_resolution if output_resolution is None else int(output_resolution)
     if resolution > full_resolution or resolution < 4 or resolution & (resolution - 1):
-        raise CheckpointError(f"{path}: cannot render at {output_resolution} px; this {full_resolution} px "
-                              f"checkpoint gives any power of two from 4 to {full_resolution}")
-    config = dict(config, resolution=resolution,
-                  channels={r: c for r, c in config["channels"].items() if r <= resolution})
+        raise CheckpointError(
+            f"{path}: cannot render at {output_resolution} px; this {full_resolution} px "
+            f"checkpoint gives any power of two from 4 to {full_resolution}"
+        )
+    config = dict(
+        config, resolution=resolution, channels={r: c for r, c in config["channels"].items() if r <= resolution}
+    )
     generator = Generator(**config)
     target = generator.state_dict()
     filled = _fill_missing_buffers(state_dict, target, path=path)
@@ -216,13 +255,13 @@ def _build_and_load(state_dict: dict[str, torch.Tensor], config: dict, *, path: 
         first = str(mismatch).splitlines()[1].strip() if "\n" in str(mismatch) else str(mismatch)
         raise CheckpointError(f"{path}: tensor shapes do not fit the inferred architecture ({first})") from None
     if resolution < full_resolution:
-        log.info("%s: rendering the %d px skip-RGB output of a %d px checkpoint", path.name, resolution,
-                 full_resolution)
+        log.info(
+            "%s: rendering the %d px skip-RGB output of a %d px checkpoint", path.name, resolution, full_resolution
+        )
     return generator
 
 
-def _check_keys(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], *,
-                path: Path) -> None:
+def _check_keys(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], *, path: Path) -> None:
     unexpected = sorted(set(state_dict) - set(expected))
     missing = sorted(key for key in set(expected) - set(state_dict) if not _TOLERATED_MISSING.match(key))
     if unexpected or missing:
@@ -231,34 +270,40 @@ def _check_keys(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, t
             parts.append(f"missing {len(missing)} parameters (e.g. {', '.join(missing[:3])})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
-        raise CheckpointError(f"{path}: not a StyleGAN2 'skip' generator of the supported layout: "
-                              f"{'; '.join(parts)}")
+        raise CheckpointError(f"{path}: not a StyleGAN2 'skip' generator of the supported layout: {'; '.join(parts)}")
     for key, tensor in state_dict.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise CheckpointError(f"{path}: tensor {key} has shape {list(tensor.shape)}, the inferred "
-                                  f"architecture needs {list(expected[key].shape)}")
+            raise CheckpointError(
+                f"{path}: tensor {key} has shape {list(tensor.shape)}, the inferred "
+                f"architecture needs {list(expected[key].shape)}"
+            )
 
 
 def _check_kernels(state_dict: Mapping[str, torch.Tensor], reference: Generator, *, path: Path) -> None:
     standard = fir_kernel(reference.blur_taps, gain=4)
     for key, tensor in state_dict.items():
         if key.endswith(".kernel") and not torch.allclose(tensor.float(), standard, atol=1e-6):
-            raise CheckpointError(f"{path}: {key} is not the standard [1,3,3,1] FIR kernel; "
-                                  "other resampling filters are not supported")
+            raise CheckpointError(
+                f"{path}: {key} is not the standard [1,3,3,1] FIR kernel; other resampling filters are not supported"
+            )
 
 
-def _check_filled_size(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], *,
-                       path: Path) -> None:
+def _check_filled_size(
+    state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], *, path: Path
+) -> None:
     """Refuse before allocating when the buffers to fill in would dwarf the file's own tensors."""
     held = sum(t.numel() * t.element_size() for t in state_dict.values())
     filled = sum(t.numel() * t.element_size() for key, t in expected.items() if key not in state_dict)
     if filled > max(_MAX_FILLED_BYTES_RATIO * held, _MAX_FILLED_BYTES_FLOOR):
-        raise CheckpointError(f"{path}: lacks {filled / 2**20:.0f} MiB of noise buffers for only "
-                              f"{held / 2**20:.1f} MiB of weights; refused before allocating them")
+        raise CheckpointError(
+            f"{path}: lacks {filled / 2**20:.0f} MiB of noise buffers for only "
+            f"{held / 2**20:.1f} MiB of weights; refused before allocating them"
+        )
 
 
-def _fill_missing_buffers(state_dict: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], *,
-                          path: Path) -> dict[str, torch.Tensor]:
+def _fill_missing_buffers(
+    state_dict: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], *, path: Path
+) -> dict[str, torch.Tensor]:
     filled = dict(state_dict)
     missing = [key for key in target if key not in state_dict]
     if not missing:
@@ -271,7 +316,11 @@ def _fill_missing_buffers(state_dict: dict[str, torch.Tensor], target: Mapping[s
         else:
             filled[key] = target[key]  # FIR kernels are rebuilt from the standard taps.
     kinds = sorted({"noise maps" if key.startswith("noises.") else "FIR kernels" for key in missing})
-    log.warning("%s lacks %s (%d buffers), as some published files do; filled them in "
-                "(noise maps drawn N(0,1) with seed %d)", path.name, " and ".join(kinds), len(missing),
-                _NOISE_FILL_SEED)
+    log.warning(
+        "%s lacks %s (%d buffers), as some published files do; filled them in (noise maps drawn N(0,1) with seed %d)",
+        path.name,
+        " and ".join(kinds),
+        len(missing),
+        _NOISE_FILL_SEED,
+    )
     return filled

@@ -34,24 +34,42 @@ from sphinx.generators.stylegan2 import MAX_RESOLUTION
 
 # The ADA Generator's positional parameters, in order; a generator constructed positionally
 # records them in ``_init_args`` instead of ``_init_kwargs``.
-_GENERATOR_PARAMETERS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels",
-                         "mapping_kwargs", "synthesis_kwargs")
+_GENERATOR_PARAMETERS = (
+    "z_dim",
+    "c_dim",
+    "w_dim",
+    "img_resolution",
+    "img_channels",
+    "mapping_kwargs",
+    "synthesis_kwargs",
+)
 _REQUIRED_GENERATOR_KWARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
 
 # MappingNetwork keywords and their class defaults (identical in StyleGAN2-ADA and in StyleGAN3's
 # networks_stylegan2 except w_avg_beta, which only matters while training and is not read).
-_MAPPING_DEFAULTS: dict[str, Any] = {"num_layers": 8, "embed_features": None, "layer_features": None,
-                                     "activation": "lrelu", "lr_multiplier": 0.01, "w_avg_beta": 0.995}
+_MAPPING_DEFAULTS: dict[str, Any] = {
+    "num_layers": 8,
+    "embed_features": None,
+    "layer_features": None,
+    "activation": "lrelu",
+    "lr_multiplier": 0.01,
+    "w_avg_beta": 0.995,
+}
 
 # SynthesisNetwork/-Block/-Layer keywords and their ADA class defaults. conv_clamp is absent on
 # purpose: it is read from the layers themselves (see _read_conv_clamp).
-_SYNTHESIS_DEFAULTS: dict[str, Any] = {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 0,
-                                       "architecture": "skip", "resample_filter": [1, 3, 3, 1],
-                                       "use_noise": True, "activation": "lrelu"}
+_SYNTHESIS_DEFAULTS: dict[str, Any] = {
+    "channel_base": 32768,
+    "channel_max": 512,
+    "num_fp16_res": 0,
+    "architecture": "skip",
+    "resample_filter": [1, 3, 3, 1],
+    "use_noise": True,
+    "activation": "lrelu",
+}
 # Keywords that only choose precision, memory layout or a mathematically equivalent fused kernel;
 # a float32 reimplementation computes the same function whatever they say.
-_SYNTHESIS_RUNTIME_ONLY = frozenset({"conv_clamp", "fp16_channels_last", "channels_last",
-                                     "fused_modconv_default"})
+_SYNTHESIS_RUNTIME_ONLY = frozenset({"conv_clamp", "fp16_channels_last", "channels_last", "fused_modconv_default"})
 _SUPPORTED_FILTER_TAPS = [1, 3, 3, 1]
 
 # How the persistence module calls its reconstruction function; the module path differs between
@@ -171,11 +189,15 @@ def _unpickle(file: BinaryIO, where: str) -> object:
     """Run the restricted unpickler over ``file``, turning every failure into a CheckpointError."""
     head = file.read(4)
     if head.startswith(_ZIP_MAGIC):
-        raise CheckpointError(f"{where}: is a zip archive (torch.save format), not an NVIDIA network "
-                              "pickle; load it as a .pt checkpoint of the PyTorch port instead")
+        raise CheckpointError(
+            f"{where}: is a zip archive (torch.save format), not an NVIDIA network "
+            "pickle; load it as a .pt checkpoint of the PyTorch port instead"
+        )
     if not head.startswith(_PROTO_OPCODE):
-        raise CheckpointError(f"{where}: not a network pickle (no pickle protocol 2+ header); "
-                              "check that the file is a StyleGAN2-ADA .pkl and re-download it")
+        raise CheckpointError(
+            f"{where}: not a network pickle (no pickle protocol 2+ header); "
+            "check that the file is a StyleGAN2-ADA .pkl and re-download it"
+        )
     file.seek(0)
     try:
         return _RestrictedUnpickler(file, where).load()
@@ -186,8 +208,9 @@ def _unpickle(file: BinaryIO, where: str) -> object:
     except Exception as error:  # noqa: BLE001 - any failure inside an untrusted stream means "corrupt"
         # EOFError/UnpicklingError for cut-off files; ValueError, TypeError, KeyError, UnicodeError,
         # MemoryError, RuntimeError for garbage that happens to parse partway.
-        raise CheckpointError(f"{where}: truncated or corrupt network pickle ({_one_line(error)}); "
-                              "re-download or re-export the file") from None
+        raise CheckpointError(
+            f"{where}: truncated or corrupt network pickle ({_one_line(error)}); re-download or re-export the file"
+        ) from None
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -229,95 +252,137 @@ class _RestrictedUnpickler(pickle.Unpickler):
         hint = ""
         if str(module).startswith("dnnlib.tflib"):
             hint = " (it looks like a TensorFlow StyleGAN pickle, which is not supported)"
-        raise CheckpointError(f"{self._where}: refused pickle global {_printable(module)}.{_printable(name)}"
-                              f"{hint}; the file is not a plain network pickle and was not executed")
+        raise CheckpointError(
+            f"{self._where}: refused pickle global {_printable(module)}.{_printable(name)}"
+            f"{hint}; the file is not a plain network pickle and was not executed"
+        )
 
     def persistent_load(self, pid: Any) -> Any:
         """Refuse persistent ids: network pickles have none (legacy ``torch.save`` files do)."""
-        raise CheckpointError(f"{self._where}: uses pickle persistent ids, so it is not a plain network "
-                              "pickle (a torch.save file?); it was not executed")
+        raise CheckpointError(
+            f"{self._where}: uses pickle persistent ids, so it is not a plain network "
+            "pickle (a torch.save file?); it was not executed"
+        )
 
     def _persistent_record(self, meta: Any) -> _PersistentRecord:
         """Stand-in for ``persistence._reconstruct_persistent_obj``: keep the data, drop the code."""
-        if not (isinstance(meta, dict) and meta.get("type") == "class"
-                and isinstance(meta.get("class_name"), str) and isinstance(meta.get("state"), dict)):
-            raise CheckpointError(f"{self._where}: a persistent object has an unknown layout; "
-                                  "the file is not a plain network pickle and was not executed")
+        if not (
+            isinstance(meta, dict)
+            and meta.get("type") == "class"
+            and isinstance(meta.get("class_name"), str)
+            and isinstance(meta.get("state"), dict)
+        ):
+            raise CheckpointError(
+                f"{self._where}: a persistent object has an unknown layout; "
+                "the file is not a plain network pickle and was not executed"
+            )
         # meta["module_src"] is the network source the real loader exec()s; it is never looked at.
         return _PersistentRecord(class_name=meta["class_name"], state=meta["state"])
 
     def _load_from_bytes(self, payload: Any) -> _Storage:
         """Read one tensor storage (a complete legacy ``torch.save`` stream) without running code."""
         if not isinstance(payload, bytes):
-            raise CheckpointError(f"{self._where}: a tensor payload is not bytes; "
-                                  "the file is not a plain network pickle and was not executed")
+            raise CheckpointError(
+                f"{self._where}: a tensor payload is not bytes; "
+                "the file is not a plain network pickle and was not executed"
+            )
         try:
             # map_location: third-party pickles of CUDA tensors name "cuda:N" inside the payload.
             storage = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
         except Exception as error:  # noqa: BLE001 - torch refuses unsafe payloads with various types
-            raise CheckpointError(f"{self._where}: a tensor payload was refused by torch's weights-only "
-                                  f"loader ({_one_line(error)}); the file is not a plain network pickle "
-                                  "and was not executed") from None
+            raise CheckpointError(
+                f"{self._where}: a tensor payload was refused by torch's weights-only "
+                f"loader ({_one_line(error)}); the file is not a plain network pickle "
+                "and was not executed"
+            ) from None
         if not isinstance(storage, torch.storage.TypedStorage):
-            raise CheckpointError(f"{self._where}: a tensor payload holds a {type(storage).__name__}, "
-                                  "not a storage; the file is not a plain network pickle")
+            raise CheckpointError(
+                f"{self._where}: a tensor payload holds a {type(storage).__name__}, "
+                "not a storage; the file is not a plain network pickle"
+            )
         # A flat tensor over the storage: its numel is the bound every view is checked against, and
         # nothing below touches the deprecated TypedStorage API again.
         return _Storage(flat=torch.empty((0,), dtype=storage.dtype).set_(storage))
 
-    def _rebuild_tensor_v2(self, storage: Any, storage_offset: Any, size: Any, stride: Any,
-                           requires_grad: Any = False, backward_hooks: Any = None,
-                           metadata: Any = None) -> torch.Tensor:
+    def _rebuild_tensor_v2(
+        self,
+        storage: Any,
+        storage_offset: Any,
+        size: Any,
+        stride: Any,
+        requires_grad: Any = False,
+        backward_hooks: Any = None,
+        metadata: Any = None,
+    ) -> torch.Tensor:
         """View a storage as a tensor, after checking that the view stays inside the storage."""
         if not isinstance(storage, _Storage):
-            raise CheckpointError(f"{self._where}: a tensor is built from a {type(storage).__name__}, "
-                                  "not a storage; the file is not a plain network pickle")
+            raise CheckpointError(
+                f"{self._where}: a tensor is built from a {type(storage).__name__}, "
+                "not a storage; the file is not a plain network pickle"
+            )
         if metadata:
             # Tensor metadata (e.g. conjugate/negative bits) would change the values; NVIDIA never writes it.
-            raise CheckpointError(f"{self._where}: a tensor carries unsupported metadata; "
-                                  "the file is not a plain network pickle")
+            raise CheckpointError(
+                f"{self._where}: a tensor carries unsupported metadata; the file is not a plain network pickle"
+            )
         offset, size, stride = _index(storage_offset), _indices(size), _indices(stride)
         if offset is None or size is None or stride is None or len(size) != len(stride):
-            raise CheckpointError(f"{self._where}: a tensor has an invalid size, stride or offset; "
-                                  "the file is truncated or corrupt")
+            raise CheckpointError(
+                f"{self._where}: a tensor has an invalid size, stride or offset; the file is truncated or corrupt"
+            )
         # torch's own rebuild (Tensor.set_) silently *grows* a storage that is too small, filling it
         # with uninitialised memory, so the extent is checked here rather than trusting the stream.
         available = storage.flat.numel()
         if math.prod(size) > 0:
             last = offset + sum((extent - 1) * step for extent, step in zip(size, stride))
             if last >= available:
-                raise CheckpointError(f"{self._where}: a tensor of size {list(size)} reaches past the end "
-                                      f"of its storage ({available} elements); the file is corrupt")
+                raise CheckpointError(
+                    f"{self._where}: a tensor of size {list(size)} reaches past the end "
+                    f"of its storage ({available} elements); the file is corrupt"
+                )
         return storage.flat.as_strided(size, stride, offset)
 
-    def _rebuild_parameter(self, data: Any, requires_grad: Any = False, backward_hooks: Any = None,
-                           *unused: Any) -> torch.Tensor:
+    def _rebuild_parameter(
+        self, data: Any, requires_grad: Any = False, backward_hooks: Any = None, *unused: Any
+    ) -> torch.Tensor:
         """Keep a parameter as its plain data tensor (gradients and hooks are of no use here)."""
         if not isinstance(data, torch.Tensor):
-            raise CheckpointError(f"{self._where}: a parameter wraps a {type(data).__name__}, "
-                                  "not a tensor; the file is not a plain network pickle")
+            raise CheckpointError(
+                f"{self._where}: a parameter wraps a {type(data).__name__}, "
+                "not a tensor; the file is not a plain network pickle"
+            )
         return data
 
     def _numpy_scalar(self, dtype: Any, raw: Any) -> numpy.generic:
         """Rebuild a numeric numpy scalar from its raw bytes (object scalars are refused)."""
-        if not (isinstance(dtype, numpy.dtype) and dtype.kind in "biufc" and isinstance(raw, bytes)
-                and len(raw) == dtype.itemsize):
-            raise CheckpointError(f"{self._where}: a numpy scalar is not a plain number; "
-                                  "the file is not a plain network pickle and was not executed")
+        if not (
+            isinstance(dtype, numpy.dtype)
+            and dtype.kind in "biufc"
+            and isinstance(raw, bytes)
+            and len(raw) == dtype.itemsize
+        ):
+            raise CheckpointError(
+                f"{self._where}: a numpy scalar is not a plain number; "
+                "the file is not a plain network pickle and was not executed"
+            )
         return numpy.frombuffer(raw, dtype=dtype)[0]
 
     def _numpy_dtype(self, spec: Any, align: Any = False, copy: Any = True) -> numpy.dtype:
         """Build a numpy dtype from its type string only (never from an object or a callable)."""
         if not isinstance(spec, str):
-            raise CheckpointError(f"{self._where}: a numpy dtype is built from a {type(spec).__name__}; "
-                                  "the file is not a plain network pickle and was not executed")
+            raise CheckpointError(
+                f"{self._where}: a numpy dtype is built from a {type(spec).__name__}; "
+                "the file is not a plain network pickle and was not executed"
+            )
         return numpy.dtype(spec, bool(align), bool(copy))
 
     def _latin1_encode(self, text: Any, encoding: Any = "latin1") -> bytes:
         """Protocol 2's spelling of a bytes literal; any other codec use is refused."""
         if not (isinstance(text, str) and encoding in ("latin1", "latin-1")):
-            raise CheckpointError(f"{self._where}: refused pickle global _codecs.encode with encoding "
-                                  f"{_shown(encoding)}; the file is not a plain network pickle")
+            raise CheckpointError(
+                f"{self._where}: refused pickle global _codecs.encode with encoding "
+                f"{_shown(encoding)}; the file is not a plain network pickle"
+            )
         return text.encode("latin-1")
 
 
@@ -344,19 +409,26 @@ def _indices(values: Any) -> tuple[int, ...] | None:
 def _find_generator(data: object, where: str) -> _PersistentRecord:
     """The ``G_ema`` record of a snapshot dict (never ``G``: that is the non-averaged network)."""
     if not isinstance(data, dict):
-        raise CheckpointError(f"{where}: holds a {type(data).__name__}, not a dict of networks; "
-                              "expected an NVIDIA StyleGAN2-ADA network pickle")
+        raise CheckpointError(
+            f"{where}: holds a {type(data).__name__}, not a dict of networks; "
+            "expected an NVIDIA StyleGAN2-ADA network pickle"
+        )
     if "G_ema" not in data:
         keys = sorted(_printable(key) for key in list(data)[:64])[:8]
-        raise CheckpointError(f"{where}: has no 'G_ema' network (found {keys}); "
-                              "expected an NVIDIA StyleGAN2-ADA network pickle")
+        raise CheckpointError(
+            f"{where}: has no 'G_ema' network (found {keys}); expected an NVIDIA StyleGAN2-ADA network pickle"
+        )
     generator = data["G_ema"]
     if not isinstance(generator, _PersistentRecord):
-        raise CheckpointError(f"{where}: 'G_ema' is a {type(generator).__name__}, not a persistent "
-                              "network object; expected an NVIDIA StyleGAN2-ADA network pickle")
+        raise CheckpointError(
+            f"{where}: 'G_ema' is a {type(generator).__name__}, not a persistent "
+            "network object; expected an NVIDIA StyleGAN2-ADA network pickle"
+        )
     if generator.class_name != "Generator":
-        raise CheckpointError(f"{where}: 'G_ema' is a {_printable(generator.class_name)}, not a Generator; "
-                              "expected an NVIDIA StyleGAN2-ADA network pickle")
+        raise CheckpointError(
+            f"{where}: 'G_ema' is a {_printable(generator.class_name)}, not a Generator; "
+            "expected an NVIDIA StyleGAN2-ADA network pickle"
+        )
     return generator
 
 
@@ -364,10 +436,10 @@ def _constructor_kwargs(generator: _PersistentRecord, where: str) -> dict:
     """G_ema's constructor arguments, positional ones merged in under their names."""
     args = generator.state.get("_init_args", ())
     kwargs = generator.state.get("_init_kwargs")
-    if not isinstance(kwargs, dict) or not isinstance(args, (tuple, list)) \
-            or len(args) > len(_GENERATOR_PARAMETERS):
-        raise CheckpointError(f"{where}: G_ema does not record its constructor arguments; "
-                              "expected an NVIDIA StyleGAN2-ADA network pickle")
+    if not isinstance(kwargs, dict) or not isinstance(args, (tuple, list)) or len(args) > len(_GENERATOR_PARAMETERS):
+        raise CheckpointError(
+            f"{where}: G_ema does not record its constructor arguments; expected an NVIDIA StyleGAN2-ADA network pickle"
+        )
     merged = dict(zip(_GENERATOR_PARAMETERS, args))
     merged.update(kwargs)
     return merged
@@ -398,20 +470,20 @@ class _Config:
 
 def _read_config(kwargs: dict, where: str) -> _Config:
     """Validate G_ema's constructor keywords against what the port implements."""
+
     def refuse(problem: str) -> CheckpointError:
         return CheckpointError(f"{where}: {problem}")
 
     missing = [key for key in _REQUIRED_GENERATOR_KWARGS if key not in kwargs]
     if missing:
-        raise refuse(f"G_ema's constructor arguments lack {missing}; "
-                     "expected an NVIDIA StyleGAN2-ADA network pickle")
-    z_dim, c_dim, w_dim = (_positive_int(kwargs[key], key, where, allow_zero=key == "c_dim")
-                           for key in ("z_dim", "c_dim", "w_dim"))
+        raise refuse(f"G_ema's constructor arguments lack {missing}; expected an NVIDIA StyleGAN2-ADA network pickle")
+    z_dim, c_dim, w_dim = (
+        _positive_int(kwargs[key], key, where, allow_zero=key == "c_dim") for key in ("z_dim", "c_dim", "w_dim")
+    )
     resolution = _positive_int(kwargs["img_resolution"], "img_resolution", where)
     img_channels = _positive_int(kwargs["img_channels"], "img_channels", where)
     if c_dim > 0:
-        raise refuse(f"conditional generators are not supported (c_dim={c_dim}); "
-                     "use an unconditional StyleGAN2 pickle")
+        raise refuse(f"conditional generators are not supported (c_dim={c_dim}); use an unconditional StyleGAN2 pickle")
     if img_channels != 3:
         raise refuse(f"only RGB generators are supported (img_channels={img_channels})")
     if z_dim != w_dim:
@@ -423,8 +495,9 @@ def _read_config(kwargs: dict, where: str) -> _Config:
 
     mapping, synthesis = kwargs.get("mapping_kwargs", {}), kwargs.get("synthesis_kwargs", {})
     if not isinstance(mapping, dict) or not isinstance(synthesis, dict):
-        raise refuse("mapping_kwargs or synthesis_kwargs is not a dict; "
-                     "expected an NVIDIA StyleGAN2-ADA network pickle")
+        raise refuse(
+            "mapping_kwargs or synthesis_kwargs is not a dict; expected an NVIDIA StyleGAN2-ADA network pickle"
+        )
     # StyleGAN2-ADA nests the synthesis keywords under synthesis_kwargs; StyleGAN3's
     # networks_stylegan2.Generator takes them as top-level **kwargs instead.
     synthesis = dict(synthesis)
@@ -434,8 +507,10 @@ def _read_config(kwargs: dict, where: str) -> _Config:
     unknown = sorted(_printable(key) for key in set(mapping) - set(_MAPPING_DEFAULTS))
     unknown += sorted(_printable(key) for key in set(synthesis) - set(_SYNTHESIS_DEFAULTS) - _SYNTHESIS_RUNTIME_ONLY)
     if unknown:
-        raise refuse(f"G_ema has constructor arguments this reader does not know: {unknown}; "
-                     "only StyleGAN2-ADA generators are supported")
+        raise refuse(
+            f"G_ema has constructor arguments this reader does not know: {unknown}; "
+            "only StyleGAN2-ADA generators are supported"
+        )
     mapping = {**_MAPPING_DEFAULTS, **mapping}
     settings = {**_SYNTHESIS_DEFAULTS, **synthesis}
     _check_setting_types(mapping, settings, refuse)
@@ -443,20 +518,26 @@ def _read_config(kwargs: dict, where: str) -> _Config:
     # Type checks come first: a crafted file may put e.g. a tensor where a string belongs, and
     # comparing that would raise instead of refusing.
     if not _is_text(settings["architecture"], "skip"):
-        raise refuse(f"architecture={_shown(settings['architecture'])} is not supported; "
-                     "only the default 'skip' generator is")
+        raise refuse(
+            f"architecture={_shown(settings['architecture'])} is not supported; only the default 'skip' generator is"
+        )
     for owner, activation in (("synthesis", settings["activation"]), ("mapping", mapping["activation"])):
         if not _is_text(activation, "lrelu"):
             raise refuse(f"{owner} activation={_shown(activation)} is not supported; only 'lrelu' is")
     if settings["use_noise"] is not True:
         raise refuse("generators without noise inputs (use_noise=False) are not supported")
     taps = settings["resample_filter"]
-    if not (isinstance(taps, (list, tuple)) and all(_index(tap) is not None for tap in taps)
-            and [int(tap) for tap in taps] == _SUPPORTED_FILTER_TAPS):
+    if not (
+        isinstance(taps, (list, tuple))
+        and all(_index(tap) is not None for tap in taps)
+        and [int(tap) for tap in taps] == _SUPPORTED_FILTER_TAPS
+    ):
         raise refuse(f"resample_filter={_shown(taps)} is not supported; only [1, 3, 3, 1] is")
     if mapping["layer_features"] is not None and _index(mapping["layer_features"]) != w_dim:
-        raise refuse(f"mapping layer_features={_shown(mapping['layer_features'])} differs from "
-                     f"w_dim={w_dim}; the PyTorch port needs them equal")
+        raise refuse(
+            f"mapping layer_features={_shown(mapping['layer_features'])} differs from "
+            f"w_dim={w_dim}; the PyTorch port needs them equal"
+        )
     lr_multiplier = mapping["lr_multiplier"]
     if not isinstance(lr_multiplier, numbers.Real) or isinstance(lr_multiplier, bool) or not lr_multiplier > 0:
         raise refuse(f"mapping lr_multiplier={_shown(lr_multiplier)} is not a positive number")
@@ -478,6 +559,7 @@ def _check_setting_types(mapping: dict, settings: dict, refuse) -> None:
     Keywords that only choose precision or a kernel are not read further, but they are still
     returned in ``init_kwargs``, so an odd value there must not pass unchecked.
     """
+
     def optional_count(value: Any) -> bool:
         return value is None or _index(value) is not None
 
@@ -509,8 +591,10 @@ def _positive_int(value: Any, name: str, where: str, *, allow_zero: bool = False
     """An int setting from the file, refused if it is not a (positive) integer."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and (value > 0 or allow_zero and value == 0):
         return int(value)
-    raise CheckpointError(f"{where}: G_ema setting {name}={_shown(value)} is not a "
-                          f"{'non-negative' if allow_zero else 'positive'} integer; the file is corrupt")
+    raise CheckpointError(
+        f"{where}: G_ema setting {name}={_shown(value)} is not a "
+        f"{'non-negative' if allow_zero else 'positive'} integer; the file is corrupt"
+    )
 
 
 def _is_text(value: Any, expected: str) -> bool:
@@ -531,15 +615,16 @@ def _children(record: _PersistentRecord, where: str) -> dict[str, _PersistentRec
     """A record's sub-modules by name (None entries, which torch allows, are dropped)."""
     modules = record.state.get("_modules", {})
     if not isinstance(modules, dict):
-        raise CheckpointError(f"{where}: a {_printable(record.class_name)} has no module table; "
-                              "the file is corrupt")
+        raise CheckpointError(f"{where}: a {_printable(record.class_name)} has no module table; the file is corrupt")
     children = {}
     for name, child in modules.items():
         if child is None:
             continue
         if not isinstance(name, str) or not isinstance(child, _PersistentRecord):
-            raise CheckpointError(f"{where}: sub-module {_printable(name)} of a "
-                                  f"{_printable(record.class_name)} is not a network object; the file is corrupt")
+            raise CheckpointError(
+                f"{where}: sub-module {_printable(name)} of a "
+                f"{_printable(record.class_name)} is not a network object; the file is corrupt"
+            )
         children[name] = child
     return children
 
@@ -558,17 +643,23 @@ def _collect_tensors(generator: _PersistentRecord, where: str) -> dict[str, torc
         state = record.state
         parameters, buffers = state.get("_parameters", {}), state.get("_buffers", {})
         skipped = state.get("_non_persistent_buffers_set", set())
-        if not isinstance(parameters, dict) or not isinstance(buffers, dict) \
-                or not isinstance(skipped, (set, frozenset)):
-            raise CheckpointError(f"{where}: a {_printable(record.class_name)} at {_shown(prefix)} lacks its "
-                                  "parameter tables; the file is corrupt")
+        if (
+            not isinstance(parameters, dict)
+            or not isinstance(buffers, dict)
+            or not isinstance(skipped, (set, frozenset))
+        ):
+            raise CheckpointError(
+                f"{where}: a {_printable(record.class_name)} at {_shown(prefix)} lacks its "
+                "parameter tables; the file is corrupt"
+            )
         entries = list(parameters.items()) + [(k, v) for k, v in buffers.items() if k not in skipped]
         for name, tensor in entries:
             if tensor is None:
                 continue
             if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-                raise CheckpointError(f"{where}: entry {_printable(name)} of {_shown(prefix)} is not a tensor; "
-                                      "the file is corrupt")
+                raise CheckpointError(
+                    f"{where}: entry {_printable(name)} of {_shown(prefix)} is not a tensor; the file is corrupt"
+                )
             tensors[prefix + name] = tensor
         for name, child in _children(record, where).items():
             visit(child, f"{prefix}{name}.", depth + 1)
@@ -590,21 +681,25 @@ def _expected_shapes(config: _Config) -> dict[str, tuple[int, ...]]:
             layers = [("conv0", config.channels(resolution // 2)), ("conv1", out_channels)]
         for layer, in_channels in layers:
             name = f"{block}.{layer}"
-            shapes.update({
-                f"{name}.weight": (out_channels, in_channels, 3, 3),
-                f"{name}.noise_strength": (),
-                f"{name}.bias": (out_channels,),
-                f"{name}.resample_filter": (4, 4),
-                f"{name}.noise_const": (resolution, resolution),
-                f"{name}.affine.weight": (in_channels, w_dim),
-                f"{name}.affine.bias": (in_channels,),
-            })
-        shapes.update({
-            f"{block}.torgb.weight": (3, out_channels, 1, 1),
-            f"{block}.torgb.bias": (3,),
-            f"{block}.torgb.affine.weight": (out_channels, w_dim),
-            f"{block}.torgb.affine.bias": (out_channels,),
-        })
+            shapes.update(
+                {
+                    f"{name}.weight": (out_channels, in_channels, 3, 3),
+                    f"{name}.noise_strength": (),
+                    f"{name}.bias": (out_channels,),
+                    f"{name}.resample_filter": (4, 4),
+                    f"{name}.noise_const": (resolution, resolution),
+                    f"{name}.affine.weight": (in_channels, w_dim),
+                    f"{name}.affine.bias": (in_channels,),
+                }
+            )
+        shapes.update(
+            {
+                f"{block}.torgb.weight": (3, out_channels, 1, 1),
+                f"{block}.torgb.bias": (3,),
+                f"{block}.torgb.affine.weight": (out_channels, w_dim),
+                f"{block}.torgb.affine.bias": (out_channels,),
+            }
+        )
     shapes["mapping.w_avg"] = (w_dim,)
     for index in range(config.num_mapping_layers):
         # z_dim == w_dim and layer_features == w_dim were checked, so every layer is w_dim x w_dim.
@@ -622,22 +717,30 @@ def _check_tensors(tensors: dict[str, torch.Tensor], config: _Config, where: str
         hint = ""
         if any(name.startswith(("synthesis.input.", "synthesis.L0_")) for name in unexpected):
             hint = " (it looks like a StyleGAN3 generator, which is not supported)"
-        raise CheckpointError(f"{where}: G_ema's tensors do not match a StyleGAN2 generator with its recorded "
-                              f"settings{hint}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise CheckpointError(
+            f"{where}: G_ema's tensors do not match a StyleGAN2 generator with its recorded "
+            f"settings{hint}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     for name, shape in expected.items():
         tensor = tensors[name]
         if tuple(tensor.shape) != shape:
-            raise CheckpointError(f"{where}: G_ema tensor {name} has shape {list(tensor.shape)}, expected "
-                                  f"{list(shape)} from the recorded settings; the file is inconsistent")
+            raise CheckpointError(
+                f"{where}: G_ema tensor {name} has shape {list(tensor.shape)}, expected "
+                f"{list(shape)} from the recorded settings; the file is inconsistent"
+            )
         if tensor.dtype != torch.float32:
-            raise CheckpointError(f"{where}: G_ema tensor {name} is {tensor.dtype}, expected torch.float32; "
-                                  "re-export the pickle with float32 parameters")
+            raise CheckpointError(
+                f"{where}: G_ema tensor {name} is {tensor.dtype}, expected torch.float32; "
+                "re-export the pickle with float32 parameters"
+            )
     reference = _normalized_filter(_SUPPORTED_FILTER_TAPS)
     for name in expected:
         # The port rebuilds its FIR kernels from [1, 3, 3, 1]; the stored ones must agree.
         if name.endswith(".resample_filter") and not torch.allclose(tensors[name], reference, rtol=0, atol=1e-7):
-            raise CheckpointError(f"{where}: G_ema buffer {name} is not the [1, 3, 3, 1] filter "
-                                  "outer([1,3,3,1])/64; other resampling filters are not supported")
+            raise CheckpointError(
+                f"{where}: G_ema buffer {name} is not the [1, 3, 3, 1] filter "
+                "outer([1,3,3,1])/64; other resampling filters are not supported"
+            )
 
 
 def _normalized_filter(taps: list[int]) -> torch.Tensor:
@@ -667,12 +770,16 @@ def _read_conv_clamp(generator: _PersistentRecord, config: _Config, where: str) 
             recorded.add(_clamp_value(record.state["conv_clamp"], where))
         stack.extend(_children(record, where).values())
     if len(recorded) > 1:
-        raise CheckpointError(f"{where}: G_ema's layers disagree on conv_clamp ({sorted(map(str, recorded))}); "
-                              "such generators are not supported")
+        raise CheckpointError(
+            f"{where}: G_ema's layers disagree on conv_clamp ({sorted(map(str, recorded))}); "
+            "such generators are not supported"
+        )
     if config.conv_clamp_given:
         if recorded and recorded != {config.conv_clamp}:
-            raise CheckpointError(f"{where}: G_ema's conv_clamp={config.conv_clamp} disagrees with its "
-                                  f"layers' {recorded.pop()}; the file is inconsistent")
+            raise CheckpointError(
+                f"{where}: G_ema's conv_clamp={config.conv_clamp} disagrees with its "
+                f"layers' {recorded.pop()}; the file is inconsistent"
+            )
         return config.conv_clamp
     return recorded.pop() if recorded else None
 
@@ -740,8 +847,10 @@ def _plain(value: Any, where: str) -> Any:
         nonlocal visits
         visits += 1
         if depth > _MAX_SETTING_DEPTH or visits > _MAX_SETTING_ITEMS:
-            raise CheckpointError(f"{where}: G_ema's constructor arguments are nested deeper or larger than "
-                                  "any network's; the file is corrupt")
+            raise CheckpointError(
+                f"{where}: G_ema's constructor arguments are nested deeper or larger than "
+                "any network's; the file is corrupt"
+            )
         if isinstance(item, dict):
             return {key: copy(entry, depth + 1) for key, entry in item.items()}
         if isinstance(item, list):

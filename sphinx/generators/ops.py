@@ -33,12 +33,7 @@ def fir_kernel(taps: Sequence[float], *, gain: float = 1.0) -> torch.Tensor:
 
 
 def upfirdn2d(
-    x: torch.Tensor,
-    kernel: torch.Tensor,
-    *,
-    up: int = 1,
-    down: int = 1,
-    pad: tuple[int, int] = (0, 0),
+    x: torch.Tensor, kernel: torch.Tensor, *, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
 ) -> torch.Tensor:
     """Upsample by zero insertion, pad, convolve with a FIR kernel, then downsample.
 
@@ -86,4 +81,3 @@ def biased_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, *, clamp: floa
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
-

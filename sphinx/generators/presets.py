@@ -11,8 +11,8 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from sphinx.utils.download import download, file_sha256
 from sphinx.errors import CheckpointError
+from sphinx.utils.download import download, file_sha256
 
 _DOWNLOAD_SCHEMES = ("http", "https", "file")
 _PACKAGE_SCHEME = "package"
@@ -162,8 +162,7 @@ def resolve_checkpoint(source: str | os.PathLike[str], *, progress: bool = True)
     close = difflib.get_close_matches(text, PRESETS, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise CheckpointError(
-        f"checkpoint {text!r} is neither a file, a URL nor a known preset{hint}; "
-        f"presets: {', '.join(sorted(PRESETS))}"
+        f"checkpoint {text!r} is neither a file, a URL nor a known preset{hint}; presets: {', '.join(sorted(PRESETS))}"
     )
 
 
@@ -187,19 +186,17 @@ def _package_file(url: str) -> Path:
     if not package or not relative.parts or ".." in relative.parts:
         raise CheckpointError(f"checkpoint {url}: expected package://<package>/<path inside it>")
     if package != _OWN_PACKAGE or relative.parts[0] != _ASSETS_FOLDER:
-        raise CheckpointError(f"checkpoint {url}: package:// names only sphinx's own assets "
-                              f"(package://{_OWN_PACKAGE}/{_ASSETS_FOLDER}/...); give other files as a path")
+        raise CheckpointError(
+            f"checkpoint {url}: package:// names only sphinx's own assets "
+            f"(package://{_OWN_PACKAGE}/{_ASSETS_FOLDER}/...); give other files as a path"
+        )
     try:
         resource = importlib.resources.files(package).joinpath(*relative.parts)
     except ModuleNotFoundError as error:
         raise CheckpointError(f"checkpoint {url}: package {package} is not installed") from error
     # a zipped install has no real path to hand to torch.load or to mmap
     if not isinstance(resource, Path):
-        raise CheckpointError(
-            f"checkpoint {url}: package {package} is not installed as files on disk"
-        )
+        raise CheckpointError(f"checkpoint {url}: package {package} is not installed as files on disk")
     if not resource.is_file():
-        raise CheckpointError(
-            f"checkpoint {url}: no such file {resource}; is {package} installed with its assets?"
-        )
+        raise CheckpointError(f"checkpoint {url}: no such file {resource}; is {package} installed with its assets?")
     return resource

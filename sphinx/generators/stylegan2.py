@@ -17,11 +17,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from sphinx.utils.batch_invariance import samplewise
 from sphinx.generators.ops import biased_leaky_relu, fir_kernel, upfirdn2d
+from sphinx.utils.batch_invariance import samplewise
 
 DEFAULT_BLUR_TAPS = (1, 3, 3, 1)
 
@@ -37,9 +37,15 @@ def default_channels(resolution: int, *, channel_multiplier: int = 2, channel_ma
     "paper256" table.
     """
     base = {
-        4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier,
-        128: 128 * channel_multiplier, 256: 64 * channel_multiplier,
-        512: 32 * channel_multiplier, 1024: 16 * channel_multiplier,
+        4: 512,
+        8: 512,
+        16: 512,
+        32: 512,
+        64: 256 * channel_multiplier,
+        128: 128 * channel_multiplier,
+        256: 64 * channel_multiplier,
+        512: 32 * channel_multiplier,
+        1024: 16 * channel_multiplier,
     }
     return {r: min(c, channel_max) for r, c in base.items() if r <= resolution}
 
@@ -57,8 +63,9 @@ def pixel_norm(z: torch.Tensor) -> torch.Tensor:
 class EqualLinear(nn.Module):
     """Linear layer with equalized learning rate: stored weights are scaled at run time."""
 
-    def __init__(self, in_dim: int, out_dim: int, *, bias_init: float = 0.0, lr_mul: float = 1.0,
-                 activate: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, *, bias_init: float = 0.0, lr_mul: float = 1.0, activate: bool = False
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
@@ -101,9 +108,17 @@ class Upsample(nn.Module):
 class ModulatedConv2d(nn.Module):
     """Convolution whose input channels are scaled per sample by a style, then demodulated."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, *,
-                 demodulate: bool = True, upsample: bool = False,
-                 blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        style_dim: int,
+        *,
+        demodulate: bool = True,
+        upsample: bool = False,
+        blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS,
+    ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
@@ -159,32 +174,41 @@ class BiasedLeakyReLU(nn.Module):
 class StyledConv(nn.Module):
     """Modulated 3x3 conv, noise, bias and activation: one synthesis layer."""
 
-    def __init__(self, in_channels: int, out_channels: int, style_dim: int, *, upsample: bool = False,
-                 blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        style_dim: int,
+        *,
+        upsample: bool = False,
+        blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS,
+    ) -> None:
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, out_channels, 3, style_dim, upsample=upsample,
-                                    blur_taps=blur_taps)
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, style_dim, upsample=upsample, blur_taps=blur_taps)
         self.noise = NoiseInjection()
         self.activate = BiasedLeakyReLU(out_channels)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor, *,
-                clamp: float | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor, *, clamp: float | None = None
+    ) -> torch.Tensor:
         return self.activate(self.noise(self.conv(x, style), noise), clamp=clamp)
 
 
 class ToRGB(nn.Module):
     """1x1 modulated conv to RGB (no demodulation), added to the upsampled previous RGB."""
 
-    def __init__(self, in_channels: int, style_dim: int, *, upsample: bool = True,
-                 blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS) -> None:
+    def __init__(
+        self, in_channels: int, style_dim: int, *, upsample: bool = True, blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS
+    ) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
         if upsample:
             self.upsample = Upsample(blur_taps)
         self.conv = ModulatedConv2d(in_channels, 3, 1, style_dim, demodulate=False)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None, *,
-                clamp: float | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None, *, clamp: float | None = None
+    ) -> torch.Tensor:
         rgb = self.conv(x, style) + self.bias
         if clamp is not None:
             rgb = rgb.clamp(-clamp, clamp)
@@ -216,16 +240,27 @@ class Generator(nn.Module):
         conv_clamp: clamp of every layer's output (NVIDIA's ADA configs use 256), or None.
     """
 
-    def __init__(self, resolution: int, style_dim: int = 512, n_mlp: int = 8, *,
-                 channels: Mapping[int, int] | None = None, channel_multiplier: int = 2,
-                 lr_mlp: float = 0.01, blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS,
-                 conv_clamp: float | None = None) -> None:
+    def __init__(
+        self,
+        resolution: int,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        *,
+        channels: Mapping[int, int] | None = None,
+        channel_multiplier: int = 2,
+        lr_mlp: float = 0.01,
+        blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS,
+        conv_clamp: float | None = None,
+    ) -> None:
         super().__init__()
         log_size = int(math.log2(resolution)) if resolution >= 4 else 0
         if resolution < 4 or 2**log_size != resolution:
             raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
-        table = dict(channels) if channels is not None else default_channels(
-            resolution, channel_multiplier=channel_multiplier)
+        table = (
+            dict(channels)
+            if channels is not None
+            else default_channels(resolution, channel_multiplier=channel_multiplier)
+        )
         table = {int(r): int(c) for r, c in table.items()}
         missing = [2**i for i in range(2, log_size + 1) if 2**i not in table]
         if missing:
@@ -252,8 +287,7 @@ class Generator(nn.Module):
         in_channels = self.channels[4]
         for i in range(3, log_size + 1):
             out_channels = self.channels[2**i]
-            self.convs.append(StyledConv(in_channels, out_channels, style_dim, upsample=True,
-                                         blur_taps=blur_taps))
+            self.convs.append(StyledConv(in_channels, out_channels, style_dim, upsample=True, blur_taps=blur_taps))
             self.convs.append(StyledConv(out_channels, out_channels, style_dim, blur_taps=blur_taps))
             self.to_rgbs.append(ToRGB(out_channels, style_dim, blur_taps=blur_taps))
             in_channels = out_channels
@@ -271,9 +305,15 @@ class Generator(nn.Module):
     @property
     def config(self) -> dict:
         """Constructor keywords that rebuild this architecture."""
-        return {"resolution": self.resolution, "style_dim": self.style_dim, "n_mlp": self.n_mlp,
-                "channels": dict(self.channels), "lr_mlp": self.lr_mlp,
-                "blur_taps": list(self.blur_taps), "conv_clamp": self.conv_clamp}
+        return {
+            "resolution": self.resolution,
+            "style_dim": self.style_dim,
+            "n_mlp": self.n_mlp,
+            "channels": dict(self.channels),
+            "lr_mlp": self.lr_mlp,
+            "blur_taps": list(self.blur_taps),
+            "conv_clamp": self.conv_clamp,
+        }
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
         """Map latent codes z ``[B, style_dim]`` to intermediate latents w ``[B, style_dim]``."""
@@ -291,15 +331,17 @@ class Generator(nn.Module):
     def make_noise(self, batch: int = 1, *, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Fresh N(0, 1) noise maps ``[batch, 1, r, r]`` for every layer."""
         device = self.input.input.device
-        return [torch.randn(batch, 1, side, side, generator=generator, device=device)
-                for side in self.noise_resolutions]
+        return [
+            torch.randn(batch, 1, side, side, generator=generator, device=device) for side in self.noise_resolutions
+        ]
 
     def stored_noise(self) -> list[torch.Tensor]:
         """The checkpoint's constant noise maps, ``[1, 1, r, r]`` each."""
         return [getattr(self.noises, f"noise_{i}") for i in range(self.num_noise_layers)]
 
-    def synthesis(self, ws: torch.Tensor, noise: Sequence[torch.Tensor] | None = None,
-                  input: torch.Tensor | None = None) -> torch.Tensor:
+    def synthesis(
+        self, ws: torch.Tensor, noise: Sequence[torch.Tensor] | None = None, input: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Render images from per-layer styles.
 
         Args:
@@ -318,9 +360,14 @@ class Generator(nn.Module):
         if len(noise) != self.num_noise_layers:
             raise ValueError(f"expected {self.num_noise_layers} noise maps, got {len(noise)}")
         for side, layer_noise in zip(self.noise_resolutions, noise):
-            if layer_noise.ndim != 4 or layer_noise.shape[1:] != (1, side, side) or layer_noise.shape[0] not in (1, batch):
-                raise ValueError(f"noise map for {side}px must be [{batch} or 1, 1, {side}, {side}], "
-                                 f"got {list(layer_noise.shape)}")
+            if (
+                layer_noise.ndim != 4
+                or layer_noise.shape[1:] != (1, side, side)
+                or layer_noise.shape[0] not in (1, batch)
+            ):
+                raise ValueError(
+                    f"noise map for {side}px must be [{batch} or 1, 1, {side}, {side}], got {list(layer_noise.shape)}"
+                )
         if input is None:
             x = self.input.input.expand(batch, -1, -1, -1)
         else:
@@ -339,19 +386,27 @@ class Generator(nn.Module):
             rgb = to_rgb(x, ws[:, row + 2], rgb, clamp=clamp)
         return rgb
 
-    def truncate(self, w: torch.Tensor, truncation: float,
-                 truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
+    def truncate(
+        self, w: torch.Tensor, truncation: float, truncation_latent: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Pull latents toward the average latent: ``avg + truncation * (w - avg)``."""
         if truncation == 1.0:
             return w
         center = truncation_latent if truncation_latent is not None else self.latent_avg
         if center is None:
-            raise ValueError("truncation < 1 needs truncation_latent (or a checkpoint with latent_avg); "
-                             "compute one with G.mean_latent()")
+            raise ValueError(
+                "truncation < 1 needs truncation_latent (or a checkpoint with latent_avg); "
+                "compute one with G.mean_latent()"
+            )
         return center.reshape(1, self.style_dim).to(w) + truncation * (w - center.reshape(1, self.style_dim).to(w))
 
-    def forward(self, z: torch.Tensor, truncation: float = 1.0, truncation_latent: torch.Tensor | None = None,
-                noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        truncation: float = 1.0,
+        truncation_latent: torch.Tensor | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Sample images from z ``[B, style_dim]``; W is broadcast to every layer.
 
         Returns:

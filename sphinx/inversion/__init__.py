@@ -10,5 +10,16 @@ from sphinx.inversion.loop import InversionResult, StepReport, invert
 from sphinx.inversion.methods import METHODS, MethodConfig, method_config
 from sphinx.inversion.state import InversionState, load_state, render_state, save_state
 
-__all__ = ["METHODS", "Execution", "InversionResult", "InversionState", "MethodConfig", "StepReport", "invert",
-           "load_state", "method_config", "render_state", "save_state"]
+__all__ = [
+    "METHODS",
+    "Execution",
+    "InversionResult",
+    "InversionState",
+    "MethodConfig",
+    "StepReport",
+    "invert",
+    "load_state",
+    "method_config",
+    "render_state",
+    "save_state",
+]

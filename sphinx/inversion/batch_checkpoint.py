@@ -55,8 +55,9 @@ class BatchCheckpoint:
         stop_requested: returns the name of a signal that asked to stop, or None.
     """
 
-    def __init__(self, path: str | os.PathLike, *, every: int = 0,
-                 stop_requested: Callable[[], str | None] = lambda: None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, every: int = 0, stop_requested: Callable[[], str | None] = lambda: None
+    ) -> None:
         if every < 0:
             raise ValueError(f"checkpoint every must be non-negative, got {every}")
         self.path = Path(path)
@@ -78,8 +79,10 @@ class BatchCheckpoint:
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as broken:  # torch raises several types for damaged files
-            raise CheckpointError(f"{self.path}: unreadable batch checkpoint ({type(broken).__name__}); delete "
-                                  "it to restart this batch from scratch") from None
+            raise CheckpointError(
+                f"{self.path}: unreadable batch checkpoint ({type(broken).__name__}); delete "
+                "it to restart this batch from scratch"
+            ) from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{self.path}: not a sphinx batch checkpoint; delete it to restart this batch")
         if payload.get("identity") != identity:
@@ -92,11 +95,26 @@ class BatchCheckpoint:
             for target, value in zip(params, saved):
                 target.copy_(value)
         log.info("batch %s resumes at step %d from %s", identity["ids"], payload["global_step"], self.path)
-        return LoopPosition(stage=payload["stage"], step=payload["step"], global_step=payload["global_step"],
-                            optimizer=payload["optimizer"], records=payload["records"])
+        return LoopPosition(
+            stage=payload["stage"],
+            step=payload["step"],
+            global_step=payload["global_step"],
+            optimizer=payload["optimizer"],
+            records=payload["records"],
+        )
 
-    def after_step(self, identity: dict, *, stage: int, step: int, global_step: int, total_steps: int,
-                   params: Sequence[torch.Tensor], optimizer: torch.optim.Optimizer, records: dict) -> None:
+    def after_step(
+        self,
+        identity: dict,
+        *,
+        stage: int,
+        step: int,
+        global_step: int,
+        total_steps: int,
+        params: Sequence[torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        records: dict,
+    ) -> None:
         """Save when due; after a requested stop, save and raise :class:`RunInterrupted`.
 
         Args:
@@ -111,9 +129,16 @@ class BatchCheckpoint:
         due = self.every > 0 and global_step % self.every == 0 and global_step < total_steps
         if not (stop or due):
             return
-        payload = {"format": CHECKPOINT_FORMAT, "identity": identity, "stage": stage, "step": step,
-                   "global_step": global_step, "params": [p.detach() for p in params],
-                   "optimizer": optimizer.state_dict(), "records": records}
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "identity": identity,
+            "stage": stage,
+            "step": step,
+            "global_step": global_step,
+            "params": [p.detach() for p in params],
+            "optimizer": optimizer.state_dict(),
+            "records": records,
+        }
         with atomic_open(self.path) as stream:
             torch.save(payload, stream)
         if stop:

@@ -63,8 +63,10 @@ class QualityCurve:
             index: the image's place in the batch.
             share: how many images shared the batch's seconds (each is given its share).
         """
-        curve: dict[str, list] = {"step": list(self.steps),
-                                  "seconds": [round(round(s, 4) / share, 4) for s in self.seconds]}
+        curve: dict[str, list] = {
+            "step": list(self.steps),
+            "seconds": [round(round(s, 4) / share, 4) for s in self.seconds],
+        }
         for name, values in self.metrics.items():
             curve[name] = [None if not math.isfinite(v) else round(v, 6) for v in values[:, index].tolist()]
         return curve
@@ -82,8 +84,13 @@ class CurveRecorder:
         lpips: a perceptual distance ``(x, y) -> [B]``, or None for PSNR and SSIM only.
     """
 
-    def __init__(self, clean: torch.Tensor, *, steps: tuple[int, ...],
-                 lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> None:
+    def __init__(
+        self,
+        clean: torch.Tensor,
+        *,
+        steps: tuple[int, ...],
+        lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+    ) -> None:
         self.clean = clean
         self.clock = _EventClock(clean.device) if clean.device.type == "cuda" else _HostClock(time.process_time)
         self.wanted = frozenset(steps)
@@ -119,8 +126,13 @@ class CurveRecorder:
 
     def records(self) -> dict:
         """What a batch checkpoint saves, so that a resumed batch keeps the points it had."""
-        return {"curve": {"steps": list(self.steps), "seconds": self.clock.seconds(),
-                          "values": {name: [v.cpu() for v in values] for name, values in self.values.items()}}}
+        return {
+            "curve": {
+                "steps": list(self.steps),
+                "seconds": self.clock.seconds(),
+                "values": {name: [v.cpu() for v in values] for name, values in self.values.items()},
+            }
+        }
 
     def restore(self, records: dict) -> None:
         """Continue from :meth:`records`; the clock resumes at the last saved point's time."""
@@ -132,8 +144,11 @@ class CurveRecorder:
         self.clock.restore(list(state["seconds"]))
 
     def curve(self) -> QualityCurve:
-        return QualityCurve(tuple(self.steps), tuple(self.clock.seconds()),
-                            {name: torch.stack(values).cpu() for name, values in self.values.items()})
+        return QualityCurve(
+            tuple(self.steps),
+            tuple(self.clock.seconds()),
+            {name: torch.stack(values).cpu() for name, values in self.values.items()},
+        )
 
 
 class _HostClock:

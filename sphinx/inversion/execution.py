@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from sphinx.utils.batch_invariance import whole_batch
 from sphinx.errors import ConfigError
+from sphinx.utils.batch_invariance import whole_batch
 
 CHECK_EVERY = 20
 COMPILE_MODES = ("none", "synthesis", "step")
@@ -61,8 +61,11 @@ class Execution:
     def changes_rounding(self) -> dict[str, object]:
         """The options set away from their defaults that move results at float rounding."""
         defaults = Execution()
-        return {name: getattr(self, name) for name in ("exact_batch", "compile", "precision")
-                if getattr(self, name) != getattr(defaults, name)}
+        return {
+            name: getattr(self, name)
+            for name in ("exact_batch", "compile", "precision")
+            if getattr(self, name) != getattr(defaults, name)
+        }
 
     def batch_arithmetic(self) -> contextlib.AbstractContextManager:
         """The block in which the batch runs whole on CPU, unless ``exact_batch``."""
@@ -117,8 +120,9 @@ def _compiled(module: torch.nn.Module, method: str, graphs: bool) -> Callable:
 class _PerceptualTrunk:
     """LPIPS whose trunk runs through ``embed`` under ``autocast``; the head stays LPIPS's own."""
 
-    def __init__(self, lpips, embed: Callable, autocast: Callable[[], contextlib.AbstractContextManager], *,
-                 graphs: bool) -> None:
+    def __init__(
+        self, lpips, embed: Callable, autocast: Callable[[], contextlib.AbstractContextManager], *, graphs: bool
+    ) -> None:
         self.lpips, self._embed, self._autocast, self.graphs = lpips, embed, autocast, graphs
 
     def embed(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -21,8 +21,10 @@ CONTENT_INPUT_SHAPE = (8, 4, 4)
 def _default_linear(out_dim: int, in_dim: int, draw: torch.Generator) -> list[torch.Tensor]:
     """PyTorch's default ``nn.Linear`` init: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in))."""
     bound = 1.0 / math.sqrt(in_dim)
-    return [(torch.rand(out_dim, in_dim, generator=draw) * 2 - 1) * bound,
-            (torch.rand(out_dim, generator=draw) * 2 - 1) * bound]
+    return [
+        (torch.rand(out_dim, in_dim, generator=draw) * 2 - 1) * bound,
+        (torch.rand(out_dim, generator=draw) * 2 - 1) * bound,
+    ]
 
 
 def float32_head(x: torch.Tensor) -> torch.autocast:
@@ -73,9 +75,18 @@ class StyleHead(BatchedHead):
     PREFIX = "style_head."
 
     @classmethod
-    def initialize(cls, ids: Sequence, n_latent: int, style_dim: int, *, seed: int,
-                   bottleneck: int = BOTTLENECK, device: torch.device | str = "cpu",
-                   anchor: torch.Tensor | None = None, output_scale: float = 1.0) -> StyleHead:
+    def initialize(
+        cls,
+        ids: Sequence,
+        n_latent: int,
+        style_dim: int,
+        *,
+        seed: int,
+        bottleneck: int = BOTTLENECK,
+        device: torch.device | str = "cpu",
+        anchor: torch.Tensor | None = None,
+        output_scale: float = 1.0,
+    ) -> StyleHead:
         """Fresh heads with PyTorch's default Linear init, image i's drawn from (seed, id).
 
         Args:
@@ -93,8 +104,9 @@ class StyleHead(BatchedHead):
                 weight, bias = _default_linear(encoder_dims[k + 1], encoder_dims[k], draw)
                 per_image.setdefault(f"encoder.{k}.weight", []).append(weight)
                 per_image.setdefault(f"encoder.{k}.bias", []).append(bias)
-            rows = [[_default_linear(decoder_dims[k + 1], decoder_dims[k], draw) for k in range(3)]
-                    for _ in range(n_latent)]
+            rows = [
+                [_default_linear(decoder_dims[k + 1], decoder_dims[k], draw) for k in range(3)] for _ in range(n_latent)
+            ]
             for k in range(3):
                 per_image.setdefault(f"decoder.{k}.weight", []).append(torch.stack([r[k][0] for r in rows]))
                 per_image.setdefault(f"decoder.{k}.bias", []).append(torch.stack([r[k][1] for r in rows]))
@@ -141,8 +153,16 @@ class ContentHead(BatchedHead):
     WIDTHS = (CONTENT_INPUT_SHAPE[0], 32, 128)
 
     @classmethod
-    def initialize(cls, ids: Sequence, out_channels: int, *, seed: int, device: torch.device | str = "cpu",
-                   anchor: torch.Tensor | None = None, output_scale: float = 1.0) -> ContentHead:
+    def initialize(
+        cls,
+        ids: Sequence,
+        out_channels: int,
+        *,
+        seed: int,
+        device: torch.device | str = "cpu",
+        anchor: torch.Tensor | None = None,
+        output_scale: float = 1.0,
+    ) -> ContentHead:
         """Fresh heads: conv weights ~ N(0, 1) (scaled at run time), biases 0.
 
         Args:
@@ -155,8 +175,7 @@ class ContentHead(BatchedHead):
         tensors: dict[str, torch.Tensor] = {}
         draws = [image_generator(seed, image_id, "content_head") for image_id in ids]
         for k in range(3):
-            tensors[f"conv.{k}.weight"] = torch.stack([torch.randn(dims[k + 1], dims[k], generator=d)
-                                                       for d in draws])
+            tensors[f"conv.{k}.weight"] = torch.stack([torch.randn(dims[k + 1], dims[k], generator=d) for d in draws])
         tensors["conv.2.weight"] *= output_scale
         for k in range(2):
             tensors[f"activation.{k}.bias"] = torch.zeros(len(draws), dims[k + 1])
@@ -179,4 +198,3 @@ class ContentHead(BatchedHead):
         if "output.bias" in self.tensors:
             h = h + self.tensors["output.bias"]  # [B, C4, 4, 4]
         return h
-

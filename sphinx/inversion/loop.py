@@ -26,8 +26,16 @@ from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import Method, MethodConfig, Stage, method_config
 from sphinx.inversion.objective import lpips_applies
 from sphinx.inversion.state import InversionState, check_state_generator
-from sphinx.inversion.step import (EarlyStop, Failures, LossHistory, descend, schedule, stage_optimizer, step_labels,
-                                   weighted_loss)
+from sphinx.inversion.step import (
+    EarlyStop,
+    Failures,
+    LossHistory,
+    descend,
+    schedule,
+    stage_optimizer,
+    step_labels,
+    weighted_loss,
+)
 from sphinx.metrics.image_quality import psnr
 
 log = logging.getLogger(__name__)
@@ -159,8 +167,19 @@ def invert(
     bad_target = _check_targets(generator, targets, ids)
     if initial_states is not None:
         _check_initial_states(initial_states, generator, len(ids))
-    batch = _Batch(generator, targets, bad_target, ids, config, degradation=degradation, seed=seed, lpips=lpips,
-                   execution=execution, record_curve=record_curve, initial_states=initial_states)
+    batch = _Batch(
+        generator,
+        targets,
+        bad_target,
+        ids,
+        config,
+        degradation=degradation,
+        seed=seed,
+        lpips=lpips,
+        execution=execution,
+        record_curve=record_curve,
+        initial_states=initial_states,
+    )
 
     # Resume: a checkpoint of this very batch puts parameters, Adam and records back where they were.
     position = checkpoint.restore(batch.identity, batch.params) if checkpoint is not None else None
@@ -184,8 +203,10 @@ def resolve_method(method: MethodConfig | str, options: dict) -> MethodConfig:
     """``invert``'s method: a built config as it is, or a registered name with its options."""
     if isinstance(method, MethodConfig):
         if options:
-            raise ConfigError(f"options {', '.join(sorted(options))} given beside a built method config; set them "
-                              "in the config, or pass the method by name")
+            raise ConfigError(
+                f"options {', '.join(sorted(options))} given beside a built method config; set them "
+                "in the config, or pass the method by name"
+            )
         return method
     return method_config(method, **options)
 
@@ -202,9 +223,21 @@ def default_lpips(device: torch.device):
 class _Batch:
     """One batch's optimization: the method bound to its images, its objective and its records."""
 
-    def __init__(self, generator: Generator, targets: torch.Tensor, bad_target: torch.Tensor, ids: list[str],
-                 config: MethodConfig, *, degradation: Degradation, seed: int, lpips, execution: Execution,
-                 record_curve: bool, initial_states: Sequence[InversionState] | None) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        targets: torch.Tensor,
+        bad_target: torch.Tensor,
+        ids: list[str],
+        config: MethodConfig,
+        *,
+        degradation: Degradation,
+        seed: int,
+        lpips,
+        execution: Execution,
+        record_curve: bool,
+        initial_states: Sequence[InversionState] | None,
+    ) -> None:
         self.ids, self.config, self.seed, self.execution = ids, config, seed, execution
         self.device = device = generator.input.input.device
         image_shape = (3, generator.resolution, generator.resolution)
@@ -222,22 +255,35 @@ class _Batch:
         if lpips is None and use_lpips and any(s.lpips_weight > 0 for s in self.stages):
             lpips = default_lpips(device)
         elif any(s.lpips_weight > 0 for s in self.stages) and not use_lpips:
-            log.info("LPIPS skipped: the %s observation is not an image of at least 32 px; MSE only",
-                     type(degradation).__name__)
-        self.objective = self.method.objective(self.operator, self.observation,
-                                               lpips=execution.perceptual(lpips, device), use_lpips=use_lpips)
+            log.info(
+                "LPIPS skipped: the %s observation is not an image of at least 32 px; MSE only",
+                type(degradation).__name__,
+            )
+        self.objective = self.method.objective(
+            self.operator, self.observation, lpips=execution.perceptual(lpips, device), use_lpips=use_lpips
+        )
 
         self.total_steps = sum(s.steps for s in self.stages)
         # every optimized tensor once, in stage order (a group may serve several stages)
         self.params = list({id(p): p for s in self.stages for g in s.groups for p in g.params}.values())
         self.failures = Failures(bad_target.to(device), ids, describe_step=step_labels(self.stages))
         self.history = LossHistory()
-        self.recorder = CurveRecorder(self.clean, steps=log_spaced_steps(self.total_steps),
-                                      lpips=lpips if lpips_applies(self.clean) else None) if record_curve else None
+        self.recorder = (
+            CurveRecorder(
+                self.clean, steps=log_spaced_steps(self.total_steps), lpips=lpips if lpips_applies(self.clean) else None
+            )
+            if record_curve
+            else None
+        )
         self.records = [self.history, self.failures, *([self.recorder] if self.recorder is not None else [])]
         self.global_step = self.first_step = 0
-        self.identity = {"ids": list(ids), "method": config.name, "config": config.options(), "seed": seed,
-                         "degradation": type(degradation).__name__}
+        self.identity = {
+            "ids": list(ids),
+            "method": config.name,
+            "config": config.options(),
+            "seed": seed,
+            "degradation": type(degradation).__name__,
+        }
         if execution.changes_rounding():
             self.identity["execution"] = execution.changes_rounding()
 
@@ -247,14 +293,18 @@ class _Batch:
             record.restore(position.records)
         self.history.rows = [row.to(self.device) for row in self.history.rows]
 
-    def run_stage(self, index: int, stage: Stage, *, resumed: LoopPosition | None, callback,
-                  checkpoint: BatchCheckpoint | None) -> bool:
+    def run_stage(
+        self, index: int, stage: Stage, *, resumed: LoopPosition | None, callback, checkpoint: BatchCheckpoint | None
+    ) -> bool:
         """Run a stage's steps; returns whether the optimization ends here (every image failed)."""
         method, execution, device = self.method, self.execution, self.device
         stage_start = sum(s.steps for s in self.stages[:index])
         optimizer = stage_optimizer(stage.groups, self.params, fused=execution.fused_adam(device))
-        early_stop = EarlyStop(stage, stage_start=stage_start, device=device) \
-            if stage.lpips_stop is not None and stage.lpips_weight > 0 and self.objective.lpips is not None else None
+        early_stop = (
+            EarlyStop(stage, stage_start=stage_start, device=device)
+            if stage.lpips_stop is not None and stage.lpips_weight > 0 and self.objective.lpips is not None
+            else None
+        )
         records = [*self.records, *([early_stop] if early_stop is not None else [])]
         first_step = 0
         if resumed is not None:
@@ -276,8 +326,15 @@ class _Batch:
             loss = self.failures.observe(weighted_loss(stage, terms, penalties), self.global_step)
             self.history.append(self.global_step, loss)
             if callback is not None:
-                callback(StepReport(stage.name, self.global_step, self.total_steps, loss.detach(),
-                                    {k: v.detach() for k, v in terms.items()}))
+                callback(
+                    StepReport(
+                        stage.name,
+                        self.global_step,
+                        self.total_steps,
+                        loss.detach(),
+                        {k: v.detach() for k, v in terms.items()},
+                    )
+                )
             if early_stop is not None:
                 early_stop.observe(terms["lpips"], self.failures.failed, step)
             descend(optimizer, loss, self.failures.failed, self.params)
@@ -295,14 +352,25 @@ class _Batch:
                     if every_image_failed:
                         self.global_step = halted_at
                         return True
-                    log.info("stage %s stopped at step %d: LPIPS <= %g", stage.name, halted_at - stage_start,
-                             stage.lpips_stop)
+                    log.info(
+                        "stage %s stopped at step %d: LPIPS <= %g",
+                        stage.name,
+                        halted_at - stage_start,
+                        stage.lpips_stop,
+                    )
                     self.global_step = stage_start + stage.steps
                     return False
             if checkpoint is not None:
-                checkpoint.after_step(self.identity, stage=index, step=step + 1, global_step=self.global_step,
-                                      total_steps=self.total_steps, params=self.params, optimizer=optimizer,
-                                      records={k: v for record in records for k, v in record.records().items()})
+                checkpoint.after_step(
+                    self.identity,
+                    stage=index,
+                    step=step + 1,
+                    global_step=self.global_step,
+                    total_steps=self.total_steps,
+                    params=self.params,
+                    optimizer=optimizer,
+                    records={k: v for record in records for k, v in record.records().items()},
+                )
         return False
 
     def _halt(self, early_stop: EarlyStop | None) -> tuple[int, bool] | None:
@@ -335,37 +403,50 @@ class _Batch:
         if spread is not None:
             spread[failed] = math.nan
         return InversionResult(
-            ids=tuple(self.ids), method=self.config.name, reconstructions=reconstructions.detach(),
-            observations=self.observation.detach(), observation_previews=self.operator.preview(self.observation).detach(),
+            ids=tuple(self.ids),
+            method=self.config.name,
+            reconstructions=reconstructions.detach(),
+            observations=self.observation.detach(),
+            observation_previews=self.operator.preview(self.observation).detach(),
             states=self._states(),
             loss_history=self.history.stacked(len(self.ids)),
-            status=tuple("failed" if bad else "ok" for bad in failed.tolist()), messages=tuple(self.failures.messages),
-            vicinity_spread=spread, seconds=time.perf_counter() - seconds_since,
-            curve=self.recorder.curve() if self.recorder is not None else None)
-
+            status=tuple("failed" if bad else "ok" for bad in failed.tolist()),
+            messages=tuple(self.failures.messages),
+            vicinity_spread=spread,
+            seconds=time.perf_counter() - seconds_since,
+            curve=self.recorder.curve() if self.recorder is not None else None,
+        )
 
     def _states(self) -> tuple[InversionState, ...]:
         label, generator = self.method.state_config, describe(self.method.generator)
-        return tuple(InversionState(label.name, image_id, self.seed, label.options(), generator, self.method.state(index))
-                     for index, image_id in enumerate(self.ids))
+        return tuple(
+            InversionState(label.name, image_id, self.seed, label.options(), generator, self.method.state(index))
+            for index, image_id in enumerate(self.ids)
+        )
 
 
 def _check_targets(generator: Generator, targets: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
     """Shape and range checks; returns a per-image mask of targets with NaN or Inf."""
     expected = (3, generator.resolution, generator.resolution)
     if targets.ndim != 4 or tuple(targets.shape[1:]) != expected:
-        raise ImageError(f"targets must be [B, {', '.join(map(str, expected))}] for this "
-                         f"{generator.resolution} px generator, got {list(targets.shape)}; resize images "
-                         "with sphinx.data before inverting")
+        raise ImageError(
+            f"targets must be [B, {', '.join(map(str, expected))}] for this "
+            f"{generator.resolution} px generator, got {list(targets.shape)}; resize images "
+            "with sphinx.data before inverting"
+        )
     if not targets.is_floating_point():
         raise ImageError(f"targets must be float images in [-1, 1], got dtype {targets.dtype}")
     if len(ids) != targets.shape[0] or len(set(ids)) != len(ids):
         raise ImageError(f"need one unique id per target: {targets.shape[0]} targets, ids {list(ids)}")
     nonfinite = ~torch.isfinite(targets).flatten(1).all(dim=1)
     finite_values = targets[~nonfinite]
-    if finite_values.numel() and (finite_values.min() < -1 - RANGE_TOLERANCE or finite_values.max() > 1 + RANGE_TOLERANCE):
-        raise ImageError(f"targets must be in [-1, 1], got [{finite_values.min():.3f}, {finite_values.max():.3f}]; "
-                         "map [0, 1] images with x * 2 - 1")
+    if finite_values.numel() and (
+        finite_values.min() < -1 - RANGE_TOLERANCE or finite_values.max() > 1 + RANGE_TOLERANCE
+    ):
+        raise ImageError(
+            f"targets must be in [-1, 1], got [{finite_values.min():.3f}, {finite_values.max():.3f}]; "
+            "map [0, 1] images with x * 2 - 1"
+        )
     return nonfinite
 
 

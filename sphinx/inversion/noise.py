@@ -27,11 +27,20 @@ class NoiseMaps:
             stored noise); copied per image.
     """
 
-    def __init__(self, ids: Sequence, resolutions: Sequence[int], *, seed: int,
-                 device: torch.device | str = "cpu", initial: Sequence[torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        ids: Sequence,
+        resolutions: Sequence[int],
+        *,
+        seed: int,
+        device: torch.device | str = "cpu",
+        initial: Sequence[torch.Tensor] | None = None,
+    ) -> None:
         if initial is None:
-            self.maps = [per_image_randn((1, side, side), list(ids), seed, "noise", layer, device=device)
-                         for layer, side in enumerate(resolutions)]
+            self.maps = [
+                per_image_randn((1, side, side), list(ids), seed, "noise", layer, device=device)
+                for layer, side in enumerate(resolutions)
+            ]
         else:
             self.maps = [m.detach().to(device).expand(len(ids), -1, -1, -1).clone() for m in initial]
         for noise_map in self.maps:

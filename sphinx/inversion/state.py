@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from sphinx.errors import CheckpointError, ConfigError
-from sphinx.utils.files import atomic_open
 from sphinx.generators.loading import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.methods import MethodConfig, method_config
+from sphinx.utils.files import atomic_open
 
 STATE_FORMAT = "sphinx.inversion_state/1"
 
@@ -61,8 +61,9 @@ def load_state(path: str | os.PathLike) -> InversionState:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such inversion state file") from None
     except Exception as broken:  # torch raises several types for foreign or damaged files
-        raise CheckpointError(f"{path}: not a readable inversion state ({type(broken).__name__}); "
-                              "re-run the inversion to recreate it") from None
+        raise CheckpointError(
+            f"{path}: not a readable inversion state ({type(broken).__name__}); re-run the inversion to recreate it"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a sphinx inversion state (expected format {STATE_FORMAT})")
     fields = [f.name for f in dataclasses.fields(InversionState)]
@@ -102,14 +103,17 @@ def state_method(state: InversionState) -> MethodConfig:
         raise CheckpointError(f"inversion state of image {state.image_id}: {error}; re-run the inversion") from None
 
 
-def check_state_generator(state: InversionState, generator: Generator, *,
-                          source: str | os.PathLike | None = None) -> None:
+def check_state_generator(
+    state: InversionState, generator: Generator, *, source: str | os.PathLike | None = None
+) -> None:
     """Refuse a state made with a generator of another architecture, in one line."""
     expected = describe(generator)
     if state.generator != expected:
         where = f"{source}: " if source is not None else f"inversion state of image {state.image_id}: "
-        raise CheckpointError(f"{where}made with another generator ({state.generator}), not this one ({expected}); "
-                              "use it with the generator it was inverted with")
+        raise CheckpointError(
+            f"{where}made with another generator ({state.generator}), not this one ({expected}); "
+            "use it with the generator it was inverted with"
+        )
 
 
 def render_state(generator: Generator, state: InversionState) -> torch.Tensor:
@@ -121,6 +125,8 @@ def render_state(generator: Generator, state: InversionState) -> torch.Tensor:
         return config.implementation.render_state(generator, tensors, config).clamp(-1, 1)
     except (KeyError, IndexError, RuntimeError, ValueError) as mismatch:
         reason = " ".join(str(mismatch).split())[:160]
-        raise CheckpointError(f"inversion state of image {state.image_id}: its tensors do not fit this generator "
-                              f"({describe(generator)}; {reason}); render it with the generator it was made "
-                              "with") from None
+        raise CheckpointError(
+            f"inversion state of image {state.image_id}: its tensors do not fit this generator "
+            f"({describe(generator)}; {reason}); render it with the generator it was made "
+            "with"
+        ) from None

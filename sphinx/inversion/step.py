@@ -37,14 +37,16 @@ class LoopRecord(Protocol):
         """Forget what was recorded after global ``step``: a stop found late happened there."""
 
 
-def stage_optimizer(groups: Sequence[ParamGroup], all_params: Sequence[torch.Tensor], *,
-                    fused: bool = False) -> torch.optim.Adam:
+def stage_optimizer(
+    groups: Sequence[ParamGroup], all_params: Sequence[torch.Tensor], *, fused: bool = False
+) -> torch.optim.Adam:
     """Adam over a stage's groups; only their tensors collect gradients (``fused``: one kernel)."""
     stage_params = {id(p) for g in groups for p in g.params}
     for p in all_params:
         p.requires_grad_(id(p) in stage_params)
-    return torch.optim.Adam([{"params": list(g.params), "lr": g.lr} for g in groups], betas=ADAM_BETAS,
-                            **({"fused": True} if fused else {}))
+    return torch.optim.Adam(
+        [{"params": list(g.params), "lr": g.lr} for g in groups], betas=ADAM_BETAS, **({"fused": True} if fused else {})
+    )
 
 
 def schedule(optimizer: torch.optim.Adam, stage: Stage, progress: float) -> None:
@@ -66,8 +68,9 @@ def weighted_loss(stage: Stage, terms: dict[str, torch.Tensor], penalties: dict[
     return loss
 
 
-def descend(optimizer: torch.optim.Adam, loss: torch.Tensor, failed: torch.Tensor,
-            params: Sequence[torch.Tensor]) -> None:
+def descend(
+    optimizer: torch.optim.Adam, loss: torch.Tensor, failed: torch.Tensor, params: Sequence[torch.Tensor]
+) -> None:
     """One Adam step on the sum of the healthy images' losses."""
     optimizer.zero_grad(set_to_none=True)
     # A failed image's (NaN) term is zeroed rather than masked out, so that no shape depends on data.
@@ -88,6 +91,7 @@ def _zero_failed_gradients(params: Sequence[torch.Tensor], failed: torch.Tensor)
 
 def step_labels(stages: Sequence[Stage]) -> Callable[[int], str]:
     """``global step -> "step 5 (sphinx)"``: a step and the stage it belongs to."""
+
     def label(step: int) -> str:
         end = 0
         for stage in stages:
@@ -95,6 +99,7 @@ def step_labels(stages: Sequence[Stage]) -> Callable[[int], str]:
             if step < end:
                 return f"step {step} ({stage.name})"
         return f"step {step}"
+
     return label
 
 

@@ -20,15 +20,24 @@ class WriteImages(pl.Callback):
     def __init__(self, writer: OutputWriter) -> None:
         self.writer = writer
 
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int,
-                          dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs,
+        batch,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self.writer.write_batch(outputs["outcome"])
         media, self.writer.media = self.writer.media, []
         if media:
-            log_pictures(trainer.logger, "strips", [m[1] for m in media], [m[0] for m in media],
-                         step=pl_module.logged_steps)
+            log_pictures(
+                trainer.logger, "strips", [m[1] for m in media], [m[0] for m in media], step=pl_module.logged_steps
+            )
             if isinstance(trainer.logger, WandbLogger):
                 import wandb
 
                 trainer.logger.experiment.log(
-                    {"walks": [wandb.Video(str(gif), format="gif", caption=image_id) for image_id, _, gif in media]})
+                    {"walks": [wandb.Video(str(gif), format="gif", caption=image_id) for image_id, _, gif in media]}
+                )

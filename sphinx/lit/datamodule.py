@@ -77,9 +77,13 @@ class InversionDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = ShardSampler(len(self.pending), rank=rank, world_size=world)
-        return DataLoader(self.pending, batch_size=self.batch_size, sampler=sampler,
-                          collate_fn=partial(collate_with_positions, resolution=self.pending.dataset.resolution),
-                          num_workers=0)
+        return DataLoader(
+            self.pending,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            collate_fn=partial(collate_with_positions, resolution=self.pending.dataset.resolution),
+            num_workers=0,
+        )
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
         return {**batch, "images": batch["images"].to(device)}

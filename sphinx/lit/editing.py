@@ -35,18 +35,33 @@ class EditModule(InversionModule):
     def compute(self, outcome: BatchOutcome, *, callback: Callable[[StepReport], None]):
         """An attribute learned with each image's inversion, or its inversion (None: saved states)."""
         o, states = self.edit.options, self.edit.initial_states
-        common = dict(seed=self.seed, lpips=self.lpips, callback=callback, checkpoint=self.checkpoint(outcome.ids),
-                      execution=self.execution)
+        common = dict(
+            seed=self.seed,
+            lpips=self.lpips,
+            callback=callback,
+            checkpoint=self.checkpoint(outcome.ids),
+            execution=self.execution,
+        )
         if self.edit.kind == "attribute":
-            return learn_attribute(self.generator, outcome.targets, outcome.ids, transform=o["transform"],
-                                   factors=o["factors"], method=self.method, mono_weight=o["mono_weight"],
-                                   margin=o["margin"], attribute_lr=o["attribute_lr"],
-                                   initial_states=[states[i] for i in outcome.ids] if states else None, **common)
+            return learn_attribute(
+                self.generator,
+                outcome.targets,
+                outcome.ids,
+                transform=o["transform"],
+                factors=o["factors"],
+                method=self.method,
+                mono_weight=o["mono_weight"],
+                margin=o["margin"],
+                attribute_lr=o["attribute_lr"],
+                initial_states=[states[i] for i in outcome.ids] if states else None,
+                **common,
+            )
         if states:
             outcome.states = {image_id: states[image_id] for image_id in outcome.ids}
             return None
-        return invert(self.generator, outcome.targets, outcome.ids, method=self.method, degradation=self.degradation,
-                      **common)
+        return invert(
+            self.generator, outcome.targets, outcome.ids, method=self.method, degradation=self.degradation, **common
+        )
 
     def _score(self, outcome: BatchOutcome) -> None:
         """Edits are measured per image by the writer (walks against their targets), not here."""

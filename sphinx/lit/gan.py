@@ -25,14 +25,14 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from sphinx.errors import CheckpointError
-from sphinx.utils.files import atomic_open
 from sphinx.generators.stylegan2 import Generator
-from sphinx.utils.seeding import stream_seed
 from sphinx.training.augment import DiffAugment
 from sphinx.training.discriminator import Discriminator
 from sphinx.training.ema import ema_beta, update_ema
 from sphinx.training.grid import save_grid
 from sphinx.training.losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
+from sphinx.utils.files import atomic_open
+from sphinx.utils.seeding import stream_seed
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +83,39 @@ class GANModule(pl.LightningModule):
         latent_avg_samples: draws used for ``latent_avg`` in checkpoints.
     """
 
-    def __init__(self, generator: Generator, discriminator: Discriminator, images: torch.Tensor, *,
-                 augment: DiffAugment | None, out_dir: str | os.PathLike[str], steps: int,
-                 batch_size: int = 16, lr: float = 0.002, betas: Sequence[float] = (0.0, 0.99),
-                 r1_gamma: float = 0.2, r1_every: int = 16, pl_weight: float = 0.0, pl_every: int = 4,
-                 pl_batch_shrink: int = 2, mixing_prob: float = 0.9, ema_half_life_images: float = 10_000,
-                 ema_rampup: float | None = 0.05, sample_every: int = 500, checkpoint_every: int = 500,
-                 log_every: int = 10, num_samples: int = 64, seed: int = 0, resume: str | os.PathLike[str] | None = None,
-                 latent_avg_samples: int = 4096) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        discriminator: Discriminator,
+        images: torch.Tensor,
+        *,
+        augment: DiffAugment | None,
+        out_dir: str | os.PathLike[str],
+        steps: int,
+        batch_size: int = 16,
+        lr: float = 0.002,
+        betas: Sequence[float] = (0.0, 0.99),
+        r1_gamma: float = 0.2,
+        r1_every: int = 16,
+        pl_weight: float = 0.0,
+        pl_every: int = 4,
+        pl_batch_shrink: int = 2,
+        mixing_prob: float = 0.9,
+        ema_half_life_images: float = 10_000,
+        ema_rampup: float | None = 0.05,
+        sample_every: int = 500,
+        checkpoint_every: int = 500,
+        log_every: int = 10,
+        num_samples: int = 64,
+        seed: int = 0,
+        resume: str | os.PathLike[str] | None = None,
+        latent_avg_samples: int = 4096,
+    ) -> None:
         super().__init__()
         if images.ndim != 4 or images.shape[1:] != (3, generator.resolution, generator.resolution):
-            raise ValueError(f"images must be [N, 3, {generator.resolution}, {generator.resolution}], "
-                             f"got {list(images.shape)}")
+            raise ValueError(
+                f"images must be [N, 3, {generator.resolution}, {generator.resolution}], got {list(images.shape)}"
+            )
         if discriminator.resolution != generator.resolution:
             raise ValueError(f"discriminator is {discriminator.resolution} px, generator {generator.resolution} px")
         self.automatic_optimization = False
@@ -114,22 +135,41 @@ class GANModule(pl.LightningModule):
         self.mixing_prob = float(mixing_prob)
         self.ema_half_life_images = float(ema_half_life_images)
         self.ema_rampup = ema_rampup
-        self.sample_every, self.checkpoint_every, self.log_every = int(sample_every), int(checkpoint_every), int(log_every)
+        self.sample_every, self.checkpoint_every, self.log_every = (
+            int(sample_every),
+            int(checkpoint_every),
+            int(log_every),
+        )
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         self.resume = Path(resume) if resume is not None else None
         self.latent_avg_samples = int(latent_avg_samples)
         # hyper-parameters as plain values, saved with every checkpoint
         self.training_config = {
-            "steps": self.steps, "batch_size": self.batch_size, "lr": self.lr, "betas": list(self.betas),
-            "r1_gamma": self.r1_gamma, "r1_every": self.r1_every, "pl_weight": self.pl_weight,
-            "pl_every": self.pl_every, "pl_batch_shrink": self.pl_batch_shrink, "mixing_prob": self.mixing_prob,
-            "ema_half_life_images": self.ema_half_life_images, "ema_rampup": self.ema_rampup,
-            "seed": self.seed, "num_images": int(images.shape[0]),
-            "augment": None if augment is None else {
-                "policy": list(augment.policy), "probability": augment.probability,
-                "translation": augment.translation, "brightness": augment.brightness,
-                "saturation": augment.saturation, "contrast": augment.contrast},
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "betas": list(self.betas),
+            "r1_gamma": self.r1_gamma,
+            "r1_every": self.r1_every,
+            "pl_weight": self.pl_weight,
+            "pl_every": self.pl_every,
+            "pl_batch_shrink": self.pl_batch_shrink,
+            "mixing_prob": self.mixing_prob,
+            "ema_half_life_images": self.ema_half_life_images,
+            "ema_rampup": self.ema_rampup,
+            "seed": self.seed,
+            "num_images": int(images.shape[0]),
+            "augment": None
+            if augment is None
+            else {
+                "policy": list(augment.policy),
+                "probability": augment.probability,
+                "translation": augment.translation,
+                "brightness": augment.brightness,
+                "saturation": augment.saturation,
+                "contrast": augment.contrast,
+            },
         }
         self.step = 0
         self.history: dict[str, list[float]] = {"step": [], **{key: [] for key in HISTORY_KEYS}}
@@ -148,10 +188,16 @@ class GANModule(pl.LightningModule):
         # rescales lr and betas by k / (k + 1) so the optimizer's effective step matches.
         g_ratio = self.pl_every / (self.pl_every + 1) if self.pl_weight > 0 else 1.0
         d_ratio = self.r1_every / (self.r1_every + 1) if self.r1_gamma > 0 else 1.0
-        g_optim = torch.optim.Adam(self.generator.parameters(), lr=self.lr * g_ratio,
-                                   betas=(self.betas[0] ** g_ratio, self.betas[1] ** g_ratio))
-        d_optim = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr * d_ratio,
-                                   betas=(self.betas[0] ** d_ratio, self.betas[1] ** d_ratio))
+        g_optim = torch.optim.Adam(
+            self.generator.parameters(),
+            lr=self.lr * g_ratio,
+            betas=(self.betas[0] ** g_ratio, self.betas[1] ** g_ratio),
+        )
+        d_optim = torch.optim.Adam(
+            self.discriminator.parameters(),
+            lr=self.lr * d_ratio,
+            betas=(self.betas[0] ** d_ratio, self.betas[1] ** d_ratio),
+        )
         return [g_optim, d_optim]
 
     def on_fit_start(self) -> None:
@@ -171,12 +217,15 @@ class GANModule(pl.LightningModule):
             raise CheckpointError(f"resume checkpoint {path}: no such file") from None
         missing = {"g", "d", "g_ema", "g_optim", "d_optim", "step", "config"} - set(payload)
         if missing:
-            raise CheckpointError(f"{path}: not a training checkpoint of sphinx (lacks {sorted(missing)}); "
-                                  "a generator-only file cannot resume training")
+            raise CheckpointError(
+                f"{path}: not a training checkpoint of sphinx (lacks {sorted(missing)}); "
+                "a generator-only file cannot resume training"
+            )
         saved = payload["config"].get("generator")
         if saved != self.generator.config:
-            raise CheckpointError(f"{path}: generator architecture {saved} differs from the configured "
-                                  f"{self.generator.config}")
+            raise CheckpointError(
+                f"{path}: generator architecture {saved} differs from the configured {self.generator.config}"
+            )
         self.generator.load_state_dict(payload["g"], strict=True)
         self.discriminator.load_state_dict(payload["d"], strict=True)
         self.generator_ema.load_state_dict(payload["g_ema"], strict=True)
@@ -235,8 +284,7 @@ class GANModule(pl.LightningModule):
         d_optim.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
         d_optim.step()
-        values.update(loss_d=loss_d.item(), real_logit=real_logits.mean().item(),
-                      fake_logit=fake_logits.mean().item())
+        values.update(loss_d=loss_d.item(), real_logit=real_logits.mean().item(), fake_logit=fake_logits.mean().item())
 
         if self.r1_gamma > 0 and step % self.r1_every == 0:
             real_input = real.detach().requires_grad_(True)
@@ -342,10 +390,14 @@ class GANModule(pl.LightningModule):
             "mean_path_length": float(self.mean_path_length),
             "wall_seconds": self.wall_seconds,
             "history": {key: list(values) for key, values in self.history.items()},
-            "config": {"generator": self.generator.config,
-                       "discriminator": {"resolution": self.discriminator.resolution,
-                                         "channels": dict(self.discriminator.channels)},
-                       "training": dict(self.training_config)},
+            "config": {
+                "generator": self.generator.config,
+                "discriminator": {
+                    "resolution": self.discriminator.resolution,
+                    "channels": dict(self.discriminator.channels),
+                },
+                "training": dict(self.training_config),
+            },
         }
 
     def save_checkpoint(self) -> Path:

@@ -15,14 +15,14 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, W
 from sphinx.rundir.columns import read_results
 
 
-
 def keeps_pictures(logger: Logger | None) -> bool:
     """Whether :func:`log_pictures` has anywhere to put pictures (so that they are worth drawing)."""
     return isinstance(logger, (WandbLogger, TensorBoardLogger, MLFlowLogger))
 
 
-def log_pictures(logger: Logger | None, key: str, pictures: Sequence[np.ndarray], captions: Sequence[str], *,
-                 step: int) -> None:
+def log_pictures(
+    logger: Logger | None, key: str, pictures: Sequence[np.ndarray], captions: Sequence[str], *, step: int
+) -> None:
     """Log labelled pictures, each ``[H, W, 3]`` uint8, with a caption each.
 
     W&B shows the captions under the pictures; TensorBoard files each picture under
@@ -48,8 +48,9 @@ def log_results(logger: Logger | None, results: str | Path, summary: dict) -> No
     """
     if not logger:
         return
-    metrics = {f"summary/{name}": values["mean"] for name, values in summary["metrics"].items()
-               if values["mean"] is not None}
+    metrics = {
+        f"summary/{name}": values["mean"] for name, values in summary["metrics"].items() if values["mean"] is not None
+    }
     logger.log_metrics({**metrics, "summary/ok": summary["ok"], "summary/failed": summary["failed"]})
     if isinstance(logger, WandbLogger):
         logger.log_table(key="results", dataframe=read_results(results))

@@ -87,10 +87,20 @@ class InversionModule(pl.LightningModule):
 
     work = "inversion"  # what a crashed batch's message names
 
-    def __init__(self, generator: nn.Module, *, method: MethodConfig, degradation, seed: int, lpips: nn.Module | None,
-                 progress: bool = True, earlier: Sequence[dict] = (),
-                 checkpoints: Callable[[list[str]], BatchCheckpoint] | None = None, stop: StopSignals | None = None,
-                 execution: Execution | None = None) -> None:
+    def __init__(
+        self,
+        generator: nn.Module,
+        *,
+        method: MethodConfig,
+        degradation,
+        seed: int,
+        lpips: nn.Module | None,
+        progress: bool = True,
+        earlier: Sequence[dict] = (),
+        checkpoints: Callable[[list[str]], BatchCheckpoint] | None = None,
+        stop: StopSignals | None = None,
+        execution: Execution | None = None,
+    ) -> None:
         super().__init__()
         self.generator = generator
         self.lpips = lpips
@@ -154,9 +164,18 @@ class InversionModule(pl.LightningModule):
 
     def compute(self, outcome: BatchOutcome, *, callback: Callable[[StepReport], None]):
         """The batch's result: here its inversion."""
-        return invert(self.generator, outcome.targets, outcome.ids, method=self.method, degradation=self.degradation,
-                      seed=self.seed, lpips=self.lpips, callback=callback, checkpoint=self.checkpoint(outcome.ids),
-                      execution=self.execution)
+        return invert(
+            self.generator,
+            outcome.targets,
+            outcome.ids,
+            method=self.method,
+            degradation=self.degradation,
+            seed=self.seed,
+            lpips=self.lpips,
+            callback=callback,
+            checkpoint=self.checkpoint(outcome.ids),
+            execution=self.execution,
+        )
 
     @torch.no_grad()
     def _score(self, outcome: BatchOutcome) -> None:
@@ -201,12 +220,24 @@ class InversionModule(pl.LightningModule):
             return
         result, scores, count = outcome.result, outcome.scores, len(outcome.ids)
         reconstructions = [to_uint8(torch.nan_to_num(result.reconstructions[i], nan=-1.0)) for i in range(count)]
-        observations = None if self.degradation.name == "none" else \
-            [to_uint8(result.observation_previews[i]) for i in range(count)]
-        labels = [score_label(result.ids[i], *(float(scores[m][i]) if result.status[i] == "ok" else None
-                                               for m in ("psnr", "ssim"))) for i in range(count)]
-        panel = comparison_grid([to_uint8(outcome.targets[i]) for i in range(count)], reconstructions,
-                                observations=observations, row_labels=labels, tile_side=PANEL_TILE)
+        observations = (
+            None
+            if self.degradation.name == "none"
+            else [to_uint8(result.observation_previews[i]) for i in range(count)]
+        )
+        labels = [
+            score_label(
+                result.ids[i], *(float(scores[m][i]) if result.status[i] == "ok" else None for m in ("psnr", "ssim"))
+            )
+            for i in range(count)
+        ]
+        panel = comparison_grid(
+            [to_uint8(outcome.targets[i]) for i in range(count)],
+            reconstructions,
+            observations=observations,
+            row_labels=labels,
+            tile_side=PANEL_TILE,
+        )
         log_pictures(self.logger, "panels", [panel], [", ".join(result.ids)], step=self.logged_steps)
 
     def on_test_end(self) -> None:

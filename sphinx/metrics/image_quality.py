@@ -19,13 +19,15 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     # imported on first use: torchmetrics pulls in scipy.signal and matplotlib, 2 s of every import of the core
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
-    return peak_signal_noise_ratio(to_unit_range(prediction), to_unit_range(target), data_range=1.0,
-                                   reduction="none", dim=(1, 2, 3))
+    return peak_signal_noise_ratio(
+        to_unit_range(prediction), to_unit_range(target), data_range=1.0, reduction="none", dim=(1, 2, 3)
+    )
 
 
 def ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (Gaussian window 11, sigma 1.5), ``[B]``, of images in [-1, 1]."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    return structural_similarity_index_measure(to_unit_range(prediction), to_unit_range(target),
-                                               data_range=1.0, reduction="none")
+    return structural_similarity_index_measure(
+        to_unit_range(prediction), to_unit_range(target), data_range=1.0, reduction="none"
+    )

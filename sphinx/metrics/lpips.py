@@ -17,6 +17,7 @@ key and shape checks. The learned linear weights are the v0.1 files bundled with
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -27,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sphinx.utils.batch_invariance import runs_per_sample, samplewise
 from sphinx.errors import CheckpointError, ConfigError, DownloadError
+from sphinx.utils.batch_invariance import runs_per_sample, samplewise
 
 # v0.1 ScalingLayer: maps images in [-1, 1] to roughly ImageNet-normalised inputs.
 _SHIFT = (-0.030, -0.088, -0.188)
@@ -148,9 +149,7 @@ class LPIPS(nn.Module):
         if net not in _TRUNKS:
             raise ConfigError(f"LPIPS net={net!r} is unknown; choose one of {sorted(_TRUNKS)}")
         if backbone_path is not None and not pretrained:
-            raise ConfigError(
-                "LPIPS: backbone_path= was given with pretrained=False; drop one of them"
-            )
+            raise ConfigError("LPIPS: backbone_path= was given with pretrained=False; drop one of them")
         trunk = _TRUNKS[net]
         self.net = net
         self._taps = frozenset(trunk.taps)
@@ -159,9 +158,7 @@ class LPIPS(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             self.features = trunk.build()
-            self.lins = nn.ModuleList(
-                nn.Conv2d(channels, 1, kernel_size=1, bias=False) for channels in trunk.channels
-            )
+            self.lins = nn.ModuleList(nn.Conv2d(channels, 1, kernel_size=1, bias=False) for channels in trunk.channels)
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
 
@@ -224,7 +221,7 @@ class LPIPS(nn.Module):
         with torch.autocast(device_type=features_x[0].device.type, enabled=False):
             for nx, ny, lin in zip(features_x, features_y, self.lins):
                 weight = lin.weight.to(nx.dtype)
-                weighted = samplewise(lambda d: F.conv2d(d, weight), (nx - ny) ** 2)  # [B, 1, h, w]
+                weighted = samplewise(functools.partial(F.conv2d, weight=weight), (nx - ny) ** 2)  # [B, 1, h, w]
                 layer = weighted.mean(dim=(2, 3), keepdim=True)  # [B, 1, 1, 1]
                 total = layer if total is None else total + layer
         assert total is not None
@@ -253,21 +250,13 @@ def _unit_normalize(features: Tensor) -> Tensor:
 def _check_images(x: Tensor, y: Tensor) -> None:
     for name, images in (("x", x), ("y", y)):
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(
-                f"LPIPS expects images [B, 3, H, W]; got {name} of shape {tuple(images.shape)}"
-            )
+            raise ValueError(f"LPIPS expects images [B, 3, H, W]; got {name} of shape {tuple(images.shape)}")
         if not images.is_floating_point():
-            raise ValueError(
-                f"LPIPS expects float images in [-1, 1]; got {name} of dtype {images.dtype}"
-            )
+            raise ValueError(f"LPIPS expects float images in [-1, 1]; got {name} of dtype {images.dtype}")
     if x.shape != y.shape:
-        raise ValueError(
-            f"LPIPS compares images of one shape; got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
+        raise ValueError(f"LPIPS compares images of one shape; got {tuple(x.shape)} and {tuple(y.shape)}")
     if min(x.shape[2], x.shape[3]) < MIN_SIZE:
-        raise ValueError(
-            f"LPIPS needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels; got {tuple(x.shape)}"
-        )
+        raise ValueError(f"LPIPS needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels; got {tuple(x.shape)}")
 
 
 def _bundled_lin_file(net: str) -> Path:
@@ -296,9 +285,7 @@ def _hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _locate_backbone(
-    trunk: _Trunk, backbone_path: str | os.PathLike[str] | None, *, progress: bool
-) -> Path:
+def _locate_backbone(trunk: _Trunk, backbone_path: str | os.PathLike[str] | None, *, progress: bool) -> Path:
     """The trunk checkpoint: given path, else env variable, else hub cache, else a download."""
     folder = _hub_checkpoints()
     advice = (
@@ -316,9 +303,7 @@ def _locate_backbone(
         if path.is_dir():
             path = path / trunk.file_name
         if not path.is_file():
-            raise DownloadError(
-                f"LPIPS backbone {path} (from {_ENV_BACKBONE}) is not a file; {advice}"
-            )
+            raise DownloadError(f"LPIPS backbone {path} (from {_ENV_BACKBONE}) is not a file; {advice}")
         return path
     cached = folder / trunk.file_name
     if cached.is_file():
@@ -338,8 +323,7 @@ def _locate_backbone(
         # Removed so that the next run does not pick the bad file up from the cache.
         path.unlink(missing_ok=True)
         raise DownloadError(
-            f"downloaded {path} has sha256 {digest[:16]}..., expected {trunk.sha256_prefix}...; "
-            f"removed it; {advice}"
+            f"downloaded {path} has sha256 {digest[:16]}..., expected {trunk.sha256_prefix}...; removed it; {advice}"
         )
     return path
 
@@ -361,9 +345,7 @@ def _read_state(path: Path) -> Mapping[str, Tensor]:
     if not isinstance(state, Mapping) or not all(
         isinstance(key, str) and isinstance(value, Tensor) for key, value in state.items()
     ):
-        raise CheckpointError(
-            f"{path} does not hold a flat state dict of tensors; LPIPS cannot use it"
-        )
+        raise CheckpointError(f"{path} does not hold a flat state dict of tensors; LPIPS cannot use it")
     return state
 
 
@@ -372,20 +354,14 @@ def _listing(names: Sequence[str], limit: int = 4) -> str:
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
-def _load_backbone(
-    features: nn.Sequential, state: Mapping[str, Tensor], *, trunk: _Trunk, source: Path
-) -> None:
+def _load_backbone(features: nn.Sequential, state: Mapping[str, Tensor], *, trunk: _Trunk, source: Path) -> None:
     """Copy torchvision ``features.*`` tensors into ``features``; refuse anything unexpected.
 
     ``classifier.*`` entries are the only ones ignored: the ImageNet files carry the classifier
     head, which LPIPS does not use.
     """
     expected = features.state_dict()  # keys "0.weight", "0.bias", ...
-    received = {
-        key.removeprefix("features."): value
-        for key, value in state.items()
-        if key.startswith("features.")
-    }
+    received = {key.removeprefix("features."): value for key, value in state.items() if key.startswith("features.")}
     unknown = sorted(key for key in state if not key.startswith(("features.", "classifier.")))
     missing = [f"features.{key}" for key in expected if key not in received]
     unexpected = sorted(f"features.{key}" for key in received if key not in expected)
@@ -426,9 +402,7 @@ def _load_lin(lins: nn.ModuleList, state: Mapping[str, Tensor], *, source: Path)
             elif not bool(torch.all(value >= 0)):
                 problems.append(f"{name} has negative weights")
     if problems:
-        raise CheckpointError(
-            f"{source} is not an LPIPS v0.1 linear-weights file ({'; '.join(problems)})"
-        )
+        raise CheckpointError(f"{source} is not an LPIPS v0.1 linear-weights file ({'; '.join(problems)})")
     with torch.no_grad():
         for name, lin in zip(names, lins):
             lin.weight.copy_(state[name])

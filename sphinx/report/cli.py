@@ -19,9 +19,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for bad input, 1 if writing fails)."""
     parser = argparse.ArgumentParser(
         prog="python -m sphinx.report",
-        description=("Aggregate the results.csv of run or multirun directories into report.md, report.csv and "
-                     "report.png: methods x degradations, mean ± std of PSNR, SSIM and LPIPS, and SPHInX against "
-                     "the best baseline."))
+        description=(
+            "Aggregate the results.csv of run or multirun directories into report.md, report.csv and "
+            "report.png: methods x degradations, mean ± std of PSNR, SSIM and LPIPS, and SPHInX against "
+            "the best baseline."
+        ),
+    )
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or multirun directories")
     parser.add_argument("--out", metavar="DIR", help="where to write the report (default: the first DIR)")
     try:

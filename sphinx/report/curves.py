@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from sphinx.report.names import METHOD_ORDER, METRIC_LABELS, METRICS, order_key
-from sphinx.rundir.columns import CURVES_FILE, mean_std
+from sphinx.rundir.columns import mean_std
 
 BUDGETS = (10, 30, 100, 300, 1000, 3000, 5000, 8000)
 
@@ -78,11 +78,16 @@ def read_curves(paths: Sequence[Path]) -> list[MethodCurve]:
             except ValueError:
                 continue
             fresh[(row["method"], row["degradation"], row["image"])][step] = {
-                name: _number(row.get(name)) for name in ("seconds", *METRICS)}
+                name: _number(row.get(name)) for name in ("seconds", *METRICS)
+            }
         for (method, degradation, image), points in fresh.items():
             per_image[(method, degradation)][image] = points
-    return [_aggregate(method, degradation, images) for (method, degradation), images in sorted(
-        per_image.items(), key=lambda item: (order_key(item[0][0], METHOD_ORDER), item[0][1]))]
+    return [
+        _aggregate(method, degradation, images)
+        for (method, degradation), images in sorted(
+            per_image.items(), key=lambda item: (order_key(item[0][0], METHOD_ORDER), item[0][1])
+        )
+    ]
 
 
 def _number(text: str | None) -> float:
@@ -108,8 +113,10 @@ def _aggregate(method: str, degradation: str, images: dict[str, dict[int, dict[s
 def _nan_mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per step (column) of ``[images, steps]``, the mean and std over images; NaN where none has a value."""
     statistics = [mean_std(column.tolist()) for column in values.T]
-    return (np.array([s.mean if s.n else np.nan for s in statistics], dtype=float),
-            np.array([s.std if s.n else 0.0 for s in statistics], dtype=float))
+    return (
+        np.array([s.mean if s.n else np.nan for s in statistics], dtype=float),
+        np.array([s.std if s.n else 0.0 for s in statistics], dtype=float),
+    )
 
 
 def crossings(first: MethodCurve, second: MethodCurve, metric: str = "psnr") -> list[tuple[float, str]]:
@@ -129,7 +136,7 @@ def crossings(first: MethodCurve, second: MethodCurve, metric: str = "psnr") -> 
         before, after = difference[index - 1], difference[index]
         if np.isfinite(before) and np.isfinite(after) and (before > 0) != (after > 0) and before != 0:
             share = before / (before - after)
-            logs = np.log1p(common[index - 1:index + 1].astype(float))
+            logs = np.log1p(common[index - 1 : index + 1].astype(float))
             step = float(np.expm1(logs[0] + share * (logs[1] - logs[0])))
             found.append((step, first.method if after > 0 else second.method))
     return found
@@ -140,16 +147,18 @@ def curves_markdown(curves: Sequence[MethodCurve], *, title: str) -> str:
     lines = [f"# {title}", ""]
     for degradation in dict.fromkeys(c.degradation for c in curves):
         section = [c for c in curves if c.degradation == degradation]
-        lines += [f"## Degradation: {degradation}", "",
-                  "Mean PSNR (dB) over images after a number of optimizer steps (— beyond a method's "
-                  "step count):", ""]
+        lines += [
+            f"## Degradation: {degradation}",
+            "",
+            "Mean PSNR (dB) over images after a number of optimizer steps (— beyond a method's step count):",
+            "",
+        ]
         budgets = [b for b in BUDGETS if any(b <= c.steps.max() for c in section)]
         lines.append("| method | images | " + " | ".join(f"{b} steps" for b in budgets) + " | s/image at the end |")
         lines.append("|---|---|" + "---|" * len(budgets) + "---|")
         for curve in section:
             cells = [_format(curve.at(b)) for b in budgets]
-            lines.append(f"| {curve.method} | {curve.images} | " + " | ".join(cells)
-                         + f" | {curve.seconds[-1]:.1f} |")
+            lines.append(f"| {curve.method} | {curve.images} | " + " | ".join(cells) + f" | {curve.seconds[-1]:.1f} |")
         best = []
         for budget in budgets:
             scored = [(curve.at(budget), curve.method) for curve in section if math.isfinite(curve.at(budget))]
@@ -159,7 +168,7 @@ def curves_markdown(curves: Sequence[MethodCurve], *, title: str) -> str:
         lines += ["", "Best at each budget: " + "; ".join(best) + ".", "", "Crossings of the mean PSNR curves:", ""]
         described = 0
         for index, first in enumerate(section):
-            for second in section[index + 1:]:
+            for second in section[index + 1 :]:
                 found = crossings(first, second)
                 if found:
                     described += 1
@@ -195,8 +204,9 @@ def curves_png(curves: Sequence[MethodCurve], *, title: str) -> bytes:
             after_start = curve.steps > 0  # step 0 took no time: it has no place on a log time axis
             for axis, x, keep in ((axes[row, 0], curve.steps, slice(None)), (axes[row, 1], curve.seconds, after_start)):
                 axis.plot(x[keep], mean[keep], color=colour, label=f"{curve.method} (n={curve.images})", linewidth=1.8)
-                axis.fill_between(x[keep], (mean - std)[keep], (mean + std)[keep], color=colour, alpha=0.15,
-                                  linewidth=0)
+                axis.fill_between(
+                    x[keep], (mean - std)[keep], (mean + std)[keep], color=colour, alpha=0.15, linewidth=0
+                )
         for column, label in enumerate(("optimizer steps", "compute seconds per image")):
             axis = axes[row, column]
             if column == 0:

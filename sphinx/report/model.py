@@ -75,9 +75,16 @@ class Report:
 
     def cell(self, method: str, degradation: str, *, generator: str | None = None, data: str | None = None) -> Cell:
         """The one cell of ``method`` x ``degradation`` (narrowed by generator/data if needed)."""
-        found = [cell for cell in self.cells if (cell.method, cell.degradation) == (method, degradation)
-                 and generator in (None, cell.generator) and data in (None, cell.data)]
+        found = [
+            cell
+            for cell in self.cells
+            if (cell.method, cell.degradation) == (method, degradation)
+            and generator in (None, cell.generator)
+            and data in (None, cell.data)
+        ]
         if len(found) != 1:
-            raise KeyError(f"{len(found)} cells match method={method!r} degradation={degradation!r} "
-                           f"generator={generator!r} data={data!r}; expected exactly one")
+            raise KeyError(
+                f"{len(found)} cells match method={method!r} degradation={degradation!r} "
+                f"generator={generator!r} data={data!r}; expected exactly one"
+            )
         return found[0]

@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sphinx.report.names import (DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER, METRIC_LABELS, METRICS,
-                                 format_metric, ordered)
+from sphinx.report.names import (
+    DEGRADATION_ORDER,
+    LOWER_IS_BETTER,
+    METHOD_ORDER,
+    METRIC_LABELS,
+    METRICS,
+    format_metric,
+    ordered,
+)
 
 if TYPE_CHECKING:
     from sphinx.report.model import Comparison, Report
@@ -65,7 +72,9 @@ def _grid(cells: pd.DataFrame, texts: pd.Series) -> list[str]:
 def _metric_texts(cells: pd.DataFrame, metric: str) -> pd.Series:
     """Mean ± std of each cell, bold when best of its column (of two or more), "—" without values."""
     means, stds = cells["mean"].astype(float), cells["std"].astype(float)
-    texts = means.map(lambda mean: format_metric(mean, metric)) + " ± " + stds.map(lambda std: format_metric(std, metric))
+    texts = (
+        means.map(lambda mean: format_metric(mean, metric)) + " ± " + stds.map(lambda std: format_metric(std, metric))
+    )
     column = means.groupby(cells["degradation"])
     best = column.transform("min" if metric in LOWER_IS_BETTER else "max")
     texts = texts.mask((means == best) & (column.transform("count") > 1), "**" + texts + "**")
@@ -80,9 +89,16 @@ def _comparison_table(comparisons: Sequence[Comparison]) -> list[str]:
     rows = []
     for c in comparisons:
         better = "SPHInX" if c.sphinx_better else "tie" if c.difference == 0 else c.baseline_method
-        rows.append([c.degradation, METRIC_LABELS[c.metric], f"{c.sphinx_method} {format_metric(c.sphinx_mean, c.metric)}",
-                     f"{c.baseline_method} {format_metric(c.baseline_mean, c.metric)}",
-                     format_metric(c.difference, c.metric, signed=True), better])
+        rows.append(
+            [
+                c.degradation,
+                METRIC_LABELS[c.metric],
+                f"{c.sphinx_method} {format_metric(c.sphinx_mean, c.metric)}",
+                f"{c.baseline_method} {format_metric(c.baseline_mean, c.metric)}",
+                format_metric(c.difference, c.metric, signed=True),
+                better,
+            ]
+        )
     return _table(["degradation", "metric", "best SPHInX", "best baseline", "SPHInX − baseline", "better"], rows)
 
 
@@ -110,11 +126,23 @@ def report_png(report: Report, table: pd.DataFrame) -> bytes:
         for ax, metric in zip(axes, METRICS):
             values = section[section["metric"] == metric]
             # degradations along x, one bar per method, its std as the error bar
-            means, stds = (values.pivot(index="degradation", columns="method", values=field).astype(float)
-                           .reindex(index=degradations, columns=methods) for field in ("mean", "std"))
+            means, stds = (
+                values.pivot(index="degradation", columns="method", values=field)
+                .astype(float)
+                .reindex(index=degradations, columns=methods)
+                for field in ("mean", "std")
+            )
             if means.notna().to_numpy().any():
-                means.plot.bar(ax=ax, yerr=stds, width=0.8, capsize=3, color=[colours[m] for m in methods],
-                               legend=False, rot=0, xlabel="")
+                means.plot.bar(
+                    ax=ax,
+                    yerr=stds,
+                    width=0.8,
+                    capsize=3,
+                    color=[colours[m] for m in methods],
+                    legend=False,
+                    rot=0,
+                    xlabel="",
+                )
             else:
                 ax.set_xticks(range(len(degradations)), degradations)
                 ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
@@ -125,9 +153,13 @@ def report_png(report: Report, table: pd.DataFrame) -> bytes:
             ax.set_axisbelow(True)
     height = figure.get_figheight()
     figure.suptitle(textwrap.fill(report.title, 150), y=1 - 0.08 / height, va="top", fontsize=11)
-    figure.legend(handles=[Patch(color=colours[method], label=method) for method in all_methods],
-                  loc="upper center", bbox_to_anchor=(0.5, 1 - 0.38 / height), ncol=min(len(all_methods), 8),
-                  frameon=False)
+    figure.legend(
+        handles=[Patch(color=colours[method], label=method) for method in all_methods],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.38 / height),
+        ncol=min(len(all_methods), 8),
+        frameon=False,
+    )
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.62 / height))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

@@ -22,8 +22,16 @@ from sphinx.report.curves import curves_markdown, curves_png, read_curves
 from sphinx.report.model import Cell, Comparison, Report, ReportError
 from sphinx.report.names import DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER, METRICS, order_key, ordered
 from sphinx.report.render import report_markdown, report_png
-from sphinx.rundir.columns import (CURVES_FILE, NAME_COLUMNS, RESULT_COLUMNS, RESULTS_FILE, STATUSES, SUMMARY_FILE, mean_std,
-                                   read_text_table)
+from sphinx.rundir.columns import (
+    CURVES_FILE,
+    NAME_COLUMNS,
+    RESULT_COLUMNS,
+    RESULTS_FILE,
+    STATUSES,
+    SUMMARY_FILE,
+    mean_std,
+    read_text_table,
+)
 from sphinx.utils.files import atomic_write_bytes
 
 RESULTS_COLUMNS = RESULT_COLUMNS
@@ -59,9 +67,16 @@ def build_report(dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | 
     table = _long_table(cells)
     out_dir = Path(out) if out is not None else (roots[0] if roots[0].is_dir() else roots[0].parent)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(title=_title(rows, cells), cells=tuple(cells), comparisons=tuple(_compare(cells)),
-                    sources=tuple(paths), warnings=tuple(notes), markdown=out_dir / "report.md",
-                    csv=out_dir / "report.csv", png=out_dir / "report.png")
+    report = Report(
+        title=_title(rows, cells),
+        cells=tuple(cells),
+        comparisons=tuple(_compare(cells)),
+        sources=tuple(paths),
+        warnings=tuple(notes),
+        markdown=out_dir / "report.md",
+        csv=out_dir / "report.csv",
+        png=out_dir / "report.png",
+    )
     # atomic: a report being rewritten is never seen half-written by a notebook or a sync job
     atomic_write_bytes(report.markdown, report_markdown(report, table).encode("utf-8"))
     atomic_write_bytes(report.csv, table[list(REPORT_CSV_COLUMNS)].to_csv(index=False, lineterminator="\n").encode())
@@ -108,8 +123,9 @@ def _read_run(path: Path, notes: list[str]) -> pd.DataFrame:
         raise ReportError(f"cannot read {path}: {error}") from None
     missing = [column for column in RESULTS_COLUMNS if column not in table.columns]
     if missing:
-        raise ReportError(f"{path} has a wrong header: missing column(s) {', '.join(missing)}; "
-                          f"expected {','.join(RESULTS_COLUMNS)}")
+        raise ReportError(
+            f"{path} has a wrong header: missing column(s) {', '.join(missing)}; expected {','.join(RESULTS_COLUMNS)}"
+        )
     if cut:
         notes.append(f"{path}, line {len(table) + 1}: truncated last row (a killed run?); skipped")
         table = table.iloc[:-1]
@@ -127,9 +143,13 @@ def _parse(table: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
     if not text["status"].isin(STATUSES).all():
         row = (~text["status"].isin(STATUSES)).idxmax()
         raise ReportError(f"{path}, line {row + 2}: status {text['status'][row]!r} is not one of {', '.join(STATUSES)}")
-    values = [[_value(cell, f"{path}, line {row + 2}: {metric}", notes) for metric, cell in zip(METRICS, cells)]
-              for row, cells in zip(text.index, text[list(METRICS)].itertuples(index=False))]
-    return text[[*NAME_COLUMNS, "status"]].join(pd.DataFrame(values, index=text.index, columns=list(METRICS), dtype=float))
+    values = [
+        [_value(cell, f"{path}, line {row + 2}: {metric}", notes) for metric, cell in zip(METRICS, cells)]
+        for row, cells in zip(text.index, text[list(METRICS)].itertuples(index=False))
+    ]
+    return text[[*NAME_COLUMNS, "status"]].join(
+        pd.DataFrame(values, index=text.index, columns=list(METRICS), dtype=float)
+    )
 
 
 def _value(cell: str, where: str, notes: list[str]) -> float:
@@ -184,17 +204,26 @@ def _aggregate(rows: pd.DataFrame, notes: list[str]) -> list[Cell]:
     for (generator, data, method, degradation), images in again.groupby(_CELL_KEY, sort=False)["image"]:
         distinct = sorted(set(images))
         hidden = len(distinct) - _MAXNAME_COLUMNS_IN_WARNING
-        notes.append(f"{len(distinct)} image(s) appear more than once for method {method}, degradation "
-                     f"{degradation}, generator {generator}, data {data}: "
-                     f"{', '.join(distinct[:_MAXNAME_COLUMNS_IN_WARNING])}{f' and {hidden} more' if hidden > 0 else ''}; "
-                     "counted once, keeping the newest row")
+        notes.append(
+            f"{len(distinct)} image(s) appear more than once for method {method}, degradation "
+            f"{degradation}, generator {generator}, data {data}: "
+            f"{', '.join(distinct[:_MAXNAME_COLUMNS_IN_WARNING])}{f' and {hidden} more' if hidden > 0 else ''}; "
+            "counted once, keeping the newest row"
+        )
     cells = []
     for key, images in rows.drop_duplicates([*_CELL_KEY, "image"], keep="last").groupby(_CELL_KEY):
         ok = images[images["status"] == "ok"]
         metrics = {metric: mean_std(ok[metric].dropna().tolist()) for metric in METRICS}
         cells.append(Cell(*key, ok=len(ok), failed=len(images) - len(ok), **metrics))
-    return sorted(cells, key=lambda c: (c.generator, c.data, order_key(c.method, METHOD_ORDER),
-                                        order_key(c.degradation, DEGRADATION_ORDER)))
+    return sorted(
+        cells,
+        key=lambda c: (
+            c.generator,
+            c.data,
+            order_key(c.method, METHOD_ORDER),
+            order_key(c.degradation, DEGRADATION_ORDER),
+        ),
+    )
 
 
 def _compare(cells: Sequence[Cell]) -> list[Comparison]:
@@ -207,18 +236,30 @@ def _compare(cells: Sequence[Cell]) -> list[Comparison]:
             baseline = _best([c for c in column if not c.method.startswith("sphinx")], metric)
             if sphinx is not None and baseline is not None:
                 sphinx_mean, baseline_mean = sphinx.statistic(metric).mean, baseline.statistic(metric).mean
-                comparisons.append(Comparison(
-                    generator=generator, data=data, degradation=degradation, metric=metric,
-                    sphinx_method=sphinx.method, sphinx_mean=sphinx_mean, baseline_method=baseline.method,
-                    baseline_mean=baseline_mean, difference=sphinx_mean - baseline_mean))
+                comparisons.append(
+                    Comparison(
+                        generator=generator,
+                        data=data,
+                        degradation=degradation,
+                        metric=metric,
+                        sphinx_method=sphinx.method,
+                        sphinx_mean=sphinx_mean,
+                        baseline_method=baseline.method,
+                        baseline_mean=baseline_mean,
+                        difference=sphinx_mean - baseline_mean,
+                    )
+                )
     return comparisons
 
 
 def _best(cells: Sequence[Cell], metric: str) -> Cell | None:
     sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
     # ties go to the method listed first, so the result does not depend on file order
-    return min((c for c in cells if c.statistic(metric).mean is not None), default=None,
-               key=lambda c: (sign * c.statistic(metric).mean, order_key(c.method, METHOD_ORDER)))
+    return min(
+        (c for c in cells if c.statistic(metric).mean is not None),
+        default=None,
+        key=lambda c: (sign * c.statistic(metric).mean, order_key(c.method, METHOD_ORDER)),
+    )
 
 
 def _title(rows: pd.DataFrame, cells: Sequence[Cell]) -> str:
@@ -232,6 +273,10 @@ def _title(rows: pd.DataFrame, cells: Sequence[Cell]) -> str:
 
 def _long_table(cells: Sequence[Cell]) -> pd.DataFrame:
     """One row per (cell, metric): the numbers of report.csv, then the cell's image counts."""
-    rows = [(c.generator, c.data, c.method, c.degradation, metric, s.mean, s.std, s.n, c.ok, c.failed)
-            for c in cells for metric in METRICS for s in [c.statistic(metric)]]
+    rows = [
+        (c.generator, c.data, c.method, c.degradation, metric, s.mean, s.std, s.n, c.ok, c.failed)
+        for c in cells
+        for metric in METRICS
+        for s in [c.statistic(metric)]
+    ]
     return pd.DataFrame(rows, columns=[*REPORT_CSV_COLUMNS, "ok", "failed"])

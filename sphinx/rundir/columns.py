@@ -66,8 +66,9 @@ def mean_std(values: Iterable[float | None]) -> Statistic:
     numbers = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not numbers:
         return Statistic(mean=None, std=None, n=0)
-    return Statistic(mean=statistics.fmean(numbers), std=statistics.stdev(numbers) if len(numbers) > 1 else 0.0,
-                     n=len(numbers))
+    return Statistic(
+        mean=statistics.fmean(numbers), std=statistics.stdev(numbers) if len(numbers) > 1 else 0.0, n=len(numbers)
+    )
 
 
 def read_text_table(path: str | Path) -> pd.DataFrame:

@@ -15,9 +15,9 @@ import logging
 from pathlib import Path
 
 from sphinx.errors import ConfigError
-from sphinx.utils.files import atomic_write_text
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import MethodConfig
+from sphinx.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,18 @@ _SELECTION_KEYS = ("limit", "names")
 _SHOWN_DIFFERENCES = 4
 
 
-def run_fingerprint(*, generator: dict, architecture: str, method: MethodConfig, degradation: dict, seed: int,
-                    data: dict, lpips: str | None, execution: Execution, edit: dict | None = None) -> dict[str, object]:
+def run_fingerprint(
+    *,
+    generator: dict,
+    architecture: str,
+    method: MethodConfig,
+    degradation: dict,
+    seed: int,
+    data: dict,
+    lpips: str | None,
+    execution: Execution,
+    edit: dict | None = None,
+) -> dict[str, object]:
     """Flat ``{dotted key: value}`` of every setting that changes a result.
 
     Args:
@@ -75,27 +85,43 @@ def check_resume(run_dir: Path, fingerprint: dict[str, object], *, allow_change:
     path = run_dir / FINGERPRINT_FILE
     saved = _read(path)
     if saved is not None:
-        differing = sorted(set(saved["fingerprint"]) ^ set(fingerprint)
-                           | {k for k in set(saved["fingerprint"]) & set(fingerprint)
-                              if saved["fingerprint"][k] != fingerprint[k]},
-                           key=lambda k: (not k.endswith((".name", ".source")), k))  # the telling keys first
+        differing = sorted(
+            set(saved["fingerprint"]) ^ set(fingerprint)
+            | {k for k in set(saved["fingerprint"]) & set(fingerprint) if saved["fingerprint"][k] != fingerprint[k]},
+            key=lambda k: (not k.endswith((".name", ".source")), k),
+        )  # the telling keys first
         if differing and not allow_change:
             if write:
                 _restore_hydra_files(run_dir, saved.get("hydra", {}))
-            shown = ", ".join(f"{k} ({_short(saved['fingerprint'].get(k))} -> {_short(fingerprint.get(k))})"
-                              for k in differing[:_SHOWN_DIFFERENCES])
+            shown = ", ".join(
+                f"{k} ({_short(saved['fingerprint'].get(k))} -> {_short(fingerprint.get(k))})"
+                for k in differing[:_SHOWN_DIFFERENCES]
+            )
             more = f" and {len(differing) - _SHOWN_DIFFERENCES} more" if len(differing) > _SHOWN_DIFFERENCES else ""
-            raise ConfigError(f"{run_dir} holds results of another configuration: {shown}{more}; start a new run "
-                              "(leave out hydra.run.dir, or give a new folder), or add allow_config_change=true "
-                              "to resume anyway")
+            raise ConfigError(
+                f"{run_dir} holds results of another configuration: {shown}{more}; start a new run "
+                "(leave out hydra.run.dir, or give a new folder), or add allow_config_change=true "
+                "to resume anyway"
+            )
         if differing:
-            log.warning("resuming %s with a changed configuration (%s), as allow_config_change=true asks; "
-                        "earlier records keep their own labels", run_dir, ", ".join(differing))
+            log.warning(
+                "resuming %s with a changed configuration (%s), as allow_config_change=true asks; "
+                "earlier records keep their own labels",
+                run_dir,
+                ", ".join(differing),
+            )
     if write:
-        hydra = {name: (run_dir / ".hydra" / name).read_text() for name in HYDRA_FILES
-                 if (run_dir / ".hydra" / name).is_file()}
-        atomic_write_text(path, json.dumps({"format": FINGERPRINT_FORMAT, "fingerprint": fingerprint,
-                                            "hydra": hydra}, indent=1, default=str))
+        hydra = {
+            name: (run_dir / ".hydra" / name).read_text()
+            for name in HYDRA_FILES
+            if (run_dir / ".hydra" / name).is_file()
+        }
+        atomic_write_text(
+            path,
+            json.dumps(
+                {"format": FINGERPRINT_FORMAT, "fingerprint": fingerprint, "hydra": hydra}, indent=1, default=str
+            ),
+        )
 
 
 def _read(path: Path) -> dict | None:
@@ -105,10 +131,14 @@ def _read(path: Path) -> dict | None:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         saved = None
-    if not isinstance(saved, dict) or saved.get("format") != FINGERPRINT_FORMAT \
-            or not isinstance(saved.get("fingerprint"), dict):
-        raise ConfigError(f"{path}: unreadable run fingerprint; restore it, or start a new run "
-                          "(leave out hydra.run.dir)")
+    if (
+        not isinstance(saved, dict)
+        or saved.get("format") != FINGERPRINT_FORMAT
+        or not isinstance(saved.get("fingerprint"), dict)
+    ):
+        raise ConfigError(
+            f"{path}: unreadable run fingerprint; restore it, or start a new run (leave out hydra.run.dir)"
+        )
     return saved
 
 

@@ -49,8 +49,13 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def labelled_grid(rows: Sequence[Sequence[np.ndarray]], *, column_titles: Sequence[str],
-                  row_labels: Sequence[str], tile_side: int = 256) -> np.ndarray:
+def labelled_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    *,
+    column_titles: Sequence[str],
+    row_labels: Sequence[str],
+    tile_side: int = 256,
+) -> np.ndarray:
     """Compose tiles into one picture with a title over each column and a caption over each row.
 
     Args:
@@ -74,12 +79,22 @@ def labelled_grid(rows: Sequence[Sequence[np.ndarray]], *, column_titles: Sequen
     draw = ImageDraw.Draw(canvas)
     for column, title in enumerate(column_titles):
         left = GAP + column * (tile_side + GAP)
-        draw.text((left + tile_side // 2, title_height // 2), _fit(draw, title, title_font, tile_side), fill=INK,
-                  font=title_font, anchor="mm")
+        draw.text(
+            (left + tile_side // 2, title_height // 2),
+            _fit(draw, title, title_font, tile_side),
+            fill=INK,
+            font=title_font,
+            anchor="mm",
+        )
     top = title_height
     for row, label in zip(rows, row_labels):
-        draw.text((GAP, top + label_height // 2), _fit(draw, label, label_font, width - 2 * GAP),
-                  fill=INK, font=label_font, anchor="lm")
+        draw.text(
+            (GAP, top + label_height // 2),
+            _fit(draw, label, label_font, width - 2 * GAP),
+            fill=INK,
+            font=label_font,
+            anchor="lm",
+        )
         top += label_height
         for column, tile in enumerate(row):
             canvas.paste(Image.fromarray(upscale_nearest(tile, tile_side)), (GAP + column * (tile_side + GAP), top))
@@ -96,9 +111,14 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "..."
 
 
-def comparison_grid(targets: Sequence[np.ndarray], reconstructions: Sequence[np.ndarray], *,
-                    observations: Sequence[np.ndarray] | None, row_labels: Sequence[str],
-                    tile_side: int = 256) -> np.ndarray:
+def comparison_grid(
+    targets: Sequence[np.ndarray],
+    reconstructions: Sequence[np.ndarray],
+    *,
+    observations: Sequence[np.ndarray] | None,
+    row_labels: Sequence[str],
+    tile_side: int = 256,
+) -> np.ndarray:
     """target | observation | reconstruction | error, one row per image, titled and labelled.
 
     Args:

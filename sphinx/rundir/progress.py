@@ -59,12 +59,22 @@ class LineProgress:
         else:  # slow items (an image of 5000 steps): seconds each reads better than 0.00/s
             rate = f", {elapsed / self.count:.1f} s/{self.unit}"
         postfix = f" [{self.postfix}]" if self.postfix else ""
-        print(f"{self.desc}: {self.count}{of_total} {self.unit} in {elapsed:.0f} s{rate}{postfix}",
-              file=self.stream, flush=True)
+        print(
+            f"{self.desc}: {self.count}{of_total} {self.unit} in {elapsed:.0f} s{rate}{postfix}",
+            file=self.stream,
+            flush=True,
+        )
 
 
-def progress_bar(*, desc: str, unit: str, total: int | None = None, position: int = 0, leave: bool = True,
-                 stream: TextIO | None = None):
+def progress_bar(
+    *,
+    desc: str,
+    unit: str,
+    total: int | None = None,
+    position: int = 0,
+    leave: bool = True,
+    stream: TextIO | None = None,
+):
     """A tqdm bar when ``stream`` (default stderr) is a terminal, else a :class:`LineProgress`."""
     stream = stream if stream is not None else sys.stderr
     if stream.isatty():

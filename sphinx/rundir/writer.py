@@ -26,15 +26,33 @@ from PIL import Image
 
 from sphinx.data.datasets import image_id_to_filename
 from sphinx.data.images import to_uint8
-from sphinx.editing import (AttributeEdit, apply_direction, attribute_measures, build_transform, morph,
-                            morph_measures, render_attribute)
+from sphinx.editing import (
+    AttributeEdit,
+    apply_direction,
+    attribute_measures,
+    build_transform,
+    morph,
+    morph_measures,
+    render_attribute,
+)
 from sphinx.editing.media import gif_bytes, labelled_strip
 from sphinx.editing.spec import EditSpec
 from sphinx.inversion import InversionState, load_state, render_state, save_state
 from sphinx.metrics.image_quality import psnr
-from sphinx.rundir.columns import (CURVE_COLUMNS, CURVES_FILE, EDIT_LEADING_COLUMNS, EDIT_TRAILING_COLUMNS,
-                                   FAILURES_FILE, METRICS, RECORD_ONLY, RESULT_COLUMNS, RESULTS_FILE, SUMMARY_FILE,
-                                   cell, mean_std)
+from sphinx.rundir.columns import (
+    CURVE_COLUMNS,
+    CURVES_FILE,
+    EDIT_LEADING_COLUMNS,
+    EDIT_TRAILING_COLUMNS,
+    FAILURES_FILE,
+    METRICS,
+    RECORD_ONLY,
+    RESULT_COLUMNS,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    cell,
+    mean_std,
+)
 from sphinx.rundir.panels import comparison_grid, score_label
 from sphinx.utils.files import atomic_write_bytes, atomic_write_text
 
@@ -135,8 +153,15 @@ class OutputWriter:
 
     def write_record(self, image_id: str, position: int, fields: dict) -> None:
         """An image's record.json: it is done (written last, after its other files)."""
-        row = {"method": self.method, "degradation": self.degradation, "generator": self.generator,
-               "image": image_id, "index": position, "stem": image_id_to_filename(image_id), **fields}
+        row = {
+            "method": self.method,
+            "degradation": self.degradation,
+            "generator": self.generator,
+            "image": image_id,
+            "index": position,
+            "stem": image_id_to_filename(image_id),
+            **fields,
+        }
         atomic_write_text(self.image_dir(image_id) / "record.json", json.dumps(row, indent=1))
 
     def write_png(self, image_id: str, name: str, pixels: np.ndarray) -> None:
@@ -144,9 +169,21 @@ class OutputWriter:
 
     def write_failure(self, image_id: str, position: int, reason: str, *, retry: bool = False) -> None:
         """The record of an image that failed: ``retry`` when its batch crashed, not the image."""
-        self.write_record(image_id, position, {"psnr": None, "ssim": None, "lpips": None, "vicinity_spread": None,
-                                               "steps": 0, "seconds": 0.0, "status": "failed", "message": reason,
-                                               "retry": retry})
+        self.write_record(
+            image_id,
+            position,
+            {
+                "psnr": None,
+                "ssim": None,
+                "lpips": None,
+                "vicinity_spread": None,
+                "steps": 0,
+                "seconds": 0.0,
+                "status": "failed",
+                "message": reason,
+                "retry": retry,
+            },
+        )
 
     def write_batch(self, batch: BatchOutcome) -> None:
         """Every file of a batch's images: pictures, states and records (failures included); then
@@ -171,14 +208,25 @@ class OutputWriter:
             if ok:
                 self.write_png(image_id, "reconstruction", to_uint8(result.reconstructions[index]))
                 save_state(result.states[index], self.image_dir(image_id) / "state.pt")
-            score = lambda name: float(batch.scores[name][index]) if ok and batch.scores[name] is not None else None
+            scores = {
+                name: float(values[index]) if ok and values is not None else None
+                for name, values in batch.scores.items()
+            }
             spread = result.vicinity_spread
             curve = _curve(result, index, len(batch.ids)) if ok else None
-            self.write_record(image_id, batch.positions[image_id], {
-                "psnr": score("psnr"), "ssim": score("ssim"), "lpips": score("lpips"),
-                "vicinity_spread": float(spread[index]) if ok and spread is not None else None,
-                "steps": int(result.loss_history.shape[0]), "seconds": batch.seconds,
-                "status": result.status[index], "message": result.messages[index], "curve": curve})
+            self.write_record(
+                image_id,
+                batch.positions[image_id],
+                {
+                    **scores,
+                    "vicinity_spread": float(spread[index]) if ok and spread is not None else None,
+                    "steps": int(result.loss_history.shape[0]),
+                    "seconds": batch.seconds,
+                    "status": result.status[index],
+                    "message": result.messages[index],
+                    "curve": curve,
+                },
+            )
 
     def columns(self, records: Sequence[dict]) -> tuple[str, ...]:
         return RESULT_COLUMNS
@@ -190,8 +238,15 @@ class OutputWriter:
     def metric_names(self, columns: Sequence[str], ok: Sequence[dict]) -> Sequence[str]:
         return self.METRICS
 
-    def finalize(self, *, config: dict, experiment: str | None, data: str, steps: dict[str, int] | None = None,
-                 rows: list[dict] | None = None) -> dict:
+    def finalize(
+        self,
+        *,
+        config: dict,
+        experiment: str | None,
+        data: str,
+        steps: dict[str, int] | None = None,
+        rows: list[dict] | None = None,
+    ) -> dict:
         """Write results.csv, curves.csv, failures.csv, summary.json and the pictures.
 
         Args:
@@ -208,17 +263,28 @@ class OutputWriter:
         columns = self.columns(records)
         atomic_write_text(self.run_dir / RESULTS_FILE, _table(columns, records))
         images = records if rows is None else self.records()
-        curves = [{**{k: record[k] for k in CURVE_COLUMNS[:4]}, **dict(zip(record["curve"], point))}
-                  for record in images if record.get("curve") for point in zip(*record["curve"].values())]
+        curves = [
+            {**{k: record[k] for k in CURVE_COLUMNS[:4]}, **dict(zip(record["curve"], point))}
+            for record in images
+            if record.get("curve")
+            for point in zip(*record["curve"].values())
+        ]
         atomic_write_text(self.run_dir / CURVES_FILE, _table(CURVE_COLUMNS, curves))
         failures = [{"image": r["image"], "reason": r.get("message", "")} for r in records if r["status"] != "ok"]
         atomic_write_text(self.run_dir / FAILURES_FILE, _table(("image", "reason"), failures))
         ok = [r for r in records if r["status"] == "ok"]
         summary = {
-            "experiment": experiment, **self.labels(), "data": data, "steps": steps or {}, "count": len(records),
-            "ok": len(ok), "failed": len(records) - len(ok),
+            "experiment": experiment,
+            **self.labels(),
+            "data": data,
+            "steps": steps or {},
+            "count": len(records),
+            "ok": len(ok),
+            "failed": len(records) - len(ok),
             "metrics": {m: dataclasses.asdict(mean_std(r.get(m) for r in ok)) for m in self.metric_names(columns, ok)},
-            "seconds": sum(r.get("seconds") or 0 for r in records), "config": config}
+            "seconds": sum(r.get("seconds") or 0 for r in records),
+            "config": config,
+        }
         atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
         self.remove_inflight()
         self.write_pictures(ok)
@@ -241,8 +307,9 @@ class OutputWriter:
             return
         observations = tiles["observation"] if self.degradation != "none" else None
         for file_name, side in (("comparison.png", COMPARISON_TILE), ("comparison_small.png", SMALL_COMPARISON_TILE)):
-            grid = comparison_grid(tiles["target"], tiles["reconstruction"], observations=observations,
-                                   row_labels=labels, tile_side=side)
+            grid = comparison_grid(
+                tiles["target"], tiles["reconstruction"], observations=observations, row_labels=labels, tile_side=side
+            )
             atomic_write_bytes(self.run_dir / file_name, png_bytes(grid))
 
 
@@ -255,8 +322,16 @@ class EditWriter(OutputWriter):
         generator_network: the generator that renders the frames.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, *, method: str, degradation: str, generator: str, edit: EditSpec,
-                 generator_network) -> None:
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        method: str,
+        degradation: str,
+        generator: str,
+        edit: EditSpec,
+        generator_network,
+    ) -> None:
         super().__init__(run_dir, method=method, degradation=degradation, generator=generator)
         self.edit, self.network = edit, generator_network
 
@@ -264,8 +339,9 @@ class EditWriter(OutputWriter):
         super().write_record(image_id, position, {"edit": self.edit.kind, **fields})
 
     def write_failure(self, image_id: str, position: int, reason: str, *, retry: bool = False) -> None:
-        self.write_record(image_id, position, {"steps": 0, "seconds": 0.0, "status": "failed", "message": reason,
-                                               "retry": retry})
+        self.write_record(
+            image_id, position, {"steps": 0, "seconds": 0.0, "status": "failed", "message": reason, "retry": retry}
+        )
 
     def write_images(self, batch: BatchOutcome) -> None:
         if self.edit.kind == "attribute":
@@ -273,8 +349,15 @@ class EditWriter(OutputWriter):
         else:
             self._write_inversions(batch)
 
-    def write_frames(self, folder: Path, frames: torch.Tensor, labels: Sequence[str], *, title: str,
-                     references: torch.Tensor | None = None) -> np.ndarray:
+    def write_frames(
+        self,
+        folder: Path,
+        frames: torch.Tensor,
+        labels: Sequence[str],
+        *,
+        title: str,
+        references: torch.Tensor | None = None,
+    ) -> np.ndarray:
         """frames/NN.png, walk.gif and strip.png (with a row of ``references`` under the frames,
         if given) in ``folder``; returns the strip's pixels."""
         for index, frame in enumerate(frames):
@@ -289,9 +372,14 @@ class EditWriter(OutputWriter):
         o, result = self.edit.options, batch.result
         transform = build_transform(o["transform"])
         for index, image_id in enumerate(batch.ids):
-            common = {"transform": transform.name, "factors": " ".join(f"{f:g}" for f in result.factors),
-                      "steps": int(result.loss_history.shape[0]), "seconds": batch.seconds,
-                      "status": result.status[index], "message": result.messages[index]}
+            common = {
+                "transform": transform.name,
+                "factors": " ".join(f"{f:g}" for f in result.factors),
+                "steps": int(result.loss_history.shape[0]),
+                "seconds": batch.seconds,
+                "status": result.status[index],
+                "message": result.messages[index],
+            }
             if result.status[index] != "ok":
                 self.write_record(image_id, batch.positions[image_id], common)
                 continue
@@ -301,15 +389,25 @@ class EditWriter(OutputWriter):
             alphas, factors = edit.walk(density=o["walk_density"], extend=o["walk_extend"])
             frames = render_attribute(self.network, state, alphas)
             labels = [f"{transform.label(f)} a={a:.1f}" for f, a in zip(factors.tolist(), alphas.tolist())]
-            title = (f"{image_id} - top: walk G(w + a D), bottom: {transform.name} T(x, factor); "
-                     f"learned at {common['factors']}")
-            target = batch.targets[index:index + 1]
+            title = (
+                f"{image_id} - top: walk G(w + a D), bottom: {transform.name} T(x, factor); "
+                f"learned at {common['factors']}"
+            )
+            target = batch.targets[index : index + 1]
             references = torch.cat([transform(target, f) for f in factors.tolist()])
             strip = self.write_frames(folder, frames, labels, title=title, references=references)
             measures = attribute_measures(self.network, state, batch.targets[index], transform, held_out=o["held_out"])
-            self.write_record(image_id, batch.positions[image_id], {
-                **common, "alphas": " ".join(f"{a:.4g}" for a in edit.alphas.tolist()), **measures,
-                "strip": self.relative(folder / "strip.png"), "curve": _curve(result, index, len(batch.ids))})
+            self.write_record(
+                image_id,
+                batch.positions[image_id],
+                {
+                    **common,
+                    "alphas": " ".join(f"{a:.4g}" for a in edit.alphas.tolist()),
+                    **measures,
+                    "strip": self.relative(folder / "strip.png"),
+                    "curve": _curve(result, index, len(batch.ids)),
+                },
+            )
             self.media.append((image_id, strip, folder / "walk.gif"))
 
     def _write_inversions(self, batch: BatchOutcome) -> None:
@@ -321,8 +419,13 @@ class EditWriter(OutputWriter):
             states, status, messages = result.states, result.status, result.messages
             steps, seconds = int(result.loss_history.shape[0]), batch.seconds
         for index, image_id in enumerate(batch.ids):
-            common = {"steps": steps, "seconds": seconds, "status": status[index], "message": messages[index],
-                      "curve": _curve(result, index, len(batch.ids)) if status[index] == "ok" else None}
+            common = {
+                "steps": steps,
+                "seconds": seconds,
+                "status": status[index],
+                "message": messages[index],
+                "curve": _curve(result, index, len(batch.ids)) if status[index] == "ok" else None,
+            }
             if status[index] != "ok":
                 self.write_record(image_id, batch.positions[image_id], common)
                 continue
@@ -330,7 +433,7 @@ class EditWriter(OutputWriter):
             save_state(state, self.image_dir(image_id) / "state.pt")
             reconstruction = render_state(self.network, state)
             self.write_png(image_id, "reconstruction", to_uint8(reconstruction))
-            target = batch.targets[index:index + 1].to(reconstruction)
+            target = batch.targets[index : index + 1].to(reconstruction)
             fields = {**common, "psnr": float(psnr(reconstruction, target)[0])}
             if self.edit.kind == "direction":
                 fields.update(self._write_direction(image_id, state))
@@ -346,8 +449,13 @@ class EditWriter(OutputWriter):
         self.media.append((image_id, strip, folder / "walk.gif"))
         # How far the largest step moves the image from the inversion (mean abs, [-1, 1] units).
         change = (frames - render_state(self.network, state)).abs().flatten(1).mean(dim=1).max()
-        return {"direction": self.edit.direction_name, "strengths": " ".join(f"{s:g}" for s in o["strengths"]),
-                "layers": f"{start}:{stop}", "change": float(change), "strip": self.relative(folder / "strip.png")}
+        return {
+            "direction": self.edit.direction_name,
+            "strengths": " ".join(f"{s:g}" for s in o["strengths"]),
+            "layers": f"{start}:{stop}",
+            "change": float(change),
+            "strip": self.relative(folder / "strip.png"),
+        }
 
     def morph_pairs(self, ordered_ids: Sequence[str]) -> list[dict]:
         """Morph each image into the next one (dataset order) from their saved states; one row per pair."""
@@ -358,27 +466,43 @@ class EditWriter(OutputWriter):
             paths = [self.image_dir(i) / "state.pt" for i in (first, second)]
             states = [load_state(p) for p in paths]
             clip = morph(self.network, states[0], states[1], frames=frames, sources=tuple(paths))
-            measures = morph_measures(clip, render_state(self.network, states[0]), render_state(self.network, states[1]))
+            measures = morph_measures(
+                clip, render_state(self.network, states[0]), render_state(self.network, states[1])
+            )
             folder = self.run_dir / MORPH_FOLDER / f"{image_id_to_filename(first)}__{image_id_to_filename(second)}"
             labels = [f"{t:.2f}" for t in torch.linspace(0, 1, frames).tolist()]
             self.write_frames(folder, clip, labels, title=f"{first} -> {second}, by interpolation weight")
-            rows.append({"image": f"{first} -> {second}", "edit": "morph", "method": self.method,
-                         "generator": self.generator, "first": first, "second": second, "frames": frames,
-                         **measures, "strip": self.relative(folder / "strip.png"), "status": "ok"})
+            rows.append(
+                {
+                    "image": f"{first} -> {second}",
+                    "edit": "morph",
+                    "method": self.method,
+                    "generator": self.generator,
+                    "first": first,
+                    "second": second,
+                    "frames": frames,
+                    **measures,
+                    "strip": self.relative(folder / "strip.png"),
+                    "status": "ok",
+                }
+            )
         return rows
 
     def columns(self, records: Sequence[dict]) -> tuple[str, ...]:
         middle = []
         for record in records:
-            middle += [k for k in record if k not in middle and k not in
-                       (*EDIT_LEADING_COLUMNS, *EDIT_TRAILING_COLUMNS, *RECORD_ONLY)]
+            middle += [
+                k
+                for k in record
+                if k not in middle and k not in (*EDIT_LEADING_COLUMNS, *EDIT_TRAILING_COLUMNS, *RECORD_ONLY)
+            ]
         return (*EDIT_LEADING_COLUMNS, *middle, *EDIT_TRAILING_COLUMNS)
 
     def labels(self) -> dict:
         return {"edit": self.edit.kind, "method": self.method, "generator": self.generator}
 
     def metric_names(self, columns: Sequence[str], ok: Sequence[dict]) -> Sequence[str]:
-        middle = columns[len(EDIT_LEADING_COLUMNS):-len(EDIT_TRAILING_COLUMNS)]
+        middle = columns[len(EDIT_LEADING_COLUMNS) : -len(EDIT_TRAILING_COLUMNS)]
         return [k for k in middle if any(isinstance(r.get(k), float) for r in ok)]
 
     def write_pictures(self, ok: Sequence[dict]) -> None:

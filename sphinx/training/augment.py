@@ -30,8 +30,16 @@ class DiffAugment(nn.Module):
         contrast: contrast factors are drawn from ``[1 - c, 1 + c]``.
     """
 
-    def __init__(self, policy: Sequence[str] = POLICIES, *, probability: float = 1.0, translation: float = 0.125,
-                 brightness: float = 0.5, saturation: float = 1.0, contrast: float = 0.5) -> None:
+    def __init__(
+        self,
+        policy: Sequence[str] = POLICIES,
+        *,
+        probability: float = 1.0,
+        translation: float = 0.125,
+        brightness: float = 0.5,
+        saturation: float = 1.0,
+        contrast: float = 0.5,
+    ) -> None:
         super().__init__()
         unknown = sorted(set(policy) - set(POLICIES))
         if unknown:
@@ -71,15 +79,17 @@ class DiffAugment(nn.Module):
         return mask.to(images.dtype)[:, None, None, None]
 
     def _flip(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        flip = self._applied(images, generator) * (self._draw(images.shape[0], images, generator) < 0.5).to(
-            images.dtype)[:, None, None, None]
+        flip = (
+            self._applied(images, generator)
+            * (self._draw(images.shape[0], images, generator) < 0.5).to(images.dtype)[:, None, None, None]
+        )
         return torch.lerp(images, images.flip(3), flip)
 
     def _translation(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         batch, _, height, width = images.shape
         applied = self._applied(images, generator).reshape(batch, 1)
         limit = torch.tensor([height, width], device=images.device, dtype=images.dtype) * self.translation
-        shift = (torch.rand(batch, 2, generator=generator, device=images.device, dtype=images.dtype) * 2 - 1)
+        shift = torch.rand(batch, 2, generator=generator, device=images.device, dtype=images.dtype) * 2 - 1
         shift = torch.round(shift * limit * applied).long()  # [B, 2] (dy, dx)
         rows = torch.arange(height, device=images.device)[None, :] - shift[:, :1]  # [B, H]
         cols = torch.arange(width, device=images.device)[None, :] - shift[:, 1:]  # [B, W]

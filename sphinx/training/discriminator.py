@@ -11,8 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from sphinx.generators.ops import biased_leaky_relu, fir_kernel, upfirdn2d
 from sphinx.generators.stylegan2 import DEFAULT_BLUR_TAPS, EqualLinear
@@ -21,8 +21,16 @@ from sphinx.generators.stylegan2 import DEFAULT_BLUR_TAPS, EqualLinear
 class EqualConv2d(nn.Module):
     """Convolution with equalized learning rate: N(0, 1) weights scaled by 1/sqrt(fan_in) at run time."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
-                 padding: int = 0, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -46,9 +54,17 @@ class ConvLayer(nn.Module):
         blur_taps: FIR taps of the anti-aliasing filter.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, downsample: bool = False,
-                 activate: bool = True, bias: bool = True,
-                 blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        downsample: bool = False,
+        activate: bool = True,
+        bias: bool = True,
+        blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS,
+    ) -> None:
         super().__init__()
         self.downsample = downsample
         if downsample:
@@ -56,9 +72,14 @@ class ConvLayer(nn.Module):
             # The blur's padding makes the stride-2 valid convolution give exactly H/2.
             excess = (len(blur_taps) - 2) + (kernel_size - 1)
             self.blur_pad = ((excess + 1) // 2, excess // 2)
-        self.conv = EqualConv2d(in_channels, out_channels, kernel_size, stride=2 if downsample else 1,
-                                padding=0 if downsample else kernel_size // 2,
-                                bias=bias and not activate)
+        self.conv = EqualConv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=2 if downsample else 1,
+            padding=0 if downsample else kernel_size // 2,
+            bias=bias and not activate,
+        )
         self.activate = activate
         self.bias = nn.Parameter(torch.zeros(out_channels)) if activate and bias else None
 
@@ -74,13 +95,13 @@ class ConvLayer(nn.Module):
 class ResidualBlock(nn.Module):
     """Two 3x3 convs (the second downsamples) plus a 1x1 downsampling skip, summed over sqrt(2)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *,
-                 blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS) -> None:
         super().__init__()
         self.conv1 = ConvLayer(in_channels, in_channels, 3, blur_taps=blur_taps)
         self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_taps=blur_taps)
-        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, activate=False, bias=False,
-                              blur_taps=blur_taps)
+        self.skip = ConvLayer(
+            in_channels, out_channels, 1, downsample=True, activate=False, bias=False, blur_taps=blur_taps
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2.0)
@@ -123,8 +144,15 @@ class Discriminator(nn.Module):
         blur_taps: FIR taps used before every downsampling.
     """
 
-    def __init__(self, resolution: int, *, channels: Mapping[int, int], mbstd_group_size: int = 4,
-                 mbstd_features: int = 1, blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS) -> None:
+    def __init__(
+        self,
+        resolution: int,
+        *,
+        channels: Mapping[int, int],
+        mbstd_group_size: int = 4,
+        mbstd_features: int = 1,
+        blur_taps: Sequence[float] = DEFAULT_BLUR_TAPS,
+    ) -> None:
         super().__init__()
         log_size = int(math.log2(resolution))
         if resolution < 8 or 2**log_size != resolution:
@@ -136,15 +164,13 @@ class Discriminator(nn.Module):
         self.resolution = resolution
         self.channels = {2**i: table[2**i] for i in range(2, log_size + 1)}
         self.from_rgb = ConvLayer(3, table[resolution], 1)
-        self.blocks = nn.Sequential(*[
-            ResidualBlock(table[2**i], table[2 ** (i - 1)], blur_taps=blur_taps)
-            for i in range(log_size, 2, -1)
-        ])
+        self.blocks = nn.Sequential(
+            *[ResidualBlock(table[2**i], table[2 ** (i - 1)], blur_taps=blur_taps) for i in range(log_size, 2, -1)]
+        )
         self.stddev = MinibatchStddev(group_size=mbstd_group_size, features=mbstd_features)
         self.final_conv = ConvLayer(table[4] + mbstd_features, table[4], 3)
         self.final_linear = nn.Sequential(
-            EqualLinear(table[4] * 4 * 4, table[4], activate=True),
-            EqualLinear(table[4], 1),
+            EqualLinear(table[4] * 4 * 4, table[4], activate=True), EqualLinear(table[4], 1)
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -157,8 +183,7 @@ class Discriminator(nn.Module):
             Logits ``[B, 1]``: high for real.
         """
         if images.ndim != 4 or images.shape[1:] != (3, self.resolution, self.resolution):
-            raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}], "
-                             f"got {list(images.shape)}")
+            raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}], got {list(images.shape)}")
         x = self.blocks(self.from_rgb(images))  # [B, C4, 4, 4]
         x = self.final_conv(self.stddev(x))
         return self.final_linear(x.flatten(1))  # [B, 1]

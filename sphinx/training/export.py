@@ -19,8 +19,9 @@ from sphinx.utils.files import atomic_open
 PROVENANCE_KEYS = ("step", "images_seen", "wall_seconds")
 
 
-def export_generator(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                     dtype: torch.dtype = torch.float16) -> Path:
+def export_generator(
+    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, dtype: torch.dtype = torch.float16
+) -> Path:
     """Write ``{"g_ema", "latent_avg", "config", "training"}`` from a training checkpoint.
 
     Args:
@@ -38,10 +39,13 @@ def export_generator(checkpoint: str | os.PathLike[str], out: str | os.PathLike[
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     missing = {"g_ema", "latent_avg"} - set(payload)
     if missing:
-        raise CheckpointError(f"{checkpoint}: not a training checkpoint with an EMA generator (lacks {sorted(missing)})")
+        raise CheckpointError(
+            f"{checkpoint}: not a training checkpoint with an EMA generator (lacks {sorted(missing)})"
+        )
     exported = {
-        "g_ema": {key: value.to(dtype) if value.is_floating_point() else value
-                  for key, value in payload["g_ema"].items()},
+        "g_ema": {
+            key: value.to(dtype) if value.is_floating_point() else value for key, value in payload["g_ema"].items()
+        },
         "latent_avg": payload["latent_avg"].float(),
         "config": payload.get("config", {}),
         "training": {key: payload[key] for key in PROVENANCE_KEYS if key in payload},

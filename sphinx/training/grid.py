@@ -34,12 +34,13 @@ def image_grid(images: torch.Tensor, *, columns: int | None = None, padding: int
     grid = np.full((rows * (height + padding) - padding, columns * (width + padding) - padding, 3), 255, np.uint8)
     for index, tile in enumerate(pixels):
         top, left = (index // columns) * (height + padding), (index % columns) * (width + padding)
-        grid[top:top + height, left:left + width] = tile
+        grid[top : top + height, left : left + width] = tile
     return grid
 
 
-def save_grid(images: torch.Tensor, path: str | os.PathLike[str], *, columns: int | None = None,
-              padding: int = 0) -> Path:
+def save_grid(
+    images: torch.Tensor, path: str | os.PathLike[str], *, columns: int | None = None, padding: int = 0
+) -> Path:
     """Write :func:`image_grid` to a PNG file atomically (a reader never sees half a file)."""
     path = Path(path)
     with atomic_open(path) as stream:

@@ -37,8 +37,9 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     return gradient.pow(2).flatten(1).sum(dim=1).mean()
 
 
-def path_length_penalty(images: torch.Tensor, ws: torch.Tensor, mean_path_length: torch.Tensor, *,
-                        decay: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def path_length_penalty(
+    images: torch.Tensor, ws: torch.Tensor, mean_path_length: torch.Tensor, *, decay: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Path-length regularizer: keep ``|J_w^T y|`` constant for random image-space directions y.
 
     Args:

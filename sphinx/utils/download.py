@@ -44,8 +44,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return pooch.file_hash(str(path), alg="sha256")
 
 
-def download(url: str, *, sha256: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-             filename: str | None = None, progress: bool = True) -> Path:
+def download(
+    url: str,
+    *,
+    sha256: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    filename: str | None = None,
+    progress: bool = True,
+) -> Path:
     """The cached copy of ``url`` (``http://``, ``https://`` or ``file://``), fetched first if not cached yet.
 
     Args:
@@ -64,31 +70,49 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | os.PathLik
         raise ValueError(f"cannot download {url}: the scheme must be one of http, https, file")
     if path.is_file():
         if expected is not None and (actual := file_sha256(path)) != expected:
-            raise DownloadError(f"cached file {path} has sha256 {actual}, but {url} should have {expected}; "
-                                f"delete {path} and run again to download it afresh")
+            raise DownloadError(
+                f"cached file {path} has sha256 {actual}, but {url} should have {expected}; "
+                f"delete {path} and run again to download it afresh"
+            )
         return path
     if scheme != "file" and os.environ.get(_OFFLINE_VARIABLE, "") not in ("", "0"):  # file:// is local: allowed
-        raise DownloadError(f"cannot download {url}: {_OFFLINE_VARIABLE}={os.environ[_OFFLINE_VARIABLE]} forbids "
-                            f"network access; download it by hand and place the file at {path}")
+        raise DownloadError(
+            f"cannot download {url}: {_OFFLINE_VARIABLE}={os.environ[_OFFLINE_VARIABLE]} forbids "
+            f"network access; download it by hand and place the file at {path}"
+        )
     source = Path(url2pathname(urlsplit(url).path)) if scheme == "file" else None
     with atomic_open(path) as sink:
         try:  # pooch asks a bar's truth before it tells the bar the size: 1 until then
-            with tqdm(total=source.stat().st_size if source else 1, desc=path.name, unit="B", unit_scale=True,
-                      unit_divisor=1024, file=sys.stderr, disable=not progress) as bar:
+            with tqdm(
+                total=source.stat().st_size if source else 1,
+                desc=path.name,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                disable=not progress,
+            ) as bar:
                 if source is None:
-                    pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK_BYTES, timeout=_TIMEOUT_S,
-                                         headers={"User-Agent": f"sphinx-inversion/{__version__}"})(url, sink, None)
+                    pooch.HTTPDownloader(
+                        progressbar=bar,
+                        chunk_size=_CHUNK_BYTES,
+                        timeout=_TIMEOUT_S,
+                        headers={"User-Agent": f"sphinx-inversion/{__version__}"},
+                    )(url, sink, None)
                 else:
                     with source.open("rb") as stream:
                         while chunk := stream.read(_CHUNK_BYTES):
                             bar.update(sink.write(chunk))
         except OSError as error:  # requests' errors are OSErrors too
-            raise DownloadError(f"cannot download {url} ({_reason(error)}); download it by hand and place the "
-                                f"file at {path}") from error
+            raise DownloadError(
+                f"cannot download {url} ({_reason(error)}); download it by hand and place the file at {path}"
+            ) from error
         sink.flush()  # checked on disk before the file takes its name
         if expected is not None and (actual := file_sha256(sink.name)) != expected:
-            raise DownloadError(f"{url} has sha256 {actual}, expected {expected}; the file was not "
-                                f"kept; if the source changed, download it by hand, check it and place it at {path}")
+            raise DownloadError(
+                f"{url} has sha256 {actual}, expected {expected}; the file was not "
+                f"kept; if the source changed, download it by hand, check it and place it at {path}"
+            )
     return path
 
 

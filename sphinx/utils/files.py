@@ -118,5 +118,7 @@ def _fsync_folder(folder: Path) -> None:
 
 def _output_error(path: Path, error: OSError) -> OutputError:
     reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
-    return OutputError(f"{path}: cannot write ({reason}); free disk space, or choose a writable folder "
-                       "(for a run: hydra.run.dir=<folder>)")
+    return OutputError(
+        f"{path}: cannot write ({reason}); free disk space, or choose a writable folder "
+        "(for a run: hydra.run.dir=<folder>)"
+    )

@@ -24,8 +24,16 @@ aten = torch.ops.aten
 
 # Ops whose result the host must wait for: a value read (item, bool(), float()) or an output
 # whose shape depends on the data (nonzero, boolean-mask selection).
-SYNCING_OPS = frozenset({aten._local_scalar_dense.default, aten.nonzero.default, aten.nonzero.out,
-                         aten.masked_select.default, aten.unique_consecutive.default, aten._unique2.default})
+SYNCING_OPS = frozenset(
+    {
+        aten._local_scalar_dense.default,
+        aten.nonzero.default,
+        aten.nonzero.out,
+        aten.masked_select.default,
+        aten.unique_consecutive.default,
+        aten._unique2.default,
+    }
+)
 # torch.optim keeps Adam's step counter on the host unless capturable: reading it waits for nothing.
 HOST_SIDE_CALLERS = ("torch/optim/",)
 

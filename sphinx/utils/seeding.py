@@ -85,9 +85,17 @@ class StepDraws:
         limit: steps past this one are never drawn (None: no limit).
     """
 
-    def __init__(self, shape: tuple[int, ...], ids: list | tuple, seed: int, *stream: object,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 block: int | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        ids: list | tuple,
+        seed: int,
+        *stream: object,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        block: int | None = None,
+        limit: int | None = None,
+    ) -> None:
         self.shape, self.ids, self.seed, self.stream = tuple(shape), list(ids), seed, stream
         self.device, self.dtype = torch.device(device), dtype
         if block is None:

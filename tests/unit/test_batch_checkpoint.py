@@ -33,22 +33,30 @@ def stop_after(calls: int):
     def requested():
         seen["n"] += 1
         return "SIGTERM" if seen["n"] >= calls else None
+
     return requested
 
 
 # w renormalizes its noise after each step; wplus_noise is stopped in its second stage.
 @pytest.mark.parametrize("method, stop_at, every", [("sphinx", 4, 3), ("w", 2, 0), ("wplus_noise", 5, 2)])
-def test_a_stopped_and_restored_batch_equals_an_uninterrupted_one(generator, targets, tmp_path, method, stop_at,
-                                                                  every):
+def test_a_stopped_and_restored_batch_equals_an_uninterrupted_one(generator, targets, tmp_path, method, stop_at, every):
     ids = ["a", "b"]
     whole = invert(generator, targets, ids, method=method, seed=3, **OPTIONS[method])
     path = tmp_path / "inflight.pt"
     with pytest.raises(RunInterrupted) as stopped:
-        invert(generator, targets, ids, method=method, seed=3,
-               checkpoint=BatchCheckpoint(path, every=every, stop_requested=stop_after(stop_at)), **OPTIONS[method])
+        invert(
+            generator,
+            targets,
+            ids,
+            method=method,
+            seed=3,
+            checkpoint=BatchCheckpoint(path, every=every, stop_requested=stop_after(stop_at)),
+            **OPTIONS[method],
+        )
     assert stopped.value.signal_name == "SIGTERM" and stopped.value.saved == path and path.is_file()
-    resumed = invert(generator, targets, ids, method=method, seed=3, checkpoint=BatchCheckpoint(path, every=every),
-                     **OPTIONS[method])
+    resumed = invert(
+        generator, targets, ids, method=method, seed=3, checkpoint=BatchCheckpoint(path, every=every), **OPTIONS[method]
+    )
     assert torch.equal(resumed.reconstructions, whole.reconstructions)
     assert torch.equal(resumed.loss_history, whole.loss_history)
     for a, b in zip(resumed.states, whole.states):
@@ -61,11 +69,17 @@ def test_a_stopped_and_restored_batch_equals_an_uninterrupted_one(generator, tar
 def test_a_checkpoint_of_another_batch_is_ignored(generator, targets, tmp_path):
     path = tmp_path / "inflight.pt"
     with pytest.raises(RunInterrupted):
-        invert(generator, targets, ["a", "b"], method="w", seed=3,
-               checkpoint=BatchCheckpoint(path, stop_requested=stop_after(2)), **OPTIONS["w"])
+        invert(
+            generator,
+            targets,
+            ["a", "b"],
+            method="w",
+            seed=3,
+            checkpoint=BatchCheckpoint(path, stop_requested=stop_after(2)),
+            **OPTIONS["w"],
+        )
     whole = invert(generator, targets, ["a", "c"], method="w", seed=3, **OPTIONS["w"])
-    other = invert(generator, targets, ["a", "c"], method="w", seed=3, checkpoint=BatchCheckpoint(path),
-                   **OPTIONS["w"])
+    other = invert(generator, targets, ["a", "c"], method="w", seed=3, checkpoint=BatchCheckpoint(path), **OPTIONS["w"])
     assert torch.equal(other.reconstructions, whole.reconstructions)
 
 
@@ -73,7 +87,8 @@ def test_checkpoints_are_written_every_n_steps_and_not_after_the_last(generator,
     saved_at = []
     checkpoint = BatchCheckpoint(tmp_path / "inflight.pt", every=2)
     original = torch.save
-    monkeypatch.setattr(torch, "save", lambda payload, stream: (saved_at.append(payload["global_step"]),
-                                                                original(payload, stream)))
+    monkeypatch.setattr(
+        torch, "save", lambda payload, stream: (saved_at.append(payload["global_step"]), original(payload, stream))
+    )
     invert(generator, targets, ["a", "b"], method="w", seed=3, checkpoint=checkpoint, **OPTIONS["w"])
     assert saved_at == [2, 4]

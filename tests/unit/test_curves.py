@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import images_of
 import torch
 
+from helpers import images_of
 from sphinx.inversion import invert
 from sphinx.inversion.curves import log_spaced_steps
 from sphinx.metrics.image_quality import psnr, ssim
@@ -37,14 +37,19 @@ def test_log_spaced_steps_cover_the_run_from_zero_to_its_end_a_few_per_decade():
     assert log_spaced_steps(1) == (0, 1) and log_spaced_steps(0) == (0,)
 
 
-@pytest.mark.parametrize("method, options", [
-    pytest.param("wplus", dict(steps=40), marks=pytest.mark.slow), ("sphinx", dict(steps=40)),
-    pytest.param("wplus_noise", dict(steps=40, noise_steps=10), marks=pytest.mark.slow),
-    pytest.param("w", dict(steps=40), marks=pytest.mark.slow),
-    ("pti", dict(pivot_steps=20, steps=20, pivot_lpips_weight=0.0, pivot_mse_weight=1.0))])
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        pytest.param("wplus", dict(steps=40), marks=pytest.mark.slow),
+        ("sphinx", dict(steps=40)),
+        pytest.param("wplus_noise", dict(steps=40, noise_steps=10), marks=pytest.mark.slow),
+        pytest.param("w", dict(steps=40), marks=pytest.mark.slow),
+        ("pti", dict(pivot_steps=20, steps=20, pivot_lpips_weight=0.0, pivot_mse_weight=1.0)),
+    ],
+)
 def test_the_curve_ends_at_the_reported_result_and_starts_at_step_zero(generator, own_images, method, options):
     images = own_images[:1] if method == "pti" else own_images
-    result = invert(generator, images, IDS[:len(images)], method=method, **MSE_ONLY, **options)
+    result = invert(generator, images, IDS[: len(images)], method=method, **MSE_ONLY, **options)
     curve = result.curve
     total = result.loss_history.shape[0]
     assert curve.steps[0] == 0 and curve.steps[-1] == total

@@ -70,8 +70,9 @@ def write_png16(path: Path, pixels: np.ndarray) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 # ---------------------------------------------------------------- conversions
@@ -213,13 +214,16 @@ def test_arrays_of_each_supported_dtype_map_to_the_same_image():
     torch.testing.assert_close(convert_image(levels[..., None].repeat(3, axis=2), resolution=2), from_uint8)
 
 
-@pytest.mark.parametrize("bad", [
-    np.full((4, 4), 1.5),  # float outside [0, 1]
-    np.full((4, 4), np.nan),
-    np.zeros((4, 4), dtype=np.int64),
-    np.zeros((4, 4, 5), dtype=np.uint8),
-    np.zeros((0, 4), dtype=np.uint8),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.full((4, 4), 1.5),  # float outside [0, 1]
+        np.full((4, 4), np.nan),
+        np.zeros((4, 4), dtype=np.int64),
+        np.zeros((4, 4, 5), dtype=np.uint8),
+        np.zeros((0, 4), dtype=np.uint8),
+    ],
+)
 def test_arrays_that_are_not_images_are_refused(bad):
     with pytest.raises(ImageError, match="target.png: cannot read image"):
         convert_image(bad, resolution=4, name="target.png")
@@ -432,8 +436,15 @@ def samples() -> list[ImageItem]:
 
 
 def test_bundled_samples_in_fixed_order_all_readable(samples):
-    assert SAMPLE_NAMES == ("astronaut", "chelsea", "coffee", "retina", "camera",
-                            "immunohistochemistry", "hubble_deep_field")
+    assert SAMPLE_NAMES == (
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "retina",
+        "camera",
+        "immunohistochemistry",
+        "hubble_deep_field",
+    )
     assert [item.id for item in samples] == list(SAMPLE_NAMES)
     for item in samples:
         assert item.error is None, item.error
@@ -483,10 +494,24 @@ def test_bundled_bad_names_are_config_errors(names):
 
 
 def test_image_ids_become_safe_distinct_file_stems():
-    ids = ["sub/a b.png", "sub__a_b", "sub/a_b.png", "a.png", "a.jpg", "a", "A", "a/b", "a__b",
-           "../../etc/passwd", ".hidden", "weird:*?<>|\"name.tif", "ünïcode.png",
-           "bad\udcffbytes.png",  # a file name that is not UTF-8, as os.listdir gives it
-           "x" * 300, "x" * 301]
+    ids = [
+        "sub/a b.png",
+        "sub__a_b",
+        "sub/a_b.png",
+        "a.png",
+        "a.jpg",
+        "a",
+        "A",
+        "a/b",
+        "a__b",
+        "../../etc/passwd",
+        ".hidden",
+        'weird:*?<>|"name.tif',
+        "ünïcode.png",
+        "bad\udcffbytes.png",  # a file name that is not UTF-8, as os.listdir gives it
+        "x" * 300,
+        "x" * 301,
+    ]
     stems = [image_id_to_filename(image_id) for image_id in ids]
     for stem in stems:
         assert re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", stem), stem
@@ -510,8 +535,13 @@ def test_data_layer_imports_without_the_framework():
         "import sphinx.data\n"
         "print(len(sphinx.data.BundledSamples(resolution=4, names=['camera'])[0].image))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "3"
 

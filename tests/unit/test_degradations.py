@@ -61,8 +61,8 @@ def test_batch_equals_images_one_by_one_in_any_order(degradation: Degradation) -
     torch.testing.assert_close(shuffled(x[order], step=3), a_batch[order], rtol=0, atol=1e-6)
     for i, image_id in enumerate(IDS):
         alone = degradation.bind([image_id], image_shape=SHAPE, seed=SEED)
-        torch.testing.assert_close(alone.observe(x[i:i + 1]), y_batch[i:i + 1], rtol=0, atol=1e-6)
-        torch.testing.assert_close(alone(x[i:i + 1], step=3), a_batch[i:i + 1], rtol=0, atol=1e-6)
+        torch.testing.assert_close(alone.observe(x[i : i + 1]), y_batch[i : i + 1], rtol=0, atol=1e-6)
+        torch.testing.assert_close(alone(x[i : i + 1], step=3), a_batch[i : i + 1], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("degradation", ALL)
@@ -109,8 +109,7 @@ def test_another_seed_changes_the_random_operators() -> None:
 
 
 def test_every_name_builds_its_class() -> None:
-    assert set(DEGRADATIONS) == {"none", "denoise", "inpaint", "superres", "compressed_sensing",
-                                 "colorize"}
+    assert set(DEGRADATIONS) == {"none", "denoise", "inpaint", "superres", "compressed_sensing", "colorize"}
     for name, cls in DEGRADATIONS.items():
         degradation = build_degradation(name)
         assert type(degradation) is cls and degradation.name == name
@@ -178,7 +177,7 @@ def test_box_mask_hides_exactly_one_box_of_the_stated_size() -> None:
         top, left = rows.min().item(), cols.min().item()
         assert rows.tolist() == list(range(top, top + box_h))  # contiguous, inside the image
         assert cols.tolist() == list(range(left, left + box_w))
-        assert missing[top:top + box_h, left:left + box_w].all()
+        assert missing[top : top + box_h, left : left + box_w].all()
         assert (y[:, missing] == -1).all()
         torch.testing.assert_close(y[:, ~missing], clean[:, ~missing], rtol=0, atol=0)
 
@@ -233,8 +232,9 @@ def test_bicubic_kernel_is_normalised_symmetric_and_the_pulse_kernel() -> None:
     identity = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
     torch.testing.assert_close(bicubic_kernel(1), identity)
     for factor in (2, 4):  # even factors: PULSE/ILO's 4f taps at (i - 2f + 0.5) / f
-        pulse = torch.tensor([keys_scalar((i - 2 * factor + 0.5) / factor)
-                              for i in range(4 * factor)], dtype=torch.float64)
+        pulse = torch.tensor(
+            [keys_scalar((i - 2 * factor + 0.5) / factor) for i in range(4 * factor)], dtype=torch.float64
+        )
         torch.testing.assert_close(bicubic_kernel(factor), pulse / pulse.sum())
 
 
@@ -272,8 +272,7 @@ def test_bicubic_of_a_ramp_is_its_block_means(factor: int) -> None:
     cols = torch.arange(shape[2], dtype=torch.float64).view(1, -1)
     ramp = (0.02 * rows - 0.03 * cols + 0.1).expand(3, -1, -1)[None] / factor
     smooth = ramp + 0.2 * torch.sin(rows / (3.0 * factor))  # a smooth, non-linear ramp
-    op = SuperResolution(factor=factor).bind([0], image_shape=shape, seed=SEED,
-                                             dtype=torch.float64)
+    op = SuperResolution(factor=factor).bind([0], image_shape=shape, seed=SEED, dtype=torch.float64)
     means = torch.nn.functional.avg_pool2d(ramp, factor)
     inside = (slice(None), slice(None), slice(2, -2), slice(2, -2))  # away from reflect padding
     # a symmetric kernel centred on each block reproduces a linear ramp's block means exactly
@@ -327,8 +326,7 @@ def test_cs_is_linear() -> None:
     op = CompressedSensing(ratio=0.3).bind(IDS, image_shape=SHAPE, seed=SEED)
     x, z = images(seed=1), images(seed=2)
     combined = op(1.7 * x - 0.4 * z, step=0)
-    torch.testing.assert_close(combined, 1.7 * op(x, step=0) - 0.4 * op(z, step=0),
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(combined, 1.7 * op(x, step=0) - 0.4 * op(z, step=0), rtol=0, atol=1e-5)
 
 
 def test_cs_is_a_partial_circulant_matrix_with_unit_rows() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import sphinx.utils.download
-from sphinx.utils.download import cached_path, default_cache_dir, download, file_sha256
 from sphinx.errors import DownloadError
+from sphinx.utils.download import cached_path, default_cache_dir, download, file_sha256
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, several chunks at the chunk size the tests set
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

@@ -6,12 +6,24 @@ import math
 
 import numpy as np
 import pytest
-from conftest import images_of
 import torch
 
-from sphinx.editing import (TRANSFORMS, AttributeEdit, apply_direction, attribute_measures, build_transform,
-                            learn_attribute, load_direction, monotonicity_hinge, morph, morph_measures,
-                            normalize_rows, principal_directions, render_attribute)
+from helpers import images_of
+from sphinx.editing import (
+    TRANSFORMS,
+    AttributeEdit,
+    apply_direction,
+    attribute_measures,
+    build_transform,
+    learn_attribute,
+    load_direction,
+    monotonicity_hinge,
+    morph,
+    morph_measures,
+    normalize_rows,
+    principal_directions,
+    render_attribute,
+)
 from sphinx.editing.media import gif_bytes, labelled_strip
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators import load_generator
@@ -42,6 +54,7 @@ def photo():
 
 
 # --- transforms -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(TRANSFORMS))
 def test_each_transform_gives_x_back_at_its_identity(name, photo):
@@ -97,13 +110,18 @@ def test_an_unknown_transform_is_refused_with_the_known_ones():
 
 # --- hinge and direction ------------------------------------------------------------------
 
+
 def test_the_hinge_is_zero_for_well_separated_increasing_alphas_and_positive_otherwise():
     separated = torch.tensor([[2.0, 4.0], [3.0, 7.5]])
     assert torch.equal(monotonicity_hinge(separated), torch.zeros(2))
-    cases = torch.tensor([[1.0, 3.0],     # alpha_1 below the margin
-                          [2.0, 3.0],     # gap below the margin
-                          [3.0, 2.0],     # decreasing
-                          [0.0, 0.0]])    # the initial alphas
+    cases = torch.tensor(
+        [
+            [1.0, 3.0],  # alpha_1 below the margin
+            [2.0, 3.0],  # gap below the margin
+            [3.0, 2.0],  # decreasing
+            [0.0, 0.0],
+        ]
+    )  # the initial alphas
     penalty = monotonicity_hinge(cases)
     assert torch.allclose(penalty, torch.tensor([1.0, 1.0, 3.0, 4.0]))
     assert torch.equal(monotonicity_hinge(torch.tensor([[1.0]])), torch.tensor([1.0]))  # one alpha: max(0, 2 - a)
@@ -119,24 +137,35 @@ def test_the_direction_is_normalized_per_w_plus_row():
 
 # --- attribute learning ---------------------------------------------------------------------
 
+
 def test_attribute_learning_in_a_batch_equals_its_images_one_by_one(generator, own_images):
-    common = dict(transform="brightness", factors=(1.0, 1.2, 1.4), steps=6, seed=5, lpips_weight=0.0,
-                  attribute_lr=0.05)
+    common = dict(transform="brightness", factors=(1.0, 1.2, 1.4), steps=6, seed=5, lpips_weight=0.0, attribute_lr=0.05)
     for method in ("sphinx", "w"):
         together = learn_attribute(generator, own_images, IDS, method=method, **common)
         for index in range(len(IDS)):
-            alone = learn_attribute(generator, own_images[index:index + 1], IDS[index:index + 1], method=method,
-                                    **common)
+            alone = learn_attribute(
+                generator, own_images[index : index + 1], IDS[index : index + 1], method=method, **common
+            )
             # Exact on CPU, as for invert: every op runs per sample.
             assert torch.equal(alone.directions[0], together.directions[index])
             assert torch.equal(alone.alphas[0], together.alphas[index])
             assert torch.equal(alone.reconstructions[0], together.reconstructions[index])
 
 
-def test_attribute_learning_fits_the_transformed_targets_and_saves_what_re_renders_them(generator, own_images,
-                                                                                       tmp_path):
-    result = learn_attribute(generator, own_images[:2], IDS[:2], transform="brightness", factors=(1.0, 1.3, 1.6),
-                             method="wplus", steps=40, lpips_weight=0.0, attribute_lr=0.1)
+def test_attribute_learning_fits_the_transformed_targets_and_saves_what_re_renders_them(
+    generator, own_images, tmp_path
+):
+    result = learn_attribute(
+        generator,
+        own_images[:2],
+        IDS[:2],
+        transform="brightness",
+        factors=(1.0, 1.3, 1.6),
+        method="wplus",
+        steps=40,
+        lpips_weight=0.0,
+        attribute_lr=0.1,
+    )
     assert result.status == ("ok", "ok")
     assert (result.loss_history[-1] < result.loss_history[0]).all()
     assert result.alphas.shape == (2, 3) and (result.alphas[:, 0] == 0).all()
@@ -162,23 +191,47 @@ def test_the_walk_adds_midpoints_and_extrapolates_and_interpolates_alphas_for_fa
 
 def test_attribute_learning_can_start_from_a_saved_inversion(generator, own_images):
     inverted = invert(generator, own_images[:2], IDS[:2], method="sphinx", steps=8, lpips_weight=0.0)
-    started = learn_attribute(generator, own_images[:2], IDS[:2], transform="rotate", factors=(0, 10), steps=0,
-                              lpips_weight=0.0, initial_states=inverted.states)
+    started = learn_attribute(
+        generator,
+        own_images[:2],
+        IDS[:2],
+        transform="rotate",
+        factors=(0, 10),
+        steps=0,
+        lpips_weight=0.0,
+        initial_states=inverted.states,
+    )
     assert torch.equal(started.reconstructions[:, 0], inverted.reconstructions)
-    fresh = learn_attribute(generator, own_images[:2], IDS[:2], transform="rotate", factors=(0, 10), steps=0,
-                            lpips_weight=0.0)
+    fresh = learn_attribute(
+        generator, own_images[:2], IDS[:2], transform="rotate", factors=(0, 10), steps=0, lpips_weight=0.0
+    )
     assert (fresh.reconstructions[:, 0] - inverted.reconstructions).abs().max() > 1e-3
     with pytest.raises(CheckpointError, match="method sphinx.*same method"):
-        learn_attribute(generator, own_images[:2], IDS[:2], transform="rotate", factors=(0, 10), method="wplus",
-                        steps=0, initial_states=inverted.states)
+        learn_attribute(
+            generator,
+            own_images[:2],
+            IDS[:2],
+            transform="rotate",
+            factors=(0, 10),
+            method="wplus",
+            steps=0,
+            initial_states=inverted.states,
+        )
 
 
-def test_attribute_learning_runs_through_invert_and_so_resumes_a_stopped_batch_exactly(generator, own_images,
-                                                                                        tmp_path):
+def test_attribute_learning_runs_through_invert_and_so_resumes_a_stopped_batch_exactly(generator, own_images, tmp_path):
     from sphinx.inversion.batch_checkpoint import BatchCheckpoint, RunInterrupted
 
-    common = dict(transform="rotate", factors=(0, 10, 20), method="w", steps=6, seed=2, lpips_weight=0.0,
-                  mse_weight=1.0, w_avg_samples=64)
+    common = dict(
+        transform="rotate",
+        factors=(0, 10, 20),
+        method="w",
+        steps=6,
+        seed=2,
+        lpips_weight=0.0,
+        mse_weight=1.0,
+        w_avg_samples=64,
+    )
     whole = learn_attribute(generator, own_images[:2], IDS[:2], **common)
     calls = {"n": 0}
 
@@ -188,8 +241,13 @@ def test_attribute_learning_runs_through_invert_and_so_resumes_a_stopped_batch_e
 
     path = tmp_path / "inflight.pt"
     with pytest.raises(RunInterrupted):
-        learn_attribute(generator, own_images[:2], IDS[:2], **common,
-                        checkpoint=BatchCheckpoint(path, every=0, stop_requested=stop_at_the_fourth_step))
+        learn_attribute(
+            generator,
+            own_images[:2],
+            IDS[:2],
+            **common,
+            checkpoint=BatchCheckpoint(path, every=0, stop_requested=stop_at_the_fourth_step),
+        )
     resumed = learn_attribute(generator, own_images[:2], IDS[:2], **common, checkpoint=BatchCheckpoint(path))
     assert torch.equal(resumed.loss_history, whole.loss_history)
     assert torch.equal(resumed.directions, whole.directions) and torch.equal(resumed.alphas, whole.alphas)
@@ -197,19 +255,30 @@ def test_attribute_learning_runs_through_invert_and_so_resumes_a_stopped_batch_e
 
 
 def test_attribute_learning_records_the_inversions_quality_curve(generator, own_images):
-    result = learn_attribute(generator, own_images[:2], IDS[:2], transform="brightness", factors=(1.0, 1.3),
-                             method="wplus", steps=10, lpips_weight=0.0)
+    result = learn_attribute(
+        generator,
+        own_images[:2],
+        IDS[:2],
+        transform="brightness",
+        factors=(1.0, 1.3),
+        method="wplus",
+        steps=10,
+        lpips_weight=0.0,
+    )
     assert result.curve.steps[0] == 0 and result.curve.steps[-1] == 10
     # the last point scores the walk's frame at alpha = 0: the inversion itself
     torch.testing.assert_close(result.curve.metrics["psnr"][-1], psnr(result.reconstructions[:, 0], own_images[:2]))
 
 
-@pytest.mark.parametrize("factors, message", [
-    ((0.0, 45.0, 22.5), "strictly increasing"),
-    ((0.0, 0.0), "strictly increasing"),
-    ((10.0, 20.0), "identity 0"),
-    ((0.0,), "at least 2"),
-])
+@pytest.mark.parametrize(
+    "factors, message",
+    [
+        ((0.0, 45.0, 22.5), "strictly increasing"),
+        ((0.0, 0.0), "strictly increasing"),
+        ((10.0, 20.0), "identity 0"),
+        ((0.0,), "at least 2"),
+    ],
+)
 def test_factors_that_are_not_increasing_from_the_identity_are_refused(generator, own_images, factors, message):
     with pytest.raises(ConfigError, match=message):
         learn_attribute(generator, own_images[:1], transform="rotate", factors=factors)
@@ -221,6 +290,7 @@ def test_methods_without_a_w_plus_input_are_refused(generator, own_images):
 
 
 # --- morphing -----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def states(generator, own_images):
@@ -255,6 +325,7 @@ def test_a_state_of_another_generator_is_refused_in_one_line(fixtures_root, stat
 
 
 # --- latent directions ----------------------------------------------------------------------
+
 
 def test_principal_directions_are_orthonormal_ordered_and_deterministic(generator):
     pca = principal_directions(generator, samples=2000, components=4)
@@ -293,13 +364,30 @@ def test_bad_directions_and_layer_ranges_are_refused_in_one_line(generator, stat
 
 # --- measures and media -------------------------------------------------------------------
 
+
 def test_attribute_measures_score_learned_and_held_out_factors(generator, own_images):
-    result = learn_attribute(generator, own_images[:1], IDS[:1], transform="brightness", factors=(1.0, 1.5),
-                             method="wplus", steps=2, lpips_weight=0.0)
-    measures = attribute_measures(generator, result.states[0], own_images[0], build_transform("brightness"),
-                                  held_out=[1.25])
-    assert set(measures) == {"psnr@1", "psnr@1.5", "psnr_learned", "psnr_heldout@1.25", "psnr_identity@1.25",
-                             "psnr_heldout", "psnr_identity"}
+    result = learn_attribute(
+        generator,
+        own_images[:1],
+        IDS[:1],
+        transform="brightness",
+        factors=(1.0, 1.5),
+        method="wplus",
+        steps=2,
+        lpips_weight=0.0,
+    )
+    measures = attribute_measures(
+        generator, result.states[0], own_images[0], build_transform("brightness"), held_out=[1.25]
+    )
+    assert set(measures) == {
+        "psnr@1",
+        "psnr@1.5",
+        "psnr_learned",
+        "psnr_heldout@1.25",
+        "psnr_identity@1.25",
+        "psnr_heldout",
+        "psnr_identity",
+    }
     assert all(math.isfinite(v) for v in measures.values())
 
 
@@ -331,11 +419,22 @@ def demo():
 
 def learn_on_demo(demo, transform: str, factors, held_out: float):
     generator, targets, ids = demo
-    result = learn_attribute(generator, targets, ids, transform=transform, factors=factors, method="wplus",
-                             steps=DEMO_STEPS, lpips_weight=0.0, attribute_lr=0.05)
+    result = learn_attribute(
+        generator,
+        targets,
+        ids,
+        transform=transform,
+        factors=factors,
+        method="wplus",
+        steps=DEMO_STEPS,
+        lpips_weight=0.0,
+        attribute_lr=0.05,
+    )
     assert result.status == ("ok", "ok")
-    measures = [attribute_measures(generator, state, targets[i], build_transform(transform), held_out=[held_out])
-                for i, state in enumerate(result.states)]
+    measures = [
+        attribute_measures(generator, state, targets[i], build_transform(transform), held_out=[held_out])
+        for i, state in enumerate(result.states)
+    ]
     return generator, result, measures
 
 

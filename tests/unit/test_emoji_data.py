@@ -72,10 +72,10 @@ def test_load_images_refuses_a_folder_without_index(tmp_path: Path) -> None:
 @needs_font
 def test_renderer_rejects_missing_glyphs_and_broken_sequences() -> None:
     renderer = emoji.EmojiRenderer(FONT)
-    assert renderer.renders("\U0001F600")
-    assert renderer.renders("\U0001F469\U0001F3FD")  # skin tones are one ligature glyph
-    assert not renderer.renders("\U000E0FFF")  # unassigned: the missing-glyph box
-    assert not renderer.renders("\U0001F600\U0001F600")  # two glyphs
+    assert renderer.renders("\U0001f600")
+    assert renderer.renders("\U0001f469\U0001f3fd")  # skin tones are one ligature glyph
+    assert not renderer.renders("\U000e0fff")  # unassigned: the missing-glyph box
+    assert not renderer.renders("\U0001f600\U0001f600")  # two glyphs
     assert not renderer.renders(" ")  # blank
 
 
@@ -84,12 +84,16 @@ def test_prepare_writes_white_64px_pngs_an_index_and_is_reproducible(tmp_path: P
     rows = emoji.prepare(tmp_path / "a", font=FONT)
     again = emoji.prepare(tmp_path / "b", font=FONT)
     assert rows == again
-    digest = lambda folder: hashlib.sha256(b"".join(  # noqa: E731
-        (folder / row["file"]).read_bytes() for row in rows)).hexdigest()
+    digest = lambda folder: hashlib.sha256(
+        b"".join(  # noqa: E731
+            (folder / row["file"]).read_bytes() for row in rows
+        )
+    ).hexdigest()
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
     assert len(rows) > 250
     assert [row["codepoints"] for row in rows] == sorted(
-        (row["codepoints"] for row in rows), key=lambda key: [int(part, 16) for part in key.split("-")])
+        (row["codepoints"] for row in rows), key=lambda key: [int(part, 16) for part in key.split("-")]
+    )
     assert emoji.read_index(tmp_path / "a") == rows
 
     image = np.asarray(Image.open(tmp_path / "a" / "1f600.png"))

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from sphinx.errors import OutputError
-from sphinx.utils.files import atomic_open, atomic_write_bytes, atomic_write_text, remove_temporaries
 from sphinx.inversion.state import InversionState, save_state
 from sphinx.rundir.writer import OutputWriter
+from sphinx.utils.files import atomic_open, atomic_write_bytes, atomic_write_text, remove_temporaries
 
 
 @pytest.fixture
@@ -75,8 +75,11 @@ def test_an_unwritable_folder_is_one_line_naming_the_file(tmp_path):
 
 def test_remove_temporaries_clears_only_leftovers_of_killed_writes(tmp_path):
     (tmp_path / "images" / "a").mkdir(parents=True)
-    leftovers = [tmp_path / ".results.csv.1a2b3c.part", tmp_path / "images" / "a" / ".state.pt.x9.part",
-                 tmp_path / "images" / "a" / ".target.png.123.abcd.tmp"]
+    leftovers = [
+        tmp_path / ".results.csv.1a2b3c.part",
+        tmp_path / "images" / "a" / ".state.pt.x9.part",
+        tmp_path / "images" / "a" / ".target.png.123.abcd.tmp",
+    ]
     kept = [tmp_path / "results.csv", tmp_path / "images" / "a" / "state.pt", tmp_path / ".hydra.part.keep"]
     for path in leftovers + kept:
         path.write_text("x")

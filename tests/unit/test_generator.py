@@ -17,8 +17,13 @@ def build_from_fixture(fixtures_root, name):
     checkpoint = torch.load(fixtures_root / "rosinality" / f"{name}.pt", weights_only=True)
     cases = torch.load(fixtures_root / "rosinality" / f"{name}_cases.pt", weights_only=True)
     constructor = cases["meta"]["constructor"]
-    generator = Generator(constructor["size"], constructor["style_dim"], constructor["n_mlp"],
-                          channels=cases["meta"]["channels"], lr_mlp=constructor["lr_mlp"])
+    generator = Generator(
+        constructor["size"],
+        constructor["style_dim"],
+        constructor["n_mlp"],
+        channels=cases["meta"]["channels"],
+        lr_mlp=constructor["lr_mlp"],
+    )
     generator.load_state_dict(checkpoint["g_ema"], strict=True)
     return generator.eval(), checkpoint, cases
 
@@ -71,8 +76,9 @@ def test_style_mixing_rows_match_the_port(port_fixture):
     case = cases["e"]
     cut = case["inject_index"]
     first, second = generator.mapping(case["z1"]), generator.mapping(case["z2"])
-    ws = torch.cat([first[:, None].expand(-1, cut, -1),
-                    second[:, None].expand(-1, generator.n_latent - cut, -1)], dim=1)
+    ws = torch.cat(
+        [first[:, None].expand(-1, cut, -1), second[:, None].expand(-1, generator.n_latent - cut, -1)], dim=1
+    )
     assert max_diff(generator.synthesis(ws), case["image"]) <= TOLERANCE
 
 
@@ -81,8 +87,12 @@ def test_every_intermediate_layer_matches_the_port(fixtures_root):
     generator, _, cases = build_from_fixture(fixtures_root, "tiny_g32")
     recorded = {}
     modules = dict(generator.named_modules())
-    for name in ["conv1", "to_rgb1", *[f"convs.{i}" for i in range(len(generator.convs))],
-                 *[f"to_rgbs.{i}" for i in range(len(generator.to_rgbs))]]:
+    for name in [
+        "conv1",
+        "to_rgb1",
+        *[f"convs.{i}" for i in range(len(generator.convs))],
+        *[f"to_rgbs.{i}" for i in range(len(generator.to_rgbs))],
+    ]:
         modules[name].register_forward_hook(lambda m, i, o, name=name: recorded.__setitem__(name, o))
     generator(cases["a"]["z"])
     expected = cases["a_intermediates"]["tensors"]
@@ -95,8 +105,9 @@ def test_every_intermediate_layer_matches_the_port(fixtures_root):
     assert compared == 2 + len(generator.convs) + len(generator.to_rgbs)
 
 
-@pytest.mark.parametrize("manifest, resolution, multiplier", [
-    ("manifest_256.json", 256, 2), ("manifest_ffhq1024.json", 1024, 2)])
+@pytest.mark.parametrize(
+    "manifest, resolution, multiplier", [("manifest_256.json", 256, 2), ("manifest_ffhq1024.json", 1024, 2)]
+)
 def test_state_dict_equals_the_published_key_and_shape_manifest(fixtures_root, manifest, resolution, multiplier):
     reference = json.loads((fixtures_root / "rosinality" / manifest).read_text())
     with torch.device("meta"):
@@ -137,8 +148,8 @@ def test_each_sample_is_independent_of_its_batch(small_generator):
     inputs = torch.randn(3, g.channels[4], 4, 4)
     together = g.synthesis(ws, noise=noise, input=inputs)
     for i in range(3):
-        alone = g.synthesis(ws[i:i + 1], noise=[n[i:i + 1] for n in noise], input=inputs[i:i + 1])
-        assert max_diff(alone, together[i:i + 1]) <= 1e-5
+        alone = g.synthesis(ws[i : i + 1], noise=[n[i : i + 1] for n in noise], input=inputs[i : i + 1])
+        assert max_diff(alone, together[i : i + 1]) <= 1e-5
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from helpers import fast_tier
 from sphinx.degradations import NoDegradation, build_degradation
 from sphinx.errors import ConfigError, ImageError
 from sphinx.generators import load_generator
@@ -18,11 +19,14 @@ from sphinx.inversion.schedules import projector_lr_factor
 from sphinx.metrics.image_quality import psnr
 from sphinx.metrics.lpips import LPIPS
 
-from tests.conftest import fast_tier
-
 SHORT = {  # enough steps to exercise every stage of every method
-    "sphinx": dict(steps=20), "sphinx_warm": dict(steps=20), "sphinx_ps": dict(steps=20), "sphinx_ps_pc": dict(steps=20),
-    "w": dict(steps=20), "wplus": dict(steps=20), "wplus_noise": dict(steps=20, noise_steps=10),
+    "sphinx": dict(steps=20),
+    "sphinx_warm": dict(steps=20),
+    "sphinx_ps": dict(steps=20),
+    "sphinx_ps_pc": dict(steps=20),
+    "w": dict(steps=20),
+    "wplus": dict(steps=20),
+    "wplus_noise": dict(steps=20, noise_steps=10),
     "pti": dict(pivot_steps=10, steps=10),
 }
 
@@ -51,6 +55,7 @@ IDS = ["cat.png", "dog.png", "xray.png", "retina.png"]
 
 
 # --- heads, noise, schedules -------------------------------------------------------------
+
 
 def test_style_head_has_the_authors_shape_and_parameter_count():
     head = StyleHead.initialize(["a"], n_latent=14, style_dim=512, seed=0)
@@ -113,6 +118,7 @@ def test_projector_schedule_warms_up_holds_then_ramps_down_to_zero():
 
 # --- every method ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", fast_tier(METHODS, keep=("sphinx", "wplus_noise", "pti")))
 def test_every_method_lowers_its_loss(generator, lpips, own_images, method):
     images = own_images[:1] if method == "pti" else own_images[:2]
@@ -127,7 +133,9 @@ def test_every_method_lowers_its_loss(generator, lpips, own_images, method):
 @pytest.mark.slow
 def test_wplus_noise_inverts_a_generated_image_above_30_db(generator, own_images):
     # MSE alone, as an offline run fits: an LPIPS of random weights would only cost time here
-    result = invert(generator, own_images[:2], IDS[:2], method="wplus_noise", lpips_weight=0, steps=300, noise_steps=100)
+    result = invert(
+        generator, own_images[:2], IDS[:2], method="wplus_noise", lpips_weight=0, steps=300, noise_steps=100
+    )
     assert (psnr(result.reconstructions, own_images[:2]) >= 30).all()
 
 
@@ -155,16 +163,27 @@ def test_pti_locality_regularizer_is_off_by_default_and_penalizes_drift_when_on(
     invert(generator, own_images[:1], IDS[:1], method="pti", lpips=lpips, pivot_steps=2, steps=3, callback=record)
     assert all(term is None for term in seen["tune"])
     seen.clear()
-    invert(generator, own_images[:1], IDS[:1], method="pti", lpips=lpips, pivot_steps=2, steps=3, callback=record,
-           locality_regularization=True, lpips_threshold=0.0)
+    invert(
+        generator,
+        own_images[:1],
+        IDS[:1],
+        method="pti",
+        lpips=lpips,
+        pivot_steps=2,
+        steps=3,
+        callback=record,
+        locality_regularization=True,
+        lpips_threshold=0.0,
+    )
     first, *later = seen["tune"]
     assert first.item() == 0  # the delta starts at zero: tuned and original G agree
     assert all(term.item() > 0 for term in later)
 
 
 def test_pti_stops_tuning_once_lpips_is_under_its_threshold(generator, lpips, own_images):
-    result = invert(generator, own_images[:1], IDS[:1], method="pti", lpips=lpips, pivot_steps=5, steps=50,
-                    lpips_threshold=100.0)
+    result = invert(
+        generator, own_images[:1], IDS[:1], method="pti", lpips=lpips, pivot_steps=5, steps=50, lpips_threshold=100.0
+    )
     assert result.loss_history.shape[0] == 5 + 1  # the first tuning step already meets it
 
 
@@ -176,8 +195,10 @@ def test_only_sphinx_reports_a_vicinity_spread(generator, lpips, own_images):
 
 
 def test_sphinx_variants_optimize_what_their_names_say(generator, lpips, own_images):
-    names = {method: set(invert(generator, own_images[:1], IDS[:1], method=method, lpips=lpips, steps=2)
-                         .states[0].tensors) for method in ("sphinx", "sphinx_ps", "sphinx_ps_pc")}
+    names = {
+        method: set(invert(generator, own_images[:1], IDS[:1], method=method, lpips=lpips, steps=2).states[0].tensors)
+        for method in ("sphinx", "sphinx_ps", "sphinx_ps_pc")
+    }
     assert any(k.startswith("noise.") for k in names["sphinx"])
     assert not any(k.startswith(("noise.", "content_head.")) for k in names["sphinx_ps"])
     assert any(k.startswith("content_head.") for k in names["sphinx_ps_pc"])
@@ -186,12 +207,20 @@ def test_sphinx_variants_optimize_what_their_names_say(generator, lpips, own_ima
 
 # --- batched by design ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", fast_tier(["sphinx", "w"], keep=("sphinx",)))
 def test_a_batch_gives_the_same_result_as_its_images_one_by_one(generator, lpips, own_images, method):
     together = invert(generator, own_images, IDS, method=method, lpips=lpips, steps=20, seed=7)
     for index in range(len(IDS)):
-        alone = invert(generator, own_images[index:index + 1], IDS[index:index + 1], method=method,
-                       lpips=lpips, steps=20, seed=7)
+        alone = invert(
+            generator,
+            own_images[index : index + 1],
+            IDS[index : index + 1],
+            method=method,
+            lpips=lpips,
+            steps=20,
+            seed=7,
+        )
         # On CPU every op runs per sample, so this holds exactly (the spec asks <= 1e-4).
         assert torch.equal(alone.reconstructions[0], together.reconstructions[index])
 
@@ -213,6 +242,7 @@ def test_the_same_seed_gives_the_same_result_and_another_seed_another(generator,
 
 # --- saved states ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", fast_tier(METHODS, keep=("sphinx_ps_pc", "wplus_noise", "pti")))
 def test_a_saved_state_re_renders_its_image(generator, lpips, own_images, method, tmp_path):
     images = own_images[:1] if method == "pti" else own_images[:2]
@@ -221,7 +251,7 @@ def test_a_saved_state_re_renders_its_image(generator, lpips, own_images, method
         path = save_state(state, tmp_path / f"{method}-{index}.pt")
         loaded = load_state(path)
         assert loaded.method == method and loaded.image_id == IDS[index]
-        assert (render_state(generator, loaded) - result.reconstructions[index:index + 1]).abs().max() <= 1e-5
+        assert (render_state(generator, loaded) - result.reconstructions[index : index + 1]).abs().max() <= 1e-5
 
 
 def test_a_state_file_loads_with_weights_only(generator, lpips, own_images, tmp_path):
@@ -232,6 +262,7 @@ def test_a_state_file_loads_with_weights_only(generator, lpips, own_images, tmp_
 
 
 # --- failures and guards --------------------------------------------------------------
+
 
 class PoisonOneImage:
     """A forward operator that turns one image's prediction into NaN from a given step on."""
@@ -308,14 +339,22 @@ def test_configs_that_cannot_work_are_refused_before_any_compute(generator, own_
 
 # --- degradations inside the loss -----------------------------------------------------
 
-@pytest.mark.parametrize("name, options", [
-    ("denoise", {"sigma": 0.2}), ("inpaint", {}), ("superres", {"factor": 2}),
-    ("compressed_sensing", {"ratio": 0.3}), ("colorize", {})])
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("denoise", {"sigma": 0.2}),
+        ("inpaint", {}),
+        ("superres", {"factor": 2}),
+        ("compressed_sensing", {"ratio": 0.3}),
+        ("colorize", {}),
+    ],
+)
 def test_restoration_fits_the_observation_and_is_scored_against_the_clean_target(
-        generator, lpips, own_images, name, options):
+    generator, lpips, own_images, name, options
+):
     degradation = build_degradation(name, **options)
-    result = invert(generator, own_images[:2], IDS[:2], method="wplus", lpips=lpips, steps=30,
-                    degradation=degradation)
+    result = invert(generator, own_images[:2], IDS[:2], method="wplus", lpips=lpips, steps=30, degradation=degradation)
     assert (result.loss_history[-1] < result.loss_history[0]).all()
     assert result.observation_previews.shape == own_images[:2].shape
     assert result.reconstructions.shape == own_images[:2].shape  # G(.), not A(G(.))
@@ -329,6 +368,7 @@ def test_overrides_reach_the_saved_config(generator, lpips, own_images):
 
 
 # --- the faithful default -------------------------------------------------------------
+
 
 def _golden_trajectory():
     import importlib.util
@@ -363,13 +403,15 @@ def test_the_golden_trajectory_catches_a_tenth_of_a_percent_change_of_one_weight
     """The control: the tolerance above is tight enough to fail for a barely changed algorithm."""
     maker, golden = _golden_trajectory()
     generator, images, lpips = maker.golden_inputs()
-    result = invert(generator, images, maker.IDS, method="sphinx", lpips=lpips, steps=maker.STEPS, seed=5,
-                    mse_weight=1.001)
+    result = invert(
+        generator, images, maker.IDS, method="sphinx", lpips=lpips, steps=maker.STEPS, seed=5, mse_weight=1.001
+    )
     with pytest.raises(AssertionError):
         torch.testing.assert_close(result.loss_history, golden["loss_history"], rtol=GOLDEN_LOSS_RTOL, atol=1e-6)
 
 
 # --- warm starts (ours, options with names) --------------------------------------------------
+
 
 def test_a_constant_content_start_begins_at_the_generators_input_and_still_moves_with_each_draw(generator):
     constant = generator.input.input[0]
@@ -385,8 +427,9 @@ def test_a_constant_content_start_begins_at_the_generators_input_and_still_moves
 
 def test_a_mean_w_style_start_begins_near_the_mean_w(generator):
     mean_w = torch.randn(generator.style_dim)
-    warm = StyleHead.initialize(["a"], generator.n_latent, generator.style_dim, seed=0, anchor=mean_w,
-                                output_scale=0.01)
+    warm = StyleHead.initialize(
+        ["a"], generator.n_latent, generator.style_dim, seed=0, anchor=mean_w, output_scale=0.01
+    )
     rows = warm(torch.randn(1, generator.n_latent, generator.style_dim))[0]
     assert (rows - mean_w).abs().max() < 0.05 * mean_w.abs().max()
 
@@ -401,8 +444,9 @@ def test_sphinx_warm_is_full_sphinx_with_the_content_head_anchored(generator, lp
     assert "content_head.output.bias" not in authors.states[0].tensors
 
 
-@pytest.mark.parametrize("option, value", [("content_init", "zeros"), ("style_init", "mean"),
-                                           ("content_init_scale", -1.0)])
+@pytest.mark.parametrize(
+    "option, value", [("content_init", "zeros"), ("style_init", "mean"), ("content_init_scale", -1.0)]
+)
 def test_unknown_warm_starts_are_refused_before_any_compute(generator, own_images, option, value):
     with pytest.raises(ConfigError, match=option):
         invert(generator, own_images[:1], IDS[:1], method="sphinx", steps=1, **{option: value})

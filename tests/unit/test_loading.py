@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from sphinx.errors import CheckpointError, DownloadError
-from sphinx.generators import load_generator
-from sphinx.generators import presets
+from sphinx.generators import load_generator, presets
 
 TOLERANCE = 1e-4
 
@@ -29,8 +28,10 @@ def isolated_hub_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def port_files(fixtures_root):
     folder = fixtures_root / "rosinality"
-    return {name: (folder / f"{name}.pt", torch.load(folder / f"{name}_cases.pt", weights_only=True))
-            for name in ("tiny_g32", "tiny_g64")}
+    return {
+        name: (folder / f"{name}.pt", torch.load(folder / f"{name}_cases.pt", weights_only=True))
+        for name in ("tiny_g32", "tiny_g64")
+    }
 
 
 @pytest.mark.parametrize("name", ["tiny_g32", "tiny_g64"])
@@ -80,8 +81,9 @@ def test_nvidia_conv_clamp_is_applied_where_the_reference_applies_it(fixtures_ro
     _, cases = ada
     generator = load_generator(fixtures_root / "ada" / "tiny_ada32.pkl")
     generator.conv_clamp = cases["conv_clamp_override"]
-    torch.testing.assert_close(generator.synthesis(cases["ws"]), cases["img_synthesis_conv_clamp1"],
-                               rtol=TOLERANCE, atol=TOLERANCE)
+    torch.testing.assert_close(
+        generator.synthesis(cases["ws"]), cases["img_synthesis_conv_clamp1"], rtol=TOLERANCE, atol=TOLERANCE
+    )
 
 
 def test_a_bare_state_dict_loads_like_the_full_checkpoint(port_files, tmp_path):
@@ -95,8 +97,9 @@ def test_a_bare_state_dict_loads_like_the_full_checkpoint(port_files, tmp_path):
 def test_missing_noise_and_kernel_buffers_are_filled_and_reported_once(port_files, tmp_path, caplog):
     path, cases = port_files["tiny_g32"]
     checkpoint = torch.load(path, weights_only=True)
-    checkpoint["g_ema"] = {k: v for k, v in checkpoint["g_ema"].items()
-                           if not k.startswith("noises.") and not k.endswith(".kernel")}
+    checkpoint["g_ema"] = {
+        k: v for k, v in checkpoint["g_ema"].items() if not k.startswith("noises.") and not k.endswith(".kernel")
+    }
     stripped = tmp_path / "old_256_style.pt"
     torch.save(checkpoint, stripped)
     with caplog.at_level(logging.WARNING, logger="sphinx"):
@@ -131,8 +134,9 @@ def test_an_unexpected_tensor_is_refused(port_files, tmp_path):
 
 
 def test_a_misshapen_parameter_is_refused(port_files, tmp_path):
-    path = rewrite(port_files["tiny_g32"][0], tmp_path,
-                   lambda sd: sd.__setitem__("conv1.activate.bias", torch.zeros(5)))
+    path = rewrite(
+        port_files["tiny_g32"][0], tmp_path, lambda sd: sd.__setitem__("conv1.activate.bias", torch.zeros(5))
+    )
     with pytest.raises(CheckpointError, match=r"conv1\.activate\.bias has shape \[5\]"):
         load_generator(path)
 
@@ -233,9 +237,14 @@ def test_a_preset_served_on_localhost_is_downloaded_and_checksum_verified(port_f
     path, cases = port_files["tiny_g32"]
     shutil.copy(path, root / "tiny.pt")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    monkeypatch.setattr(presets, "PRESETS", {
-        "tiny": presets.Preset("tiny", f"{base}/tiny.pt", digest, 32, "test"),
-        "tampered": presets.Preset("tampered", f"{base}/tiny.pt", "0" * 64, 32, "test")})
+    monkeypatch.setattr(
+        presets,
+        "PRESETS",
+        {
+            "tiny": presets.Preset("tiny", f"{base}/tiny.pt", digest, 32, "test"),
+            "tampered": presets.Preset("tampered", f"{base}/tiny.pt", "0" * 64, 32, "test"),
+        },
+    )
     with torch.no_grad():
         assert (load_generator("tiny", progress=False)(cases["a"]["z"]) - cases["a"]["image"]).abs().max() <= TOLERANCE
     shutil.rmtree(os.environ["TORCH_HOME"])
@@ -248,15 +257,19 @@ def _tiny_weights_of_a_huge_generator(resolution: int) -> dict:
     """A few KB of 1-channel weights declaring a ``resolution`` px generator, noise maps left out."""
     from sphinx.generators.stylegan2 import Generator
 
-    channels = {4 * 2 ** k: 1 for k in range(resolution.bit_length() - 2)}
+    channels = {4 * 2**k: 1 for k in range(resolution.bit_length() - 2)}
     with torch.device("meta"):
         reference = Generator(resolution=resolution, style_dim=8, n_mlp=1, channels=channels)
-    return {key: torch.zeros(t.shape) for key, t in reference.state_dict().items()
-            if not key.startswith("noises.") and not key.endswith(".kernel")}
+    return {
+        key: torch.zeros(t.shape)
+        for key, t in reference.state_dict().items()
+        if not key.startswith("noises.") and not key.endswith(".kernel")
+    }
 
 
-@pytest.mark.parametrize("resolution, message", [(8192, "declares a 8192 px generator"),
-                                                 (4096, "MiB of noise buffers")])
+@pytest.mark.parametrize(
+    "resolution, message", [(8192, "declares a 8192 px generator"), (4096, "MiB of noise buffers")]
+)
 def test_a_small_file_declaring_a_huge_generator_is_refused_before_allocating(tmp_path, resolution, message):
     path = tmp_path / "huge.pt"
     torch.save({"g_ema": _tiny_weights_of_a_huge_generator(resolution)}, path)
@@ -278,10 +291,14 @@ def test_a_checkpoint_with_compressed_records_is_refused_before_inflating(port_f
         load_generator(bomb)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda c: c.__setitem__("latent_avg", torch.zeros(7)), "latent_avg has 7 values"),
-    (lambda c: c["g_ema"].__setitem__(3, torch.zeros(1)), "keys that are not strings"),
-], ids=["latent_avg-size", "integer-key"])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.__setitem__("latent_avg", torch.zeros(7)), "latent_avg has 7 values"),
+        (lambda c: c["g_ema"].__setitem__(3, torch.zeros(1)), "keys that are not strings"),
+    ],
+    ids=["latent_avg-size", "integer-key"],
+)
 def test_inconsistent_checkpoints_are_one_line_naming_the_file(port_files, tmp_path, edit, message):
     checkpoint = torch.load(port_files["tiny_g32"][0], weights_only=True)
     edit(checkpoint)

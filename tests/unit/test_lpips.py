@@ -37,7 +37,7 @@ VGG16_CONVOLUTIONS = {
 }  # fmt: skip
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_lpips(net: str) -> LPIPS:
     return LPIPS(net, pretrained=False)
 
@@ -63,9 +63,7 @@ def _no_user_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def vgg_checkpoint(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, dict[str, torch.Tensor]]:
+def vgg_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
     """A VGG16 file in torchvision's format: random ``features.*`` tensors, a classifier entry."""
     generator = torch.Generator().manual_seed(1234)  # unlike the pretrained=False init (seed 0)
     state = {}
@@ -136,9 +134,7 @@ def test_gradients_reach_the_images_not_the_parameters() -> None:
         ((2, 3, 32, 32), (2, 3, 32, 32), torch.uint8),  # not [-1, 1] floats
     ],
 )
-def test_rejects_images_it_cannot_compare(
-    shape_x: tuple, shape_y: tuple, dtype: torch.dtype
-) -> None:
+def test_rejects_images_it_cannot_compare(shape_x: tuple, shape_y: tuple, dtype: torch.dtype) -> None:
     with pytest.raises(ValueError, match="LPIPS"):
         random_lpips("alex")(torch.zeros(shape_x, dtype=dtype), torch.zeros(shape_y, dtype=dtype))
 
@@ -299,9 +295,7 @@ def test_refuses_a_checkpoint_it_does_not_recognise(
     assert named in message and str(path) in message and "\n" not in message
 
 
-def test_missing_checkpoint_offline_says_where_to_put_it_and_how_to_go_without(
-    tmp_path: Path,
-) -> None:
+def test_missing_checkpoint_offline_says_where_to_put_it_and_how_to_go_without(tmp_path: Path) -> None:
     with pytest.raises(DownloadError) as caught:
         LPIPS("vgg")
     message = str(caught.value)
@@ -315,9 +309,7 @@ def test_a_download_with_the_wrong_hash_is_refused_and_removed(
 ) -> None:
     requests = []
 
-    def fake_download(
-        url: str, *, cache_dir: Path, filename: str, progress: bool, sha256: None = None
-    ) -> Path:
+    def fake_download(url: str, *, cache_dir: Path, filename: str, progress: bool, sha256: None = None) -> Path:
         requests.append((url, cache_dir, filename))
         target = Path(cache_dir) / filename
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,9 @@ import pickletools
 import sys
 import types
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -86,7 +87,10 @@ def _assert_same_generator(actual: NvidiaGenerator, expected: NvidiaGenerator) -
         assert torch.equal(actual.state_dict[name], tensor), name
     assert torch.equal(actual.latent_avg, expected.latent_avg)
     assert (actual.conv_clamp, actual.lr_mlp, actual.init_kwargs) == (
-        expected.conv_clamp, expected.lr_mlp, expected.init_kwargs)
+        expected.conv_clamp,
+        expected.lr_mlp,
+        expected.init_kwargs,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,7 +110,7 @@ class _Record:
     def state(self) -> dict:
         return self.meta["state"]
 
-    def child(self, dotted: str) -> "_Record":
+    def child(self, dotted: str) -> _Record:
         record = self
         for name in dotted.split("."):
             record = record.state["_modules"][name]
@@ -190,9 +194,12 @@ def writer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> _NvidiaWriter:
     persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
     util = types.ModuleType("dnnlib.util")
     util.EasyDict = _EasyDict
-    for module_name, module in (("torch_utils", types.ModuleType("torch_utils")),
-                                ("torch_utils.persistence", persistence),
-                                ("dnnlib", types.ModuleType("dnnlib")), ("dnnlib.util", util)):
+    for module_name, module in (
+        ("torch_utils", types.ModuleType("torch_utils")),
+        ("torch_utils.persistence", persistence),
+        ("dnnlib", types.ModuleType("dnnlib")),
+        ("dnnlib.util", util),
+    ):
         monkeypatch.setitem(sys.modules, module_name, module)
     return _NvidiaWriter(tmp_path)
 
@@ -243,8 +250,9 @@ def test_state_dict_is_g_ema_converted_bit_identically(baseline, cases, param_ma
     converted = {entry["rosinality_name"]: entry for entry in entries if entry["rosinality_name"]}
     assert set(baseline.state_dict) == set(converted)
     for name, entry in converted.items():
-        expected = _apply_transform(expected_ada[entry["name"]], entry["rosinality_transform"],
-                                    entry["rosinality_shape"])
+        expected = _apply_transform(
+            expected_ada[entry["name"]], entry["rosinality_transform"], entry["rosinality_shape"]
+        )
         actual = baseline.state_dict[name]
         assert list(actual.shape) == entry["rosinality_shape"], name
         assert actual.dtype == torch.float32, name
@@ -279,8 +287,13 @@ def test_order_is_the_port_state_dict_order_without_kernels(baseline, fixtures_r
 def test_noise_maps_follow_the_documented_index(baseline, cases) -> None:
     # noise_j: 0 for b4.conv1, 2k-5 / 2k-4 for conv0 / conv1 of the block at 2^k.
     ada = cases["g_ema_state_dict"]
-    pairs = {0: "synthesis.b4.conv1", 1: "synthesis.b8.conv0", 2: "synthesis.b8.conv1",
-             5: "synthesis.b32.conv0", 6: "synthesis.b32.conv1"}
+    pairs = {
+        0: "synthesis.b4.conv1",
+        1: "synthesis.b8.conv0",
+        2: "synthesis.b8.conv1",
+        5: "synthesis.b32.conv0",
+        6: "synthesis.b32.conv1",
+    }
     for index, layer in pairs.items():
         expected = ada[f"{layer}.noise_const"]
         assert torch.equal(baseline.state_dict[f"noises.noise_{index}"], expected[None, None])
@@ -293,10 +306,15 @@ def _synthetic_generator(config: dict) -> _Record:
     fir = torch.outer(taps, taps) / 64
 
     def new_record(class_name: str) -> _Record:
-        return _Record({"type": "class", "version": 6, "module_src": _PLACEHOLDER_SOURCE,
-                        "class_name": class_name,
-                        "state": {"_parameters": {}, "_buffers": {}, "_modules": {},
-                                  "_non_persistent_buffers_set": set()}})
+        return _Record(
+            {
+                "type": "class",
+                "version": 6,
+                "module_src": _PLACEHOLDER_SOURCE,
+                "class_name": class_name,
+                "state": {"_parameters": {}, "_buffers": {}, "_modules": {}, "_non_persistent_buffers_set": set()},
+            }
+        )
 
     root = new_record("Generator")
     root.state.update(_init_args=(), _init_kwargs=json.loads(json.dumps(config["init_kwargs"])))
@@ -312,19 +330,21 @@ def _synthetic_generator(config: dict) -> _Record:
     return root
 
 
-@pytest.mark.parametrize("config_name, port_manifest", [
-    ("ffhq1024_stylegan2_cfg", "manifest_ffhq1024.json"),
-    ("paper256_cfg", "manifest_256.json"),
-])
+@pytest.mark.parametrize(
+    "config_name, port_manifest",
+    [("ffhq1024_stylegan2_cfg", "manifest_ffhq1024.json"), ("paper256_cfg", "manifest_256.json")],
+)
 def test_real_configs_map_to_the_port_names_shapes_and_order(
-        writer, param_manifest, fixtures_root, config_name, port_manifest) -> None:
+    writer, param_manifest, fixtures_root, config_name, port_manifest
+) -> None:
     config = param_manifest["configs"][config_name]
     path = writer.write({"G_ema": _synthetic_generator(config)}, f"{config_name}.pkl")
     result = read_nvidia_pickle(path)
     port_keys = json.loads((fixtures_root / "rosinality" / port_manifest).read_text())["keys"]
     assert list(result.state_dict) == [key["key"] for key in port_keys if not key["key"].endswith(".kernel")]
-    expected_shapes = {entry["rosinality_name"]: entry["rosinality_shape"]
-                       for entry in config["tensors"] if entry["rosinality_name"]}
+    expected_shapes = {
+        entry["rosinality_name"]: entry["rosinality_shape"] for entry in config["tensors"] if entry["rosinality_name"]
+    }
     assert {name: list(t.shape) for name, t in result.state_dict.items()} == expected_shapes
     assert result.conv_clamp == 256.0
 
@@ -334,12 +354,16 @@ def test_real_configs_map_to_the_port_names_shapes_and_order(
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol, expected_globals", [
-    (2, {"__builtin__ set", "_codecs encode", "torch.storage _load_from_bytes"}),
-    (3, {"builtins set", "torch.storage _load_from_bytes"}),
-])
+@pytest.mark.parametrize(
+    "protocol, expected_globals",
+    [
+        (2, {"__builtin__ set", "_codecs encode", "torch.storage _load_from_bytes"}),
+        (3, {"builtins set", "torch.storage _load_from_bytes"}),
+    ],
+)
 def test_repickled_with_older_protocols_reads_the_same(
-        writer, tiny_pickle, baseline, protocol, expected_globals) -> None:
+    writer, tiny_pickle, baseline, protocol, expected_globals
+) -> None:
     path = writer.write(writer.load_fixture(tiny_pickle), f"p{protocol}.pkl", protocol=protocol)
     # The variant really uses the older spellings the reader has to allow.
     assert expected_globals <= _outer_globals(path.read_bytes())
@@ -349,14 +373,29 @@ def test_repickled_with_older_protocols_reads_the_same(
 def test_pytorch_1_style_module_tables_read_the_same(writer, tiny_pickle, baseline) -> None:
     # PyTorch 1.x keeps the tables as OrderedDicts and lacks the newer hook-dict keys.
     snapshot = writer.load_fixture(tiny_pickle)
-    kept = {"training", "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set",
-            "_backward_hooks", "_forward_hooks", "_forward_pre_hooks", "_state_dict_hooks",
-            "_load_state_dict_pre_hooks"}
+    kept = {
+        "training",
+        "_parameters",
+        "_buffers",
+        "_modules",
+        "_non_persistent_buffers_set",
+        "_backward_hooks",
+        "_forward_hooks",
+        "_forward_pre_hooks",
+        "_state_dict_hooks",
+        "_load_state_dict_pre_hooks",
+    }
     for record in _records(snapshot):
         for table in ("_parameters", "_buffers", "_modules"):
             record.state[table] = collections.OrderedDict(record.state[table])
-        for key in [key for key in record.state if key.startswith("_") and key.endswith("hooks")
-                    or key.endswith("_with_kwargs") or key.endswith("_always_called")]:
+        for key in [
+            key
+            for key in record.state
+            if key.startswith("_")
+            and key.endswith("hooks")
+            or key.endswith("_with_kwargs")
+            or key.endswith("_always_called")
+        ]:
             if key not in kept:
                 del record.state[key]
     path = writer.write(snapshot, "torch1.pkl", protocol=3)
@@ -376,8 +415,9 @@ def test_numpy_2_scalar_reference_reads_the_same(tiny_pickle, tmp_path, baseline
 
 def test_persistence_module_of_a_fork_is_accepted(tiny_pickle, tmp_path, baseline) -> None:
     # Keyed on the function name and a module ending in "persistence", not on one module path.
-    variant = _rewrite_strings(tiny_pickle.read_bytes(),
-                               {"torch_utils.persistence": "stylegan3.torch_utils.persistence"})
+    variant = _rewrite_strings(
+        tiny_pickle.read_bytes(), {"torch_utils.persistence": "stylegan3.torch_utils.persistence"}
+    )
     path = tmp_path / "fork.pkl"
     path.write_bytes(variant)
     _assert_same_generator(read_nvidia_pickle(path), baseline)
@@ -423,13 +463,13 @@ def _hostile_payloads(marker: Path) -> dict[str, Any]:
         "builtins.eval": {"G_ema": _Call(builtins.eval, code)},
         "builtins.open": {"G_ema": _Call(builtins.open, str(marker), "w")},
         # A tensor payload smuggling code into the inner torch.save stream.
-        "inner payload": {"G_ema": _Call(torch.storage._load_from_bytes,
-                                         pickle.dumps(_Call(builtins.exec, code), protocol=2))},
+        "inner payload": {
+            "G_ema": _Call(torch.storage._load_from_bytes, pickle.dumps(_Call(builtins.exec, code), protocol=2))
+        },
     }
 
 
-@pytest.mark.parametrize("kind", ["os.system", "builtins.exec", "builtins.eval", "builtins.open",
-                                  "inner payload"])
+@pytest.mark.parametrize("kind", ["os.system", "builtins.exec", "builtins.eval", "builtins.open", "inner payload"])
 def test_hostile_pickles_are_refused_without_side_effect(tmp_path, kind) -> None:
     marker = tmp_path / "marker"
     data = pickle.dumps(_hostile_payloads(marker)[kind], protocol=4)
@@ -460,7 +500,8 @@ def test_hostile_global_inside_a_genuine_snapshot_is_refused(writer, tiny_pickle
     marker = tmp_path / "marker"
     snapshot = writer.load_fixture(tiny_pickle)
     snapshot["G_ema"].child("synthesis.b16.conv1").state["training"] = _Call(
-        builtins.exec, f"__import__('pathlib').Path({str(marker)!r}).touch()")
+        builtins.exec, f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    )
     path = writer.write(snapshot, "trojan.pkl")
     with pytest.raises(CheckpointError, match=r"refused pickle global builtins\.exec.*not executed"):
         read_nvidia_pickle(path)
@@ -485,8 +526,13 @@ def test_module_source_stored_in_the_pickle_is_never_executed(writer, tiny_pickl
 
 def test_bare_imitation_of_a_persistent_object_is_not_executed(writer, tmp_path) -> None:
     marker = tmp_path / "marker"
-    meta = {"type": "class", "version": 6, "class_name": "Generator", "state": {},
-            "module_src": f"__import__('pathlib').Path({str(marker)!r}).touch()\n"}
+    meta = {
+        "type": "class",
+        "version": 6,
+        "class_name": "Generator",
+        "state": {},
+        "module_src": f"__import__('pathlib').Path({str(marker)!r}).touch()\n",
+    }
     path = writer.write({"G_ema": _Record(meta)}, "imitation.pkl")
     with pytest.raises(CheckpointError, match="constructor arguments"):
         read_nvidia_pickle(path)
@@ -543,13 +589,13 @@ def _patch_kwargs(**changes: Any) -> Callable[[dict], None]:
         for key, value in changes.items():
             section, _, name = key.rpartition("__")
             (kwargs[section] if section else kwargs)[name] = value
+
     return patch
 
 
 def _set_filter(snapshot: dict) -> None:
     taps = torch.tensor([1.0, 1.0, 1.0, 1.0])
-    snapshot["G_ema"].child("synthesis.b8.conv0").state["_buffers"]["resample_filter"] = \
-        torch.outer(taps, taps) / 16
+    snapshot["G_ema"].child("synthesis.b8.conv0").state["_buffers"]["resample_filter"] = torch.outer(taps, taps) / 16
 
 
 def _share_module(snapshot: dict) -> None:
@@ -566,25 +612,43 @@ def _drop_tensor(snapshot: dict) -> None:
     del snapshot["G_ema"].child("synthesis.b16.conv1").state["_parameters"]["weight"]
 
 
-@pytest.mark.parametrize("patch, expected", [
-    (_patch_kwargs(c_dim=10), "conditional generators are not supported"),
-    (_patch_kwargs(synthesis_kwargs__architecture="resnet"), "architecture='resnet' is not supported"),
-    (_patch_kwargs(img_channels=1), "only RGB generators"),
-    (_patch_kwargs(z_dim=32), "z_dim=32 differs from w_dim=64"),
-    (_patch_kwargs(synthesis_kwargs__activation="relu"), "activation='relu' is not supported"),
-    (_patch_kwargs(mapping_kwargs__activation="linear"), "mapping activation='linear'"),
-    (_patch_kwargs(synthesis_kwargs__use_noise=False), "use_noise=False"),
-    (_patch_kwargs(synthesis_kwargs__resample_filter=[1, 2, 1]), "resample_filter=[1, 2, 1]"),
-    (_patch_kwargs(synthesis_kwargs__magnitude_ema_beta=0.9), "does not know: ['magnitude_ema_beta']"),
-    (_patch_kwargs(synthesis_kwargs__conv_clamp=None), "disagrees with its layers"),
-    (_patch_kwargs(synthesis_kwargs__channel_max=16), "has shape"),
-    (_set_filter, "synthesis.b8.conv0.resample_filter is not the [1, 3, 3, 1] filter"),
-    (_drop_tensor, "missing ['synthesis.b16.conv1.weight']"),
-    (_share_module, "modules do not form a tree"),
-    (_swap_in_g, "has no 'G_ema' network"),
-], ids=["conditional", "resnet", "grayscale", "z_dim", "activation", "mapping-activation", "no-noise",
-        "filter-kwarg", "unknown-kwarg", "clamp-mismatch", "channels", "filter-values", "missing-tensor",
-        "shared-module", "no-G_ema"])
+@pytest.mark.parametrize(
+    "patch, expected",
+    [
+        (_patch_kwargs(c_dim=10), "conditional generators are not supported"),
+        (_patch_kwargs(synthesis_kwargs__architecture="resnet"), "architecture='resnet' is not supported"),
+        (_patch_kwargs(img_channels=1), "only RGB generators"),
+        (_patch_kwargs(z_dim=32), "z_dim=32 differs from w_dim=64"),
+        (_patch_kwargs(synthesis_kwargs__activation="relu"), "activation='relu' is not supported"),
+        (_patch_kwargs(mapping_kwargs__activation="linear"), "mapping activation='linear'"),
+        (_patch_kwargs(synthesis_kwargs__use_noise=False), "use_noise=False"),
+        (_patch_kwargs(synthesis_kwargs__resample_filter=[1, 2, 1]), "resample_filter=[1, 2, 1]"),
+        (_patch_kwargs(synthesis_kwargs__magnitude_ema_beta=0.9), "does not know: ['magnitude_ema_beta']"),
+        (_patch_kwargs(synthesis_kwargs__conv_clamp=None), "disagrees with its layers"),
+        (_patch_kwargs(synthesis_kwargs__channel_max=16), "has shape"),
+        (_set_filter, "synthesis.b8.conv0.resample_filter is not the [1, 3, 3, 1] filter"),
+        (_drop_tensor, "missing ['synthesis.b16.conv1.weight']"),
+        (_share_module, "modules do not form a tree"),
+        (_swap_in_g, "has no 'G_ema' network"),
+    ],
+    ids=[
+        "conditional",
+        "resnet",
+        "grayscale",
+        "z_dim",
+        "activation",
+        "mapping-activation",
+        "no-noise",
+        "filter-kwarg",
+        "unknown-kwarg",
+        "clamp-mismatch",
+        "channels",
+        "filter-values",
+        "missing-tensor",
+        "shared-module",
+        "no-G_ema",
+    ],
+)
 def test_unsupported_or_inconsistent_generators_are_refused(writer, tiny_pickle, patch, expected) -> None:
     snapshot = writer.load_fixture(tiny_pickle)
     patch(snapshot)
@@ -596,10 +660,14 @@ def test_unsupported_or_inconsistent_generators_are_refused(writer, tiny_pickle,
     assert message.startswith(f"{path}: ") and "\n" not in message
 
 
-@pytest.mark.parametrize("data, expected", [
-    ([1, 2, 3], "holds a list, not a dict of networks"),
-    ({"G_ema": {"weight": 1}}, "'G_ema' is a dict, not a persistent network object"),
-], ids=["list", "plain-dict-G_ema"])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ([1, 2, 3], "holds a list, not a dict of networks"),
+        ({"G_ema": {"weight": 1}}, "'G_ema' is a dict, not a persistent network object"),
+    ],
+    ids=["list", "plain-dict-G_ema"],
+)
 def test_pickles_that_are_not_network_snapshots_are_refused(tmp_path, data, expected) -> None:
     path = tmp_path / "other.pkl"
     path.write_bytes(pickle.dumps(data, protocol=4))
@@ -612,8 +680,7 @@ def test_tensor_view_past_its_storage_is_refused(tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation
         storage = torch.zeros(4).storage()
-    oversized = _Call(torch._utils._rebuild_tensor_v2, storage, 0, (100,), (1,), False,
-                      collections.OrderedDict())
+    oversized = _Call(torch._utils._rebuild_tensor_v2, storage, 0, (100,), (1,), False, collections.OrderedDict())
     path = tmp_path / "oversized.pkl"
     path.write_bytes(pickle.dumps({"G_ema": oversized}, protocol=4))
     with pytest.raises(CheckpointError, match="reaches past the end of its storage"):
@@ -633,10 +700,18 @@ def _shared_list_nested(depth: int) -> list:
     return nested
 
 
-@pytest.mark.parametrize("key", ["synthesis_kwargs__resample_filter", "mapping_kwargs__embed_features",
-                                 "synthesis_kwargs__fused_modconv_default", "synthesis_kwargs__num_fp16_res"])
-@pytest.mark.parametrize("make", [_self_referencing_list, lambda: _shared_list_nested(40)],
-                         ids=["self-referencing", "shared-40-deep"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "synthesis_kwargs__resample_filter",
+        "mapping_kwargs__embed_features",
+        "synthesis_kwargs__fused_modconv_default",
+        "synthesis_kwargs__num_fp16_res",
+    ],
+)
+@pytest.mark.parametrize(
+    "make", [_self_referencing_list, lambda: _shared_list_nested(40)], ids=["self-referencing", "shared-40-deep"]
+)
 def test_crafted_nesting_in_a_keyword_is_refused_in_one_line_without_hanging(writer, tiny_pickle, key, make) -> None:
     snapshot = writer.load_fixture(tiny_pickle)
     _patch_kwargs(**{key: make()})(snapshot)
@@ -647,10 +722,15 @@ def test_crafted_nesting_in_a_keyword_is_refused_in_one_line_without_hanging(wri
     assert message.startswith(f"{path}: ") and "\n" not in message and len(message) < 400
 
 
-@pytest.mark.parametrize("key, value", [
-    ("mapping_kwargs__w_avg_beta", "fast"), ("synthesis_kwargs__channels_last", [True]),
-    ("synthesis_kwargs__fp16_channels_last", 1.5), ("mapping_kwargs__embed_features", -3),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("mapping_kwargs__w_avg_beta", "fast"),
+        ("synthesis_kwargs__channels_last", [True]),
+        ("synthesis_kwargs__fp16_channels_last", 1.5),
+        ("mapping_kwargs__embed_features", -3),
+    ],
+)
 def test_every_accepted_keyword_is_type_checked(writer, tiny_pickle, key, value) -> None:
     snapshot = writer.load_fixture(tiny_pickle)
     _patch_kwargs(**{key: value})(snapshot)

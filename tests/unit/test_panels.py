@@ -19,8 +19,12 @@ def box_of(picture: np.ndarray, colour) -> tuple[int, int, int, int]:
 
 def test_tiles_are_shown_at_the_tile_size_in_their_row_and_column():
     colours = [[(255, 0, 0), (0, 255, 0)], [(0, 0, 255), (255, 0, 255)]]
-    picture = labelled_grid([[solid(c) for c in row] for row in colours], column_titles=["a", "b"],
-                            row_labels=["first", "second"], tile_side=256)
+    picture = labelled_grid(
+        [[solid(c) for c in row] for row in colours],
+        column_titles=["a", "b"],
+        row_labels=["first", "second"],
+        tile_side=256,
+    )
     boxes = [[box_of(picture, c) for c in row] for row in colours]
     for row in boxes:
         for top, bottom, left, right in row:

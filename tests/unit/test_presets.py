@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sphinx.utils.download import cached_path, default_cache_dir
 from sphinx.errors import CheckpointError, DownloadError
 from sphinx.generators import presets
 from sphinx.generators.presets import PRESETS, Preset, resolve_checkpoint
+from sphinx.utils.download import cached_path, default_cache_dir
 
 EXPECTED = {
     "ffhq1024": ("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl", 1024),
@@ -28,9 +28,12 @@ EXPECTED = {
 }
 
 # the SPHInX authors' generator: the PyTorch port's conversion of FFHQ config-f (a .pt on Drive)
-AUTHORS = {"stylegan2-ffhq-config-f": (
-    "https://drive.usercontent.google.com/download?id=1JCBiKY_yUixTa6F1eflABL88T4cii2GR&export=download&confirm=t",
-    1024)}
+AUTHORS = {
+    "stylegan2-ffhq-config-f": (
+        "https://drive.usercontent.google.com/download?id=1JCBiKY_yUixTa6F1eflABL88T4cii2GR&export=download&confirm=t",
+        1024,
+    )
+}
 
 # shipped inside the package, so they resolve offline
 SHIPPED = {"demo": ("package://sphinx/assets/demo_prior.pt", 64)}
@@ -45,7 +48,10 @@ def _offline_private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 def test_registered_presets_are_exactly_the_published_and_shipped_ones() -> None:
     assert {name: (preset.url, preset.resolution) for name, preset in PRESETS.items()} == {
-        **EXPECTED, **AUTHORS, **SHIPPED}
+        **EXPECTED,
+        **AUTHORS,
+        **SHIPPED,
+    }
 
 
 def test_the_authors_generator_is_cached_under_its_published_file_name() -> None:
@@ -155,8 +161,9 @@ def test_package_url_resolves_to_the_shipped_file() -> None:
     assert resolved == Path(presets.__file__).parents[1] / "assets" / "demo_prior.pt"
 
 
-@pytest.mark.parametrize("url", ["package://this/zen.pt", "package://sphinx/errors.py",
-                                 "package://sphinx.generators/presets.py"])
+@pytest.mark.parametrize(
+    "url", ["package://this/zen.pt", "package://sphinx/errors.py", "package://sphinx.generators/presets.py"]
+)
 def test_package_urls_reach_only_sphinx_assets_and_import_nothing(url) -> None:
     import sys
 

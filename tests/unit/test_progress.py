@@ -24,8 +24,12 @@ def test_a_bar_into_a_file_writes_a_line_per_quarter_not_one_per_step():
         bar.update(1)
     bar.close()
     lines = log.getvalue().splitlines()
-    assert [line.split(" step in")[0] for line in lines] == ["steps: 1250/5000", "steps: 2500/5000",
-                                                             "steps: 3750/5000", "steps: 5000/5000"]
+    assert [line.split(" step in")[0] for line in lines] == [
+        "steps: 1250/5000",
+        "steps: 2500/5000",
+        "steps: 3750/5000",
+        "steps: 5000/5000",
+    ]
     assert "\r" not in log.getvalue() and lines[-1].endswith("[loss=0.0002]")
 
 

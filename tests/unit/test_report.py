@@ -31,8 +31,9 @@ EXPECTED = {  # (mean, sample std) worked out by hand from SWEEP
 }
 
 
-def result_row(image, method, degradation, *, psnr=None, ssim=None, lpips=None, status="ok",
-               generator="demo", vicinity_spread=None) -> dict:
+def result_row(
+    image, method, degradation, *, psnr=None, ssim=None, lpips=None, status="ok", generator="demo", vicinity_spread=None
+) -> dict:
     def cell(value):
         return "" if value is None else repr(value)
 
@@ -51,8 +52,15 @@ def result_row(image, method, degradation, *, psnr=None, ssim=None, lpips=None, 
     }
 
 
-def write_run(run_dir: Path, rows: list[dict], *, summary: bool = True, data: str = "samples",
-              experiment: str | None = "restoration", mtime: float | None = None) -> Path:
+def write_run(
+    run_dir: Path,
+    rows: list[dict],
+    *,
+    summary: bool = True,
+    data: str = "samples",
+    experiment: str | None = "restoration",
+    mtime: float | None = None,
+) -> Path:
     """A run dir as the runner leaves it: results.csv, .hydra/, and summary.json once finished."""
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     path = run_dir / "results.csv"
@@ -64,19 +72,31 @@ def write_run(run_dir: Path, rows: list[dict], *, summary: bool = True, data: st
         os.utime(path, (mtime, mtime))
     if summary:
         first = rows[0]
-        (run_dir / "summary.json").write_text(json.dumps({
-            "experiment": experiment, "method": first["method"],
-            "degradation": first["degradation"], "generator": first["generator"], "data": data,
-            "count": len(rows), "ok": len(rows), "failed": 0, "metrics": {}, "config": {},
-        }))
+        (run_dir / "summary.json").write_text(
+            json.dumps(
+                {
+                    "experiment": experiment,
+                    "method": first["method"],
+                    "degradation": first["degradation"],
+                    "generator": first["generator"],
+                    "data": data,
+                    "count": len(rows),
+                    "ok": len(rows),
+                    "failed": 0,
+                    "metrics": {},
+                    "config": {},
+                }
+            )
+        )
     return path
 
 
 def sweep_rows(method: str, degradation: str) -> list[dict]:
     values = SWEEP[(method, degradation)]
     return [
-        result_row(f"img{i}.png", method, degradation,
-                   psnr=values["psnr"][i], ssim=values["ssim"][i], lpips=values["lpips"][i])
+        result_row(
+            f"img{i}.png", method, degradation, psnr=values["psnr"][i], ssim=values["ssim"][i], lpips=values["lpips"][i]
+        )
         for i in range(3)
     ]
 
@@ -90,9 +110,7 @@ def multirun(tmp_path: Path) -> Path:
     return root
 
 
-def test_a_2x2_multirun_gives_four_cells_with_hand_computed_means_and_sample_stds(
-    multirun, tmp_path
-):
+def test_a_2x2_multirun_gives_four_cells_with_hand_computed_means_and_sample_stds(multirun, tmp_path):
     report = build_report([multirun], out=tmp_path / "out")
 
     assert {(c.method, c.degradation) for c in report.cells} == set(EXPECTED)
@@ -123,9 +141,7 @@ def test_report_md_csv_and_png_are_written_with_the_numbers(multirun):
 
     with report.csv.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == [
-        "generator", "data", "method", "degradation", "metric", "mean", "std", "n"
-    ]
+    assert list(rows[0]) == ["generator", "data", "method", "degradation", "metric", "mean", "std", "n"]
     assert len(rows) == 4 * 3  # one row per cell and metric
     by_key = {(r["method"], r["degradation"], r["metric"]): r for r in rows}
     psnr = by_key[("sphinx", "none", "psnr")]
@@ -140,13 +156,11 @@ def test_report_md_csv_and_png_are_written_with_the_numbers(multirun):
         assert image.width > 800 and image.height > 300
 
 
-def test_sphinx_is_set_against_the_best_baseline_per_metric_lpips_lower_is_better(
-    multirun, tmp_path
-):
+def test_sphinx_is_set_against_the_best_baseline_per_metric_lpips_lower_is_better(multirun, tmp_path):
     # A third method: the best baseline on PSNR (30.5 > wplus 29) but the worst on LPIPS.
-    write_run(multirun / "4", [
-        result_row(f"img{i}.png", "w", "none", psnr=30.5, ssim=0.5, lpips=0.9) for i in range(3)
-    ])
+    write_run(
+        multirun / "4", [result_row(f"img{i}.png", "w", "none", psnr=30.5, ssim=0.5, lpips=0.9) for i in range(3)]
+    )
     report = build_report([multirun], out=tmp_path / "out")
 
     by_key = {(c.degradation, c.metric): c for c in report.comparisons}
@@ -168,11 +182,14 @@ def test_sphinx_is_set_against_the_best_baseline_per_metric_lpips_lower_is_bette
 
 
 def test_failed_images_are_counted_but_left_out_of_the_means(tmp_path):
-    write_run(tmp_path / "run", [
-        result_row("a.png", "sphinx", "none", psnr=20.0, ssim=0.5, lpips=0.2),
-        result_row("b.png", "sphinx", "none", psnr=22.0, ssim=0.7, lpips=0.4),
-        result_row("corrupt.png", "sphinx", "none", status="failed"),
-    ])
+    write_run(
+        tmp_path / "run",
+        [
+            result_row("a.png", "sphinx", "none", psnr=20.0, ssim=0.5, lpips=0.2),
+            result_row("b.png", "sphinx", "none", psnr=22.0, ssim=0.7, lpips=0.4),
+            result_row("corrupt.png", "sphinx", "none", status="failed"),
+        ],
+    )
     report = build_report([tmp_path / "run"])
 
     cell = report.cell("sphinx", "none")
@@ -182,12 +199,15 @@ def test_failed_images_are_counted_but_left_out_of_the_means(tmp_path):
 
 
 def test_empty_lpips_cells_are_left_out_and_a_single_image_has_std_zero(tmp_path):
-    write_run(tmp_path / "run", [
-        # LPIPS unavailable for the whole W+ run, and for one of the two SPHInX images
-        result_row("a.png", "wplus", "none", psnr=20.0, ssim=0.5),
-        result_row("a.png", "sphinx", "none", psnr=21.0, ssim=0.6, lpips=0.25),
-        result_row("b.png", "sphinx", "none", psnr=23.0, ssim=0.6),
-    ])
+    write_run(
+        tmp_path / "run",
+        [
+            # LPIPS unavailable for the whole W+ run, and for one of the two SPHInX images
+            result_row("a.png", "wplus", "none", psnr=20.0, ssim=0.5),
+            result_row("a.png", "sphinx", "none", psnr=21.0, ssim=0.6, lpips=0.25),
+            result_row("b.png", "sphinx", "none", psnr=23.0, ssim=0.6),
+        ],
+    )
     report = build_report([tmp_path / "run"])
 
     wplus, sphinx = report.cell("wplus", "none"), report.cell("sphinx", "none")
@@ -202,14 +222,19 @@ def test_empty_lpips_cells_are_left_out_and_a_single_image_has_std_zero(tmp_path
 
 
 def test_an_image_seen_twice_is_counted_once_keeping_the_newest_row_with_a_warning(tmp_path):
-    old = write_run(tmp_path / "first", [
-        result_row("a.png", "sphinx", "none", psnr=10.0),
-        result_row("b.png", "sphinx", "none", status="failed"),
-    ], mtime=1_000_000)
-    write_run(tmp_path / "resumed", [  # the resumed run redid b.png, and repeats a.png
-        result_row("a.png", "sphinx", "none", psnr=12.0),
-        result_row("b.png", "sphinx", "none", psnr=14.0),
-    ], mtime=2_000_000)
+    old = write_run(
+        tmp_path / "first",
+        [result_row("a.png", "sphinx", "none", psnr=10.0), result_row("b.png", "sphinx", "none", status="failed")],
+        mtime=1_000_000,
+    )
+    write_run(
+        tmp_path / "resumed",
+        [  # the resumed run redid b.png, and repeats a.png
+            result_row("a.png", "sphinx", "none", psnr=12.0),
+            result_row("b.png", "sphinx", "none", psnr=14.0),
+        ],
+        mtime=2_000_000,
+    )
 
     report = build_report([tmp_path, tmp_path / "first"])  # a dir also reached twice
 
@@ -219,16 +244,12 @@ def test_an_image_seen_twice_is_counted_once_keeping_the_newest_row_with_a_warni
     assert report.sources[0] == old  # oldest first
     assert len(report.sources) == 2
     assert any("reached twice" in w for w in report.warnings)
-    assert any(
-        "2 image(s) appear more than once" in w and "a.png, b.png" in w for w in report.warnings
-    )
+    assert any("2 image(s) appear more than once" in w and "a.png, b.png" in w for w in report.warnings)
     assert "appear more than once" in report.markdown.read_text()
 
 
 def test_an_interrupted_run_without_summary_is_included_under_its_siblings_data(multirun, tmp_path):
-    results = write_run(
-        multirun / "4", [result_row("img0.png", "w", "none", psnr=18.0)], summary=False
-    )
+    results = write_run(multirun / "4", [result_row("img0.png", "w", "none", psnr=18.0)], summary=False)
     with results.open("a") as handle:
         handle.write("img1.png,w,none,demo,19.")  # killed while writing its second row
     report = build_report([multirun], out=tmp_path / "out")
@@ -248,14 +269,13 @@ def test_an_interrupted_run_alone_is_reported_with_an_unknown_data_set(tmp_path)
 
 
 def test_two_generators_get_a_section_each_and_are_named_in_the_title(multirun, tmp_path):
-    write_run(tmp_path / "ffhq", [
-        result_row("img0.png", "sphinx", "none", psnr=40.0, generator="ffhq256"),
-    ], data="faces")
+    write_run(
+        tmp_path / "ffhq", [result_row("img0.png", "sphinx", "none", psnr=40.0, generator="ffhq256")], data="faces"
+    )
     report = build_report([multirun, tmp_path / "ffhq"], out=tmp_path / "out")
 
     assert report.title == (
-        "restoration: sphinx, wplus x none, denoise "
-        "on samples, generator demo; on faces, generator ffhq256"
+        "restoration: sphinx, wplus x none, denoise on samples, generator demo; on faces, generator ffhq256"
     )
     assert report.cell("sphinx", "none", generator="ffhq256").psnr.mean == 40.0
     assert report.cell("sphinx", "none", generator="demo").psnr.mean == pytest.approx(32.0)
@@ -289,10 +309,10 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
 
 
 def test_a_malformed_cell_is_refused_with_its_file_and_line(tmp_path):
-    write_run(tmp_path / "run", [
-        result_row("a.png", "sphinx", "none", psnr=20.0),
-        {**result_row("b.png", "sphinx", "none"), "psnr": "twenty"},
-    ])
+    write_run(
+        tmp_path / "run",
+        [result_row("a.png", "sphinx", "none", psnr=20.0), {**result_row("b.png", "sphinx", "none"), "psnr": "twenty"}],
+    )
     with pytest.raises(ReportError, match=r"results\.csv, line 3: psnr 'twenty' is not a number"):
         build_report([tmp_path / "run"])
 
@@ -302,7 +322,10 @@ def test_python_dash_m_sphinx_report_writes_the_report(multirun, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "sphinx.report", str(multirun), "--out", str(out)],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert "| sphinx | **32.00 ± 2.65** | **27.00 ± 1.00** |" in result.stdout

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report import result_row, write_run
 
-from sphinx.rundir.writer import CURVE_COLUMNS
 from sphinx.report import build_report
 from sphinx.report.curves import crossings, read_curves
-from test_report import result_row, write_run
+from sphinx.rundir.writer import CURVE_COLUMNS
 
 STEPS = [0, 1, 2, 3, 6, 10, 18, 32, 56, 100]
 
@@ -25,16 +25,28 @@ def fast_but_worse(step: int) -> float:  # 20 dB at once, 24 dB at the end
 
 
 def write_curves(run_dir: Path, method: str, curve, images=("a", "b"), offsets=(-0.5, 0.5)) -> None:
-    rows = [result_row(image, method, "none", psnr=float(curve(100) + offset)) for image, offset in zip(images, offsets)]
+    rows = [
+        result_row(image, method, "none", psnr=float(curve(100) + offset)) for image, offset in zip(images, offsets)
+    ]
     write_run(run_dir, rows)
     with (run_dir / "curves.csv").open("w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=CURVE_COLUMNS)
         writer.writeheader()
         for image, offset in zip(images, offsets):
             for step in STEPS:
-                writer.writerow({"image": image, "method": method, "degradation": "none", "generator": "demo",
-                                 "step": step, "seconds": step * 0.1, "psnr": curve(step) + offset,
-                                 "ssim": 0.5, "lpips": ""})
+                writer.writerow(
+                    {
+                        "image": image,
+                        "method": method,
+                        "degradation": "none",
+                        "generator": "demo",
+                        "step": step,
+                        "seconds": step * 0.1,
+                        "psnr": curve(step) + offset,
+                        "ssim": 0.5,
+                        "lpips": "",
+                    }
+                )
 
 
 @pytest.fixture
@@ -56,7 +68,7 @@ def test_curves_average_over_images_with_a_spread(sweep):
 
 def test_the_crossing_is_found_where_the_slow_method_overtakes(sweep):
     curves = {c.method: c for c in read_curves(sorted(sweep.rglob("curves.csv")))}
-    (step, leader), = crossings(curves["sphinx"], curves["wplus"])
+    ((step, leader),) = crossings(curves["sphinx"], curves["wplus"])
     assert leader == "sphinx"
     # slow == fast where 16 log1p(s) / log1p(100) = 10, i.e. s = 101^(10/16) - 1 ≈ 17.0
     assert step == pytest.approx(101 ** (10 / 16) - 1, rel=0.1)

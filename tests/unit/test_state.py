@@ -28,13 +28,17 @@ def test_a_good_state_round_trips_and_renders(generator, tmp_path):
     assert render_state(generator, load_state(path)).shape == (1, 3, 32, 32)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda p: p.pop("seed"), "inversion state lacks seed"),
-    (lambda p: p.__setitem__("config", {"stepz": 3}), "has no option stepz"),
-    (lambda p: p.__setitem__("tensors", {"w_plus": "not a tensor"}), "tensors must all be tensors"),
-    (lambda p: p.__setitem__("seed", "zero"), "seed must be an integer"),
-    (lambda p: p.__setitem__("method", "nonsense"), "unknown method 'nonsense'"),
-], ids=["missing-field", "bad-config-key", "non-tensor", "seed-type", "unknown-method"])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p.pop("seed"), "inversion state lacks seed"),
+        (lambda p: p.__setitem__("config", {"stepz": 3}), "has no option stepz"),
+        (lambda p: p.__setitem__("tensors", {"w_plus": "not a tensor"}), "tensors must all be tensors"),
+        (lambda p: p.__setitem__("seed", "zero"), "seed must be an integer"),
+        (lambda p: p.__setitem__("method", "nonsense"), "unknown method 'nonsense'"),
+    ],
+    ids=["missing-field", "bad-config-key", "non-tensor", "seed-type", "unknown-method"],
+)
 def test_a_malformed_state_file_is_one_line_naming_it(generator, tmp_path, edit, message):
     payload = {"format": STATE_FORMAT, **dataclasses.asdict(good_state(generator))}
     edit(payload)

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from helpers import fast_tier, images_of
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion import METHODS, invert
@@ -16,15 +17,16 @@ from sphinx.inversion.execution import Execution
 from sphinx.metrics.lpips import LPIPS
 from sphinx.utils.profiling import StepDispatchCounter
 from sphinx.utils.seeding import StepDraws, per_image_randn
-
-from tests.conftest import fast_tier, images_of
 from tests.unit.test_inversion import PoisonOneImage
 
 CHECK_EVERY = 4
 RUNS = {  # ten steps, and every stage of every method
-    "sphinx": dict(steps=10, spread_draws=0), "sphinx_warm": dict(steps=10, spread_draws=0),
-    "sphinx_ps": dict(steps=10, spread_draws=0), "sphinx_ps_pc": dict(steps=10, spread_draws=0),
-    "w": dict(steps=10, w_avg_samples=64), "wplus": dict(steps=10, w_avg_samples=64),
+    "sphinx": dict(steps=10, spread_draws=0),
+    "sphinx_warm": dict(steps=10, spread_draws=0),
+    "sphinx_ps": dict(steps=10, spread_draws=0),
+    "sphinx_ps_pc": dict(steps=10, spread_draws=0),
+    "w": dict(steps=10, w_avg_samples=64),
+    "wplus": dict(steps=10, w_avg_samples=64),
     "wplus_noise": dict(steps=10, noise_steps=5, w_avg_samples=64),
     "pti": dict(pivot_steps=5, steps=5, w_avg_samples=64, lpips_threshold=0.0, locality_regularization=True),
 }
@@ -45,8 +47,16 @@ def stage_starts(method: str) -> set[int]:
 def count_steps(generator, images, lpips, method, execution, **options):
     counter = StepDispatchCounter()
     with counter:
-        invert(generator, images, [f"image{i}" for i in range(len(images))], method=method, lpips=lpips,
-               callback=counter.mark, execution=execution, **{**RUNS[method], **options})
+        invert(
+            generator,
+            images,
+            [f"image{i}" for i in range(len(images))],
+            method=method,
+            lpips=lpips,
+            callback=counter.mark,
+            execution=execution,
+            **{**RUNS[method], **options},
+        )
     return counter.steps
 
 
@@ -56,6 +66,7 @@ def shorter(method: str) -> dict:
 
 
 # --- no host syncs, no launches per image --------------------------------------------------
+
 
 @pytest.mark.parametrize("method", fast_tier(METHODS, keep=("sphinx", "pti")))
 def test_a_step_waits_for_the_device_only_at_its_checks(tiny_generator, lpips, method):
@@ -71,8 +82,18 @@ def test_a_step_waits_for_the_device_only_at_its_checks(tiny_generator, lpips, m
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "pti"])  # pti: one image per batch
 def test_the_ops_a_step_dispatches_do_not_grow_with_the_batch(tiny_generator, lpips, method):
     whole_batch = Execution(check_every=100, exact_batch=False)
-    one, sixteen = (count_steps(tiny_generator, images_of(tiny_generator, batch), lpips, method, whole_batch,
-                                record_curve=False, **shorter(method)) for batch in (1, 16))
+    one, sixteen = (
+        count_steps(
+            tiny_generator,
+            images_of(tiny_generator, batch),
+            lpips,
+            method,
+            whole_batch,
+            record_curve=False,
+            **shorter(method),
+        )
+        for batch in (1, 16)
+    )
     # from step 2 on: past Adam's first step, inside one block of draws
     assert [s.ops for s in one[2:]] == [s.ops for s in sixteen[2:]]
 
@@ -87,6 +108,7 @@ def test_per_image_draws_are_the_same_numbers_whatever_block_they_are_drawn_in()
 
 
 # --- checks every k steps: same results ---------------------------------------------------
+
 
 def assert_same_results(first, second):
     assert first.status == second.status and first.messages == second.messages
@@ -110,33 +132,64 @@ def test_a_pti_stop_found_at_a_later_check_ends_where_it_was_met(tiny_generator,
 
 def test_a_failure_found_at_a_later_check_keeps_its_step_and_the_others_untouched(tiny_generator, lpips):
     images, ids = images_of(tiny_generator, 3), ["a", "b", "c"]
-    runs = [invert(tiny_generator, images, ids, lpips=lpips, steps=8, degradation=PoisonOneImage("b", 5),
-                   execution=Execution(check_every=k)) for k in (1, 7)]
+    runs = [
+        invert(
+            tiny_generator,
+            images,
+            ids,
+            lpips=lpips,
+            steps=8,
+            degradation=PoisonOneImage("b", 5),
+            execution=Execution(check_every=k),
+        )
+        for k in (1, 7)
+    ]
     assert runs[0].status == ("ok", "failed", "ok") and "step 5 (sphinx)" in runs[0].messages[1]
     assert_same_results(*runs)
 
 
 def test_a_batch_whose_images_all_fail_stops_where_the_last_one_failed(tiny_generator, lpips):
     images = images_of(tiny_generator, 1)
-    runs = [invert(tiny_generator, images, ["a"], lpips=lpips, steps=12, degradation=PoisonOneImage("a", 3),
-                   execution=Execution(check_every=k)) for k in (1, 5)]
+    runs = [
+        invert(
+            tiny_generator,
+            images,
+            ["a"],
+            lpips=lpips,
+            steps=12,
+            degradation=PoisonOneImage("a", 3),
+            execution=Execution(check_every=k),
+        )
+        for k in (1, 5)
+    ]
     assert [r.loss_history.shape[0] for r in runs] == [4, 4]
     assert runs[0].messages == runs[1].messages == ("non-finite loss at step 3 (sphinx)",)
 
 
 # --- opt-in paths ---------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # an opt-in path, two inversions
 def test_the_whole_batch_cpu_path_agrees_with_the_exact_one_to_float_rounding(tiny_generator, lpips):
     images, ids = images_of(tiny_generator, 3), ["a", "b", "c"]
     exact = invert(tiny_generator, images, ids, lpips=lpips, steps=8, spread_draws=0)
-    whole = invert(tiny_generator, images, ids, lpips=lpips, steps=8, spread_draws=0,
-                   execution=Execution(exact_batch=False))
+    whole = invert(
+        tiny_generator, images, ids, lpips=lpips, steps=8, spread_draws=0, execution=Execution(exact_batch=False)
+    )
     torch.testing.assert_close(whole.reconstructions, exact.reconstructions, rtol=0, atol=1e-3)
-    alone = invert(tiny_generator, images[:1], ids[:1], lpips=lpips, steps=8, spread_draws=0,
-                   execution=Execution(exact_batch=False))
-    assert torch.equal(alone.reconstructions[0], invert(tiny_generator, images[:1], ids[:1], lpips=lpips, steps=8,
-                                                        spread_draws=0).reconstructions[0])
+    alone = invert(
+        tiny_generator,
+        images[:1],
+        ids[:1],
+        lpips=lpips,
+        steps=8,
+        spread_draws=0,
+        execution=Execution(exact_batch=False),
+    )
+    assert torch.equal(
+        alone.reconstructions[0],
+        invert(tiny_generator, images[:1], ids[:1], lpips=lpips, steps=8, spread_draws=0).reconstructions[0],
+    )
 
 
 @pytest.mark.slow  # an opt-in path, two inversions
@@ -151,8 +204,16 @@ def test_bfloat16_runs_generator_and_lpips_in_bfloat16_and_keeps_parameters_floa
             return super().__torch_dispatch__(func, types, args, kwargs)
 
     with Watch():
-        result = invert(tiny_generator, images, ["a", "b"], lpips=lpips, steps=12, spread_draws=0, lr=1e-2,
-                        execution=Execution(precision="bfloat16"))
+        result = invert(
+            tiny_generator,
+            images,
+            ["a", "b"],
+            lpips=lpips,
+            steps=12,
+            spread_draws=0,
+            lr=1e-2,
+            execution=Execution(precision="bfloat16"),
+        )
     assert torch.bfloat16 in convolution_dtypes
     assert all(t.dtype == torch.float32 for s in result.states for t in s.tensors.values())
     assert result.loss_history.dtype == torch.float32 and (result.loss_history[-1] < result.loss_history[0]).all()
@@ -172,8 +233,9 @@ def test_a_compiled_synthesis_gives_the_eager_results_to_float_rounding():
     torch.testing.assert_close(compiled.reconstructions, eager.reconstructions, rtol=0, atol=1e-3)
 
 
-@pytest.mark.parametrize("option, value", [("check_every", 0), ("exact_batch", "no"), ("compile", "graphs"),
-                                           ("precision", "float16")])
+@pytest.mark.parametrize(
+    "option, value", [("check_every", 0), ("exact_batch", "no"), ("compile", "graphs"), ("precision", "float16")]
+)
 def test_execution_options_that_cannot_work_are_refused(option, value):
     with pytest.raises(ConfigError, match=f"execution.{option}"):
         Execution(**{option: value})
@@ -195,14 +257,16 @@ def test_the_default_lpips_is_built_once_per_process(tiny_generator, monkeypatch
 
 # --- the Lightning layer ----------------------------------------------------------------------
 
+
 def test_the_progress_callback_reads_no_tensor_between_refreshes_and_logs(tiny_generator, tmp_path):
-    from sphinx.inversion.methods import method_config
     from sphinx.degradations import NoDegradation
     from sphinx.inversion import StepReport
+    from sphinx.inversion.methods import method_config
     from sphinx.lit.module import InversionModule
 
-    module = InversionModule(tiny_generator, method=method_config("wplus"), degradation=NoDegradation(), seed=0,
-                             lpips=None)
+    module = InversionModule(
+        tiny_generator, method=method_config("wplus"), degradation=NoDegradation(), seed=0, lpips=None
+    )
 
     class Bar:
         total, updates = 10, 0

@@ -31,7 +31,7 @@ def real_images(count: int = 6, size: int = 16) -> torch.Tensor:
         photo = photos[index % len(photos)]
         side = min(photo.shape[:2]) // 2
         top = (index // len(photos)) * side // 2
-        crop = Image.fromarray(photo[top:top + side, :side]).resize((size, size), Image.Resampling.LANCZOS)
+        crop = Image.fromarray(photo[top : top + side, :side]).resize((size, size), Image.Resampling.LANCZOS)
         crops.append(np.asarray(crop))
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
@@ -151,25 +151,46 @@ def test_image_grid_tiles_in_rows() -> None:
 
 
 # ------------------------------------------------------------------ the Lightning module
-def fit(out_dir: Path, *, steps: int, resume: Path | None = None, crash_at: int | None = None,
-        pl_weight: float = 0.0):
+def fit(out_dir: Path, *, steps: int, resume: Path | None = None, crash_at: int | None = None, pl_weight: float = 0.0):
     import pytorch_lightning as pl
 
     from sphinx.lit.gan import GANModule
 
     generator, discriminator = tiny_pair(seed=0)
-    module = GANModule(generator, discriminator, real_images(6), augment=DiffAugment(), out_dir=out_dir,
-                       steps=steps, batch_size=4, r1_every=2, pl_weight=pl_weight, pl_every=2,
-                       sample_every=2, checkpoint_every=2, log_every=1, num_samples=4, seed=3,
-                       resume=resume, latent_avg_samples=64)
+    module = GANModule(
+        generator,
+        discriminator,
+        real_images(6),
+        augment=DiffAugment(),
+        out_dir=out_dir,
+        steps=steps,
+        batch_size=4,
+        r1_every=2,
+        pl_weight=pl_weight,
+        pl_every=2,
+        sample_every=2,
+        checkpoint_every=2,
+        log_every=1,
+        num_samples=4,
+        seed=3,
+        resume=resume,
+        latent_avg_samples=64,
+    )
 
     class Kill(pl.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if int(batch) == crash_at:
                 raise RuntimeError("simulated kill")
 
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, enable_progress_bar=False, callbacks=[Kill()])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        callbacks=[Kill()],
+    )
     trainer.fit(module)
     return module
 
@@ -207,8 +228,11 @@ def test_killed_run_resumes_at_the_saved_step_with_identical_state(tmp_path: Pat
     resumed = fit(tmp_path / "resumed", steps=6, resume=checkpoint)
     assert resumed.step == 6
     assert resumed.history["step"] == whole.history["step"]
-    for ours, theirs in [(resumed.generator_ema, whole.generator_ema), (resumed.generator, whole.generator),
-                         (resumed.discriminator, whole.discriminator)]:
+    for ours, theirs in [
+        (resumed.generator_ema, whole.generator_ema),
+        (resumed.generator, whole.generator),
+        (resumed.discriminator, whole.discriminator),
+    ]:
         for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
             assert torch.equal(a, b), name
     optimizer_state = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["g_optim"]
@@ -226,11 +250,24 @@ def test_resume_refuses_a_different_architecture(tmp_path: Path) -> None:
     fit(tmp_path, steps=2)
     torch.manual_seed(0)
     wider = Generator(16, 32, 2, channels={4: 32, 8: 32, 16: 8})
-    module = GANModule(wider, Discriminator(16, channels=TINY_CHANNELS), real_images(4), augment=None,
-                       out_dir=tmp_path / "other", steps=4, batch_size=2,
-                       resume=tmp_path / "checkpoints" / "last.pt")
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    module = GANModule(
+        wider,
+        Discriminator(16, channels=TINY_CHANNELS),
+        real_images(4),
+        augment=None,
+        out_dir=tmp_path / "other",
+        steps=4,
+        batch_size=2,
+        resume=tmp_path / "checkpoints" / "last.pt",
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with pytest.raises(CheckpointError, match="architecture"):
         trainer.fit(module)
 

@@ -6,24 +6,32 @@ from types import MappingProxyType
 
 from sphinx.errors import ConfigError
 from sphinx.inversion.methods.base import Method, MethodConfig, ParamGroup, Stage
-from sphinx.inversion.methods.latent import (ProjectW, ProjectWPlus, ProjectWPlusNoise, WConfig, WPlusConfig,
-                                             WPlusNoiseConfig)
+from sphinx.inversion.methods.latent import (
+    ProjectW,
+    ProjectWPlus,
+    ProjectWPlusNoise,
+    WConfig,
+    WPlusConfig,
+    WPlusNoiseConfig,
+)
 from sphinx.inversion.methods.pti import PivotalTuning, PTIConfig
 from sphinx.inversion.methods.sphinx import Sphinx, SphinxConfig
 
 # name -> (config class, the defaults this variant changes); conf/run/method/<name>.yaml says the same.
 # In the order tables list them.
-METHODS = MappingProxyType({
-    "sphinx": (SphinxConfig, {}),
-    # Ours, not the authors': full SPHInX with the content head started at G's constant input.
-    "sphinx_warm": (SphinxConfig, {"content_init": "constant"}),
-    "sphinx_ps": (SphinxConfig, {"content_head": False, "optimize_noise": False}),
-    "sphinx_ps_pc": (SphinxConfig, {"content_head": True, "optimize_noise": False}),
-    "w": (WConfig, {}),
-    "wplus": (WPlusConfig, {}),
-    "wplus_noise": (WPlusNoiseConfig, {}),
-    "pti": (PTIConfig, {}),
-})
+METHODS = MappingProxyType(
+    {
+        "sphinx": (SphinxConfig, {}),
+        # Ours, not the authors': full SPHInX with the content head started at G's constant input.
+        "sphinx_warm": (SphinxConfig, {"content_init": "constant"}),
+        "sphinx_ps": (SphinxConfig, {"content_head": False, "optimize_noise": False}),
+        "sphinx_ps_pc": (SphinxConfig, {"content_head": True, "optimize_noise": False}),
+        "w": (WConfig, {}),
+        "wplus": (WPlusConfig, {}),
+        "wplus_noise": (WPlusNoiseConfig, {}),
+        "pti": (PTIConfig, {}),
+    }
+)
 
 
 def method_config(name: str, **options) -> MethodConfig:
@@ -39,6 +47,21 @@ def method_config(name: str, **options) -> MethodConfig:
     return config_class(**{**variant, **options, "name": name})
 
 
-__all__ = ["METHODS", "Method", "MethodConfig", "ParamGroup", "Stage", "Sphinx", "SphinxConfig", "ProjectW",
-           "WConfig", "ProjectWPlus", "WPlusConfig", "ProjectWPlusNoise", "WPlusNoiseConfig", "PivotalTuning",
-           "PTIConfig", "method_config"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodConfig",
+    "ParamGroup",
+    "Stage",
+    "Sphinx",
+    "SphinxConfig",
+    "ProjectW",
+    "WConfig",
+    "ProjectWPlus",
+    "WPlusConfig",
+    "ProjectWPlusNoise",
+    "WPlusNoiseConfig",
+    "PivotalTuning",
+    "PTIConfig",
+    "method_config",
+]

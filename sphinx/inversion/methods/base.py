@@ -24,8 +24,12 @@ if TYPE_CHECKING:
 STEP_FIELDS = ("steps", "noise_steps", "pivot_steps")
 # Loss weight pairs: without LPIPS, the MSE term of the same pair carries the loss.
 _LOSS_PAIRS = (("lpips_weight", "mse_weight"), ("pivot_lpips_weight", "pivot_mse_weight"))
-_KINDS = {bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
-          str: ((str,), "a string")}
+_KINDS = {
+    bool: ((bool,), "true or false"),
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+    str: ((str,), "a string"),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,8 +109,9 @@ class MethodConfig:
         known = {f.name for f in dataclasses.fields(cls)} - {"name"}
         unknown = sorted(set(options) - known - {"name"})
         if unknown:
-            raise ConfigError(f"method '{name}' has no option {', '.join(unknown)}; its options are "
-                              f"{', '.join(sorted(known))}")
+            raise ConfigError(
+                f"method '{name}' has no option {', '.join(unknown)}; its options are {', '.join(sorted(known))}"
+            )
 
 
 @dataclass(frozen=True)
@@ -259,36 +264,45 @@ class Method(ABC):
 
         Only for methods with ``latent_inputs``; their :meth:`render` is ``G.synthesis`` of these.
         """
-        raise ConfigError(f"method {self.config.name} has no W+ input to edit; use sphinx, its variants, w, "
-                          "wplus or wplus_noise")
+        raise ConfigError(
+            f"method {self.config.name} has no W+ input to edit; use sphinx, its variants, w, wplus or wplus_noise"
+        )
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The live per-image tensors (image axis first), named as in :meth:`state`."""
-        raise ConfigError(f"method {self.config.name} cannot start from a saved state; use sphinx, its "
-                          "variants, w, wplus or wplus_noise")
+        raise ConfigError(
+            f"method {self.config.name} cannot start from a saved state; use sphinx, its "
+            "variants, w, wplus or wplus_noise"
+        )
 
     @torch.no_grad()
     def restore(self, states: Sequence[InversionState]) -> None:
         """Start every image from its saved state (one per image, of this method) instead of from scratch."""
         for state in states:
             if state.method != self.config.name:
-                raise CheckpointError(f"inversion state of image {state.image_id} was made with method {state.method}; "
-                                      f"start method {self.config.name} from a state of the same method")
+                raise CheckpointError(
+                    f"inversion state of image {state.image_id} was made with method {state.method}; "
+                    f"start method {self.config.name} from a state of the same method"
+                )
         for name, tensor in self.tensors().items():
             missing = [s.image_id for s in states if name not in s.tensors]
             if missing:
-                raise ConfigError(f"saved state of image {missing[0]} has no tensor '{name}'; it was made with other "
-                                  f"options of method {self.config.name}")
+                raise ConfigError(
+                    f"saved state of image {missing[0]} has no tensor '{name}'; it was made with other "
+                    f"options of method {self.config.name}"
+                )
             tensor.copy_(torch.stack([s.tensors[name] for s in states]).to(tensor))
 
     @classmethod
     def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> GeneratorInputs:
         """The generator inputs ``[1, ...]`` that :meth:`render_state` renders."""
-        raise ConfigError(f"a method {config.name} state has no W+ input to edit; invert with sphinx, its "
-                          "variants, w, wplus or wplus_noise")
+        raise ConfigError(
+            f"a method {config.name} state has no W+ input to edit; invert with sphinx, its "
+            "variants, w, wplus or wplus_noise"
+        )
 
 
-_W_STATISTICS: "weakref.WeakKeyDictionary[Generator, dict]" = weakref.WeakKeyDictionary()
+_W_STATISTICS: weakref.WeakKeyDictionary[Generator, dict] = weakref.WeakKeyDictionary()
 W_STATISTICS_SEED = 123  # the StyleGAN2 projector's fixed RandomState(123)
 
 

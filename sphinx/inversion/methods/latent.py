@@ -10,8 +10,15 @@ import torch
 
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.methods.base import (GeneratorInputs, Method, MethodConfig, ParamGroup, Stage, broadcast_rows,
-                                           w_statistics)
+from sphinx.inversion.methods.base import (
+    GeneratorInputs,
+    Method,
+    MethodConfig,
+    ParamGroup,
+    Stage,
+    broadcast_rows,
+    w_statistics,
+)
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import jitter_scale
 from sphinx.utils.seeding import StepDraws
@@ -64,24 +71,38 @@ class ProjectW(Method):
         mean, self.w_std = w_statistics(generator, config.w_avg_samples)
         self.w = mean[None].expand(len(self.ids), -1).clone().requires_grad_()  # [B, style_dim]
         self.noise = NoiseMaps(self.ids, generator.noise_resolutions, seed=seed, device=self.device)
-        self.jitter = StepDraws((generator.style_dim,), self.ids, seed, "w_jitter", device=self.device,
-                                limit=config.steps)  # [B, style_dim] per step
+        self.jitter = StepDraws(
+            (generator.style_dim,), self.ids, seed, "w_jitter", device=self.device, limit=config.steps
+        )  # [B, style_dim] per step
 
     def stages(self) -> list[Stage]:
         c = self.config
-        groups = (ParamGroup((self.w,), c.lr, scheduled=True),
-                  ParamGroup(tuple(self.noise.parameters()), c.lr, scheduled=True))
-        return [Stage("w", c.steps, groups, lpips_weight=c.lpips_weight, mse_weight=c.mse_weight,
-                      rampup=c.rampup, rampdown=c.rampdown)]
+        groups = (
+            ParamGroup((self.w,), c.lr, scheduled=True),
+            ParamGroup(tuple(self.noise.parameters()), c.lr, scheduled=True),
+        )
+        return [
+            Stage(
+                "w",
+                c.steps,
+                groups,
+                lpips_weight=c.lpips_weight,
+                mse_weight=c.mse_weight,
+                rampup=c.rampup,
+                rampdown=c.rampdown,
+            )
+        ]
 
     def inputs(self, stage: Stage | None, step: int, progress: float) -> GeneratorInputs:
         if stage is None:
             return GeneratorInputs(broadcast_rows(self.w, self.generator.n_latent), self.noise.maps)
         c = self.config
-        scale = jitter_scale(progress, w_std=self.w_std, initial_factor=c.initial_noise_factor,
-                             ramp_length=c.noise_ramp_length)
-        return GeneratorInputs(broadcast_rows(self.w + self.jitter(step) * scale, self.generator.n_latent),
-                               self.noise.maps)
+        scale = jitter_scale(
+            progress, w_std=self.w_std, initial_factor=c.initial_noise_factor, ramp_length=c.noise_ramp_length
+        )
+        return GeneratorInputs(
+            broadcast_rows(self.w + self.jitter(step) * scale, self.generator.n_latent), self.noise.maps
+        )
 
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
         return self.synthesize(self.inputs(stage, step, progress))
@@ -148,8 +169,15 @@ class ProjectWPlus(Method):
 
     def stages(self) -> list[Stage]:
         c = self.config
-        return [Stage("w+", c.steps, (ParamGroup((self.w_plus,), c.lr, scheduled=False),),
-                      lpips_weight=c.lpips_weight, mse_weight=c.mse_weight)]
+        return [
+            Stage(
+                "w+",
+                c.steps,
+                (ParamGroup((self.w_plus,), c.lr, scheduled=False),),
+                lpips_weight=c.lpips_weight,
+                mse_weight=c.mse_weight,
+            )
+        ]
 
     def inputs(self, stage: Stage | None, step: int, progress: float) -> GeneratorInputs:
         return GeneratorInputs(self.w_plus, self.noise)
@@ -227,10 +255,22 @@ class ProjectWPlusNoise(ProjectWPlus):
 
     def stages(self) -> list[Stage]:
         c = self.config
-        return [Stage("w+", c.steps - c.noise_steps, (ParamGroup((self.w_plus,), c.lr, scheduled=False),),
-                      lpips_weight=c.lpips_weight, mse_weight=c.mse_weight),
-                Stage("noise", c.noise_steps, (ParamGroup(tuple(self.noise), c.lr, scheduled=False),),
-                      lpips_weight=c.lpips_weight, mse_weight=c.mse_weight)]
+        return [
+            Stage(
+                "w+",
+                c.steps - c.noise_steps,
+                (ParamGroup((self.w_plus,), c.lr, scheduled=False),),
+                lpips_weight=c.lpips_weight,
+                mse_weight=c.mse_weight,
+            ),
+            Stage(
+                "noise",
+                c.noise_steps,
+                (ParamGroup(tuple(self.noise), c.lr, scheduled=False),),
+                lpips_weight=c.lpips_weight,
+                mse_weight=c.mse_weight,
+            ),
+        ]
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {**super().tensors(), **{f"noise.{i}": n for i, n in enumerate(self.noise)}}

@@ -101,28 +101,53 @@ class PivotalTuning(Method):
         self.w = mean[None].clone().requires_grad_()  # [1, style_dim]
         self.noise = NoiseMaps(self.ids, generator.noise_resolutions, seed=seed, device=self.device)
         # Only synthesis weights can change the image rendered from a fixed pivot.
-        self.delta = {name: torch.zeros_like(p, requires_grad=True)
-                      for name, p in generator.named_parameters() if not name.startswith("style.")}
-        self.jitter = StepDraws((generator.style_dim,), self.ids, seed, "w_jitter", device=self.device,
-                                limit=config.pivot_steps)  # [B, style_dim] per pivot step
-        self.locality_z = StepDraws((generator.style_dim,), self.ids, seed, "locality", device=self.device,
-                                    limit=config.pivot_steps + config.steps)  # [B, style_dim] per tuning step
+        self.delta = {
+            name: torch.zeros_like(p, requires_grad=True)
+            for name, p in generator.named_parameters()
+            if not name.startswith("style.")
+        }
+        self.jitter = StepDraws(
+            (generator.style_dim,), self.ids, seed, "w_jitter", device=self.device, limit=config.pivot_steps
+        )  # [B, style_dim] per pivot step
+        self.locality_z = StepDraws(
+            (generator.style_dim,),
+            self.ids,
+            seed,
+            "locality",
+            device=self.device,
+            limit=config.pivot_steps + config.steps,
+        )  # [B, style_dim] per tuning step
 
     def stages(self) -> list[Stage]:
         c = self.config
-        pivot = Stage("pivot", c.pivot_steps,
-                      (ParamGroup((self.w,), c.pivot_lr, scheduled=True),
-                       ParamGroup(tuple(self.noise.parameters()), c.pivot_lr, scheduled=True)),
-                      lpips_weight=c.pivot_lpips_weight, mse_weight=c.pivot_mse_weight, rampup=0.05, rampdown=0.25)
-        tune = Stage("tune", c.steps, (ParamGroup(tuple(self.delta.values()), c.lr, scheduled=False),),
-                     lpips_weight=c.lpips_weight, mse_weight=c.mse_weight, lpips_stop=c.lpips_threshold)
+        pivot = Stage(
+            "pivot",
+            c.pivot_steps,
+            (
+                ParamGroup((self.w,), c.pivot_lr, scheduled=True),
+                ParamGroup(tuple(self.noise.parameters()), c.pivot_lr, scheduled=True),
+            ),
+            lpips_weight=c.pivot_lpips_weight,
+            mse_weight=c.pivot_mse_weight,
+            rampup=0.05,
+            rampdown=0.25,
+        )
+        tune = Stage(
+            "tune",
+            c.steps,
+            (ParamGroup(tuple(self.delta.values()), c.lr, scheduled=False),),
+            lpips_weight=c.lpips_weight,
+            mse_weight=c.mse_weight,
+            lpips_stop=c.lpips_threshold,
+        )
         return [pivot, tune]
 
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
         g, c = self.generator, self.config
         if stage.name == "pivot":
-            scale = jitter_scale(progress, w_std=self.w_std, initial_factor=c.initial_noise_factor,
-                                 ramp_length=c.noise_ramp_length)
+            scale = jitter_scale(
+                progress, w_std=self.w_std, initial_factor=c.initial_noise_factor, ramp_length=c.noise_ramp_length
+            )
             return self.synthesis(broadcast_rows(self.w + self.jitter(step) * scale, g.n_latent), noise=self.noise.maps)
         # As in PTI, tuning renders the pivot with the generator's stored noise.
         return _tuned_synthesis(g, self.delta, broadcast_rows(self.w.detach(), g.n_latent))

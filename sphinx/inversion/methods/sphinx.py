@@ -77,15 +77,18 @@ class SphinxConfig(MethodConfig):
     content_init_scale: float | None = None
 
     def check(self) -> None:
-        for option, value, choices in (("schedule", self.schedule, SCHEDULES),
-                                       ("style_init", self.style_init, STYLE_INITS),
-                                       ("content_init", self.content_init, CONTENT_INITS)):
+        for option, value, choices in (
+            ("schedule", self.schedule, SCHEDULES),
+            ("style_init", self.style_init, STYLE_INITS),
+            ("content_init", self.content_init, CONTENT_INITS),
+        ):
             if value not in choices:
                 raise ConfigError(f"method.{option} must be one of {', '.join(choices)}, got '{value}'")
         for option in ("style_init_scale", "content_init_scale"):
             value = getattr(self, option)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not 0 <= value < float("inf")):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf")
+            ):
                 raise ConfigError(f"method.{option} must be non-negative (or null for the default), got {value!r}")
         if self.bottleneck < 1:
             raise ConfigError(f"method.bottleneck must be at least 1, got {self.bottleneck}")
@@ -114,30 +117,51 @@ class Sphinx(Method):
         g = generator
         style_anchor = w_statistics(g, W_AVG_SAMPLES)[0] if config.style_init == "w_avg" else None
         self.style_head = StyleHead.initialize(
-            self.ids, g.n_latent, g.style_dim, seed=seed, bottleneck=config.bottleneck, device=self.device,
-            anchor=style_anchor, output_scale=_init_scale(config.style_init_scale, style_anchor))
+            self.ids,
+            g.n_latent,
+            g.style_dim,
+            seed=seed,
+            bottleneck=config.bottleneck,
+            device=self.device,
+            anchor=style_anchor,
+            output_scale=_init_scale(config.style_init_scale, style_anchor),
+        )
         content_anchor = g.input.input[0] if config.content_init == "constant" else None  # [C4, 4, 4]
-        self.content_head = ContentHead.initialize(
-            self.ids, g.channels[4], seed=seed, device=self.device, anchor=content_anchor,
-            output_scale=_init_scale(config.content_init_scale, content_anchor)) if config.content_head else None
-        self.noise = NoiseMaps(self.ids, g.noise_resolutions, seed=seed, device=self.device) \
-            if config.optimize_noise else None
+        self.content_head = (
+            ContentHead.initialize(
+                self.ids,
+                g.channels[4],
+                seed=seed,
+                device=self.device,
+                anchor=content_anchor,
+                output_scale=_init_scale(config.content_init_scale, content_anchor),
+            )
+            if config.content_head
+            else None
+        )
+        self.noise = (
+            NoiseMaps(self.ids, g.noise_resolutions, seed=seed, device=self.device) if config.optimize_noise else None
+        )
         # The reported image comes from one fixed draw per image, stored with its state.
         self.final_z = self._draw_z("final")
         self.final_s = self._draw_s("final")
-        self.vicinal_z = StepDraws((g.n_latent, g.style_dim), self.ids, seed, "vicinal_z", device=self.device,
-                                   limit=config.steps)  # [B, n_latent, style_dim] per step
-        self.vicinal_s = StepDraws(CONTENT_INPUT_SHAPE, self.ids, seed, "vicinal_s", device=self.device,
-                                   limit=config.steps)  # [B, 8, 4, 4] per step
+        self.vicinal_z = StepDraws(
+            (g.n_latent, g.style_dim), self.ids, seed, "vicinal_z", device=self.device, limit=config.steps
+        )  # [B, n_latent, style_dim] per step
+        self.vicinal_s = StepDraws(
+            CONTENT_INPUT_SHAPE, self.ids, seed, "vicinal_s", device=self.device, limit=config.steps
+        )  # [B, 8, 4, 4] per step
 
     def _draw_z(self, *stream) -> torch.Tensor:
         g = self.generator
-        return per_image_randn((g.n_latent, g.style_dim), self.ids, self.seed, "vicinal_z", *stream,
-                               device=self.device)  # [B, n_latent, style_dim]
+        return per_image_randn(
+            (g.n_latent, g.style_dim), self.ids, self.seed, "vicinal_z", *stream, device=self.device
+        )  # [B, n_latent, style_dim]
 
     def _draw_s(self, *stream) -> torch.Tensor:
-        return per_image_randn(CONTENT_INPUT_SHAPE, self.ids, self.seed, "vicinal_s", *stream,
-                               device=self.device)  # [B, 8, 4, 4]
+        return per_image_randn(
+            CONTENT_INPUT_SHAPE, self.ids, self.seed, "vicinal_s", *stream, device=self.device
+        )  # [B, 8, 4, 4]
 
     def stages(self) -> list[Stage]:
         c = self.config
@@ -147,8 +171,17 @@ class Sphinx(Method):
             groups.append(ParamGroup(tuple(self.content_head.parameters()), c.lr, scheduled=ramp_all))
         if self.noise is not None:
             groups.append(ParamGroup(tuple(self.noise.parameters()), c.lr, scheduled=ramp_all))
-        return [Stage("sphinx", c.steps, tuple(groups), lpips_weight=c.lpips_weight, mse_weight=c.mse_weight,
-                      rampup=c.rampup, rampdown=c.rampdown)]
+        return [
+            Stage(
+                "sphinx",
+                c.steps,
+                tuple(groups),
+                lpips_weight=c.lpips_weight,
+                mse_weight=c.mse_weight,
+                rampup=c.rampup,
+                rampdown=c.rampdown,
+            )
+        ]
 
     def _inputs(self, z: torch.Tensor, s: torch.Tensor) -> GeneratorInputs:
         content = self.content_head(s) if self.content_head is not None else None
@@ -190,10 +223,12 @@ class Sphinx(Method):
         return cls.state_inputs(generator, tensors, config).render(generator)
 
     @classmethod
-    def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor],
-                     config: SphinxConfig) -> GeneratorInputs:
+    def state_inputs(
+        cls, generator: Generator, tensors: dict[str, torch.Tensor], config: SphinxConfig
+    ) -> GeneratorInputs:
         ws = StyleHead.from_states([tensors])(tensors["final_z"][None])
         content = ContentHead.from_states([tensors])(tensors["final_s"][None]) if config.content_head else None
-        noise = [tensors[f"noise.{i}"][None] for i in range(generator.num_noise_layers)] \
-            if config.optimize_noise else None
+        noise = (
+            [tensors[f"noise.{i}"][None] for i in range(generator.num_noise_layers)] if config.optimize_noise else None
+        )
         return GeneratorInputs(ws, noise, content)

@@ -38,8 +38,14 @@ def main() -> None:
     torch.set_num_threads(1)
     generator, images, lpips = golden_inputs()
     result = invert(generator, images, IDS, method="sphinx", lpips=lpips, steps=STEPS, seed=5)
-    torch.save({"loss_history": result.loss_history, "reconstructions": result.reconstructions,
-                "vicinity_spread": result.vicinity_spread}, HERE / "sphinx_trajectory.pt")
+    torch.save(
+        {
+            "loss_history": result.loss_history,
+            "reconstructions": result.reconstructions,
+            "vicinity_spread": result.vicinity_spread,
+        },
+        HERE / "sphinx_trajectory.pt",
+    )
     print("loss at steps 0, 10, 29:", result.loss_history[[0, 10, 29]].tolist())
 
 
