@@ -38,20 +38,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    """What one ``sphinx.run`` or ``sphinx.edit`` job runs, built and checked from its config.
+    """The pieces one ``sphinx.run`` or ``sphinx.edit`` job runs, built and checked from its config.
 
-    Attributes:
-        run_dir: where its outputs go.
-        generator, dataset, degradation, method, lpips, execution: the built pieces (``lpips``
-            None: MSE only, and ``method`` adjusted to it).
-        edit: what ``sphinx.edit`` does with each image; None for ``sphinx.run``.
-        seed, batch_size, checkpoint_every: as configured.
-        fingerprint: what the run dir remembers to refuse a changed rerun (see
-            :mod:`sphinx.rundir.fingerprint`).
-        config: the resolved config, for the summary and the logger.
+    ``lpips`` None means MSE only (``method`` is adjusted to it); ``edit`` is None for
+    ``sphinx.run``; ``fingerprint`` is what the run dir remembers to refuse a changed rerun (see
+    :mod:`sphinx.rundir.fingerprint`).
     """
 
-    run_dir: Path
     generator: Generator
     dataset: object
     degradation: object
@@ -59,25 +52,14 @@ class Job:
     lpips: object
     execution: Execution
     edit: EditSpec | None
-    seed: int
-    batch_size: int
-    checkpoint_every: int
     fingerprint: dict
-    config: dict
-    generator_name: str
-    data_name: str
-    experiment: str | None
-    allow_config_change: bool
-    show_progress: bool
-    trainer_options: dict
 
 
-def build_job(cfg: DictConfig, run_dir: Path, *, edit: bool = False) -> Job:
+def build_job(cfg: DictConfig, *, edit: bool = False) -> Job:
     """Check every option of ``cfg`` and build the job's pieces, before any compute.
 
     Args:
         cfg: the composed config of ``sphinx.run`` (or of ``sphinx.edit`` with ``edit``).
-        run_dir: the run's folder.
         edit: build the ``edit`` group too.
 
     Raises:
@@ -90,43 +72,19 @@ def build_job(cfg: DictConfig, run_dir: Path, *, edit: bool = False) -> Job:
     method = build_method(cfg, batch_size=cfg.batch_size)
     spec = build_edit(cfg, generator, list(dataset.ids), method, degradation.name) if edit else None
     lpips = build_lpips(cfg)
-    if lpips is None:
-        method = method.without_lpips()
+    method = method if lpips is not None else method.without_lpips()
     execution = build_execution(cfg)
-    container = lambda node: OmegaConf.to_container(node, resolve=True)
+    settings = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("generator", "degradation", "data")}
     fingerprint = run_fingerprint(
-        generator=container(cfg.generator),
+        **settings,
         architecture=describe(generator),
         method=method,
-        degradation=container(cfg.degradation),
         seed=cfg.seed,
-        data=container(cfg.data),
+        execution=execution,
         lpips=cfg.lpips.net if lpips is not None else None,
-        execution=execution,
-        edit=container(cfg.edit) if edit else None,
+        edit=OmegaConf.to_container(cfg.edit, resolve=True) if edit else None,
     )
-    target = cfg.data.get("_target_", "")
-    return Job(
-        run_dir=run_dir,
-        generator=generator,
-        dataset=dataset,
-        degradation=degradation,
-        method=method,
-        lpips=lpips,
-        execution=execution,
-        edit=spec,
-        seed=int(cfg.seed),
-        batch_size=int(cfg.batch_size),
-        checkpoint_every=int(cfg.checkpoint_every),
-        fingerprint=fingerprint,
-        config=container(cfg),
-        generator_name=f"{cfg.generator.source} ({describe(generator)})",
-        data_name=str(cfg.data.path) if target.endswith("ImageFolder") else "bundled samples",
-        experiment=cfg.experiment_name,
-        allow_config_change=bool(cfg.allow_config_change),
-        show_progress=bool(cfg.trainer.get("enable_progress_bar", True)),
-        trainer_options=trainer_options(cfg),
-    )
+    return Job(generator, dataset, degradation, method, lpips, execution, spec, fingerprint)
 
 
 def build_training(cfg: DictConfig, out_dir: str | Path):

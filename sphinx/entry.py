@@ -18,13 +18,18 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sphinx.configs import config_dir
 from sphinx.errors import ConfigError, RunInterrupted, SphinxError
+from sphinx.generators.loading import describe
 from sphinx.rundir.signals import StopSignals, exit_status
 
 log = logging.getLogger("sphinx")
+MULTIRUN_DDP = (
+    "a Hydra multirun cannot launch Lightning DDP (its ranks would re-run the sweep); run each configuration "
+    "as its own job, or use the submitit launcher"
+)
 
 
 def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], object]) -> Callable[[], None]:
@@ -64,15 +69,11 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     stop = StopSignals()
     stop.install()
-    options = build.trainer_options(cfg)
-    if HydraConfig.get().mode == RunMode.MULTIRUN and (
-        options.get("strategy") not in (None, "auto") or options.get("devices") not in (1, "1")
-    ):
-        raise ConfigError(
-            "a Hydra multirun cannot launch Lightning DDP (its ranks would re-run the sweep); "
-            "run each configuration as its own job, or use the submitit launcher"
-        )
-    job = build.build_job(cfg, run_dir, edit=edit)
+    trainer_options = build.trainer_options(cfg)
+    one_process = trainer_options.get("strategy") in (None, "auto") and trainer_options.get("devices") in (1, "1")
+    if HydraConfig.get().mode == RunMode.MULTIRUN and not one_process:
+        raise ConfigError(MULTIRUN_DDP)
+    job = build.build_job(cfg, edit=edit)
     # Lightning only now: it takes seconds to import, and a bad path or config fails above without it
     import pytorch_lightning as pl
     from pytorch_lightning.utilities import rank_zero_only
@@ -86,66 +87,53 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
     from sphinx.rundir.writer import EditWriter, OutputWriter
 
     first_rank = rank_zero_only.rank == 0  # the trainer does not exist yet; DDP ranks rerun this function
-    check_resume(run_dir, job.fingerprint, allow_change=job.allow_config_change, write=first_rank)
-    if first_rank:
-        removed = remove_temporaries(run_dir)  # left by writes that a kill cut short
-        if removed:
-            log.info("removed %d temporary files of interrupted writes in %s", removed, run_dir)
-    names = dict(method=job.method.name, degradation=job.degradation.name, generator=str(cfg.generator.source))
+    check_resume(run_dir, job.fingerprint, allow_change=bool(cfg.allow_config_change), write=first_rank)
+    if first_rank and (removed := remove_temporaries(run_dir)):  # left by writes that a kill cut short
+        log.info("removed %d temporary files of interrupted writes in %s", removed, run_dir)
+    method, degradation, ids = job.method, job.degradation, list(job.dataset.ids)
+    names = dict(method=method.name, degradation=degradation.name, generator=str(cfg.generator.source))
     writer = (
-        EditWriter(run_dir, **names, edit=job.edit, generator_network=job.generator)
-        if edit
-        else OutputWriter(run_dir, **names)
+        EditWriter(run_dir, **names, edit=job.edit, network=job.generator) if edit else OutputWriter(run_dir, **names)
     )
-    done = writer.done_ids()
-    if done:
-        log.info(
-            "resuming in %s: %d of %d images already done",
-            run_dir,
-            len(done & set(job.dataset.ids)),
-            len(job.dataset.ids),
-        )
-    what = (
-        f"edit {job.edit.kind}, method {job.method.name}"
-        if edit
-        else f"method {job.method.name}, degradation {job.degradation.name}"
-    )
-    log.info("%s, %d images, generator %s", what, len(job.dataset.ids), job.generator_name)
+    if done := writer.done_ids():
+        log.info("resuming in %s: %d of %d images already done", run_dir, len(done & set(ids)), len(ids))
+    what = f"edit {job.edit.kind}" if edit else f"degradation {degradation.name}"
+    generator = f"{cfg.generator.source} ({describe(job.generator)})"
+    log.info("method %s, %s, %d images, generator %s", method.name, what, len(ids), generator)
 
-    logger = build.build_logger(
-        cfg,
-        run_dir=run_dir,
-        method=job.method.name,
-        degradation=f"edit-{job.edit.kind}" if edit else job.degradation.name,
-    )
+    label = f"edit-{job.edit.kind}" if edit else degradation.name
+    logger = build.build_logger(cfg, run_dir=run_dir, method=method.name, degradation=label)
     trainer = pl.Trainer(
-        **job.trainer_options, logger=logger, default_root_dir=str(run_dir), callbacks=[WriteImages(writer)]
+        **trainer_options, logger=logger, default_root_dir=str(run_dir), callbacks=[WriteImages(writer)]
     )
+    checkpoints = lambda batch: BatchCheckpoint(
+        writer.inflight_path(batch), every=int(cfg.checkpoint_every), stop_requested=stop.requested
+    )
+    earlier = [record for record in writer.records() if record["image"] in done]
     common = dict(
-        method=job.method,
-        degradation=job.degradation,
-        seed=job.seed,
+        method=method,
+        degradation=degradation,
+        seed=int(cfg.seed),
         lpips=job.lpips,
-        progress=job.show_progress,
-        earlier=[r for r in writer.records() if r["image"] in done],
+        earlier=earlier,
+        progress=bool(cfg.trainer.get("enable_progress_bar", True)),
+        checkpoints=checkpoints,
         stop=stop,
         execution=job.execution,
-        checkpoints=lambda ids: BatchCheckpoint(
-            writer.inflight_path(ids), every=job.checkpoint_every, stop_requested=stop.requested
-        ),
     )
     module = EditModule(job.generator, edit=job.edit, **common) if edit else InversionModule(job.generator, **common)
-    trainer.test(
-        module, datamodule=InversionDataModule(job.dataset, batch_size=job.batch_size, done=done), verbose=False
-    )
+    data = InversionDataModule(job.dataset, batch_size=int(cfg.batch_size), done=done)
+    trainer.test(module, datamodule=data, verbose=False)
     if stop.received:  # it came after the last step of the last batch: the records are complete
         raise RunInterrupted(stop.received)
     trainer.strategy.barrier()
     if not trainer.is_global_zero:
         return None
-    rows = writer.morph_pairs(list(job.dataset.ids)) if edit and job.edit.kind == "morph" else None
+    rows = writer.morph_pairs(ids) if edit and job.edit.kind == "morph" else None
+    data_name = str(cfg.data.path) if cfg.data.get("_target_", "").endswith("ImageFolder") else "bundled samples"
+    config = OmegaConf.to_container(cfg, resolve=True)
     summary = writer.finalize(
-        config=job.config, experiment=job.experiment, data=job.data_name, steps=job.method.step_counts(), rows=rows
+        config=config, experiment=cfg.experiment_name, data=data_name, steps=method.step_counts(), rows=rows
     )
     log_results(logger, writer.run_dir / "results.csv", summary)
     _print_summary(summary, run_dir)

@@ -319,21 +319,14 @@ class EditWriter(OutputWriter):
     Args:
         run_dir, method, degradation, generator: as for :class:`OutputWriter`.
         edit: what the run does with each image.
-        generator_network: the generator that renders the frames.
+        network: the generator that renders the frames.
     """
 
     def __init__(
-        self,
-        run_dir: str | os.PathLike,
-        *,
-        method: str,
-        degradation: str,
-        generator: str,
-        edit: EditSpec,
-        generator_network,
+        self, run_dir: str | os.PathLike, *, method: str, degradation: str, generator: str, edit: EditSpec, network
     ) -> None:
         super().__init__(run_dir, method=method, degradation=degradation, generator=generator)
-        self.edit, self.network = edit, generator_network
+        self.edit, self.network = edit, network
 
     def write_record(self, image_id: str, position: int, fields: dict) -> None:
         super().write_record(image_id, position, {"edit": self.edit.kind, **fields})
