@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,10 +23,8 @@ from sphinx.editing.latents import render_shifted, shifted_inputs, state_inputs
 from sphinx.editing.transforms import Transform, build_transform, check_factors
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators.stylegan2 import Generator
-from sphinx.inversion.batch_checkpoint import BatchCheckpoint
 from sphinx.inversion.curves import QualityCurve
-from sphinx.inversion.execution import Execution
-from sphinx.inversion.loop import InversionResult, StepReport, invert, resolve_method
+from sphinx.inversion.loop import InversionResult, invert, resolve_method
 from sphinx.inversion.methods.base import Method, MethodConfig, ParamGroup, Stage
 from sphinx.inversion.objective import ReconstructionLoss
 from sphinx.inversion.state import InversionState
@@ -38,6 +36,8 @@ FACTORS_KEY = "attribute.factors"
 MONO_WEIGHT = 0.5  # the authors' --mono_weight
 MARGIN = 2.0  # the authors' hinge margin
 ATTRIBUTE_LR = 1e-3  # the authors' attribute parameter group: Adam's default lr, never ramped
+# learn_attribute's keywords that are invert's own rather than the method's
+INVERT_OPTIONS = ("seed", "lpips", "callback", "checkpoint", "execution", "initial_states", "record_curve")
 
 
 def monotonicity_hinge(alphas: torch.Tensor, *, margin: float = MARGIN) -> torch.Tensor:
@@ -320,12 +320,6 @@ class AttributeLearning(Method):
         """The latent method's: a state with the attribute's tensors re-renders and edits as that method's."""
         return self.latent.config
 
-    @classmethod
-    def render_state(
-        cls, generator: Generator, tensors: dict[str, torch.Tensor], config: AttributeConfig
-    ) -> torch.Tensor:
-        return config.latent.implementation.render_state(generator, tensors, config.latent)
-
 
 def learn_attribute(
     generator: Generator,
@@ -335,17 +329,10 @@ def learn_attribute(
     transform: Transform | str,
     factors: Sequence[float],
     method: MethodConfig | str = "sphinx",
-    seed: int = 0,
-    lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    initial_states: Sequence[InversionState] | None = None,
     mono_weight: float = MONO_WEIGHT,
     margin: float = MARGIN,
     attribute_lr: float = ATTRIBUTE_LR,
-    callback: Callable[[StepReport], None] | None = None,
-    checkpoint: BatchCheckpoint | None = None,
-    execution: Execution | None = None,
-    record_curve: bool = True,
-    **overrides,
+    **options,
 ) -> AttributeResult:
     """Learn one attribute direction per image jointly with its inversion, through :func:`invert`.
 
@@ -356,13 +343,12 @@ def learn_attribute(
         transform, factors, mono_weight, margin, attribute_lr: see :class:`AttributeConfig`.
         method: any method with a W+ input, as a config or a name: sphinx (default), sphinx_warm,
             sphinx_ps, sphinx_ps_pc, w, wplus, wplus_noise.
-        seed: run seed; the direction's initial draw comes from (seed, image id).
-        lpips: the perceptual distance ``(x, y) -> [B]``; built (LPIPS-VGG) when a stage needs it.
-        initial_states: start each image's inversion from its saved state (same method and
-            generator) instead of from scratch.
-        callback, checkpoint, execution, record_curve: as for :func:`invert` (the curve scores
-            the inversion's own image, the walk's frame at alpha = 0).
-        **overrides: with a method name, its hyperparameters (``steps``, ``lr``, ...).
+        **options: :func:`invert`'s own keywords (``seed``: the direction's initial draw comes
+            from (seed, image id) too; ``lpips``, ``callback``, ``checkpoint``, ``execution``,
+            ``record_curve``: the curve scores the inversion's own image, the walk's frame at
+            alpha = 0; ``initial_states``: start each image's inversion from its saved state of
+            the same method and generator); with a method name, the others are its
+            hyperparameters (``steps``, ``lr``, ...).
 
     Returns:
         An :class:`AttributeResult`.
@@ -372,27 +358,11 @@ def learn_attribute(
         CheckpointError: initial states of another method or generator.
         ImageError: targets of the wrong shape, type or range.
     """
-    config = AttributeConfig(
-        latent=resolve_method(method, overrides),
-        transform=transform,
-        factors=tuple(factors),
-        mono_weight=mono_weight,
-        margin=margin,
-        attribute_lr=attribute_lr,
-    )
-    result = invert(
-        generator,
-        targets,
-        ids,
-        method=config,
-        seed=seed,
-        lpips=lpips,
-        callback=callback,
-        checkpoint=checkpoint,
-        execution=execution,
-        initial_states=initial_states,
-        record_curve=record_curve,
-    )
+    run = {key: options.pop(key) for key in INVERT_OPTIONS if key in options}
+    latent = resolve_method(method, options)
+    attribute = dict(transform=transform, factors=tuple(factors), mono_weight=mono_weight, margin=margin)
+    config = AttributeConfig(latent=latent, **attribute, attribute_lr=attribute_lr)
+    result = invert(generator, targets, ids, method=config, **run)
     return AttributeResult.of(generator, result, targets, config)
 
 

@@ -168,17 +168,7 @@ def invert(
     if initial_states is not None:
         _check_initial_states(initial_states, generator, len(ids))
     batch = _Batch(
-        generator,
-        targets,
-        bad_target,
-        ids,
-        config,
-        degradation=degradation,
-        seed=seed,
-        lpips=lpips,
-        execution=execution,
-        record_curve=record_curve,
-        initial_states=initial_states,
+        generator, targets, bad_target, ids, config, degradation, seed, lpips, execution, record_curve, initial_states
     )
 
     # Resume: a checkpoint of this very batch puts parameters, Adam and records back where they were.
@@ -230,7 +220,6 @@ class _Batch:
         bad_target: torch.Tensor,
         ids: list[str],
         config: MethodConfig,
-        *,
         degradation: Degradation,
         seed: int,
         lpips,

@@ -169,21 +169,8 @@ class OutputWriter:
 
     def write_failure(self, image_id: str, position: int, reason: str, *, retry: bool = False) -> None:
         """The record of an image that failed: ``retry`` when its batch crashed, not the image."""
-        self.write_record(
-            image_id,
-            position,
-            {
-                "psnr": None,
-                "ssim": None,
-                "lpips": None,
-                "vicinity_spread": None,
-                "steps": 0,
-                "seconds": 0.0,
-                "status": "failed",
-                "message": reason,
-                "retry": retry,
-            },
-        )
+        failed = {**dict.fromkeys(METRICS), "steps": 0, "seconds": 0.0, "status": "failed", "message": reason}
+        self.write_record(image_id, position, {**failed, "retry": retry})
 
     def write_batch(self, batch: BatchOutcome) -> None:
         """Every file of a batch's images: pictures, states and records (failures included); then

@@ -222,16 +222,8 @@ def test_attribute_learning_can_start_from_a_saved_inversion(generator, own_imag
 def test_attribute_learning_runs_through_invert_and_so_resumes_a_stopped_batch_exactly(generator, own_images, tmp_path):
     from sphinx.inversion.batch_checkpoint import BatchCheckpoint, RunInterrupted
 
-    common = dict(
-        transform="rotate",
-        factors=(0, 10, 20),
-        method="w",
-        steps=6,
-        seed=2,
-        lpips_weight=0.0,
-        mse_weight=1.0,
-        w_avg_samples=64,
-    )
+    w_options = dict(steps=6, lpips_weight=0.0, mse_weight=1.0, w_avg_samples=64)
+    common = dict(transform="rotate", factors=(0, 10, 20), method="w", seed=2, **w_options)
     whole = learn_attribute(generator, own_images[:2], IDS[:2], **common)
     calls = {"n": 0}
 
@@ -255,16 +247,8 @@ def test_attribute_learning_runs_through_invert_and_so_resumes_a_stopped_batch_e
 
 
 def test_attribute_learning_records_the_inversions_quality_curve(generator, own_images):
-    result = learn_attribute(
-        generator,
-        own_images[:2],
-        IDS[:2],
-        transform="brightness",
-        factors=(1.0, 1.3),
-        method="wplus",
-        steps=10,
-        lpips_weight=0.0,
-    )
+    brightness = dict(transform="brightness", factors=(1.0, 1.3), method="wplus", lpips_weight=0.0)
+    result = learn_attribute(generator, own_images[:2], IDS[:2], **brightness, steps=10)
     assert result.curve.steps[0] == 0 and result.curve.steps[-1] == 10
     # the last point scores the walk's frame at alpha = 0: the inversion itself
     torch.testing.assert_close(result.curve.metrics["psnr"][-1], psnr(result.reconstructions[:, 0], own_images[:2]))

@@ -203,9 +203,10 @@ class Method(ABC):
     def stages(self) -> list[Stage]:
         """The optimization stages, in order."""
 
-    @abstractmethod
     def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
-        """Images ``[B, 3, H, W]`` for a training step (with this step's random draws)."""
+        """Images ``[B, 3, H, W]`` for a training step (with this step's random draws): by default
+        ``G.synthesis`` of :meth:`inputs`."""
+        return self.synthesize(self.inputs(stage, step, progress))
 
     def objective(self, operator, observation: torch.Tensor, *, lpips, use_lpips: bool) -> ReconstructionLoss:
         """The per-image reconstruction terms of a step's images against the observation.
@@ -236,10 +237,11 @@ class Method(ABC):
     def after_step(self, stage: Stage) -> None:
         """Hook run after each optimizer step (e.g. noise renormalization)."""
 
-    @abstractmethod
     @torch.no_grad()
     def render_final(self) -> torch.Tensor:
-        """The reported reconstructions ``[B, 3, H, W]``, from a fixed per-image draw."""
+        """The reported reconstructions ``[B, 3, H, W]``, from a fixed per-image draw: by default
+        ``G.synthesis`` of :meth:`inputs` of that draw."""
+        return self.inputs(None, 0, 1.0).render(self.generator)
 
     def render_vicinity(self, draw: int) -> torch.Tensor | None:
         """Images from a fresh draw of the method's random inputs, or None if it has none."""
@@ -255,9 +257,11 @@ class Method(ABC):
         return self.config
 
     @classmethod
-    @abstractmethod
+    @torch.no_grad()
     def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> torch.Tensor:
-        """Re-render one saved image ``[1, 3, H, W]`` from :meth:`state`'s tensors."""
+        """Re-render one saved image ``[1, 3, H, W]`` from :meth:`state`'s tensors: by default
+        ``G.synthesis`` of :meth:`state_inputs`."""
+        return cls.state_inputs(generator, tensors, config).render(generator)
 
     def inputs(self, stage: Stage | None, step: int, progress: float) -> GeneratorInputs:
         """The generator inputs of a training step (``stage`` None: of the fixed final draw).

@@ -104,28 +104,17 @@ class ProjectW(Method):
             broadcast_rows(self.w + self.jitter(step) * scale, self.generator.n_latent), self.noise.maps
         )
 
-    def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
-        return self.synthesize(self.inputs(stage, step, progress))
-
     def regularization(self, stage: Stage, step: int, perceptual) -> dict[str, torch.Tensor]:
         return {"regularization": self.config.noise_regularize * noise_regularization(self.noise.maps)}
 
     def after_step(self, stage: Stage) -> None:
         self.noise.renormalize()
 
-    @torch.no_grad()
-    def render_final(self) -> torch.Tensor:
-        # The optimized noise is part of the fit; NVIDIA's script re-renders with the stored
-        # noise instead, which we do not copy (see README, "Deviations").
-        return self.inputs(None, 0, 1.0).render(self.generator)
+    # render_final is the base's: the optimized noise is part of the fit; NVIDIA's script
+    # re-renders with the stored noise instead, which we do not copy (see README, "Deviations").
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"w": self.w, **self.noise.named_tensors()}
-
-    @classmethod
-    @torch.no_grad()
-    def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config: WConfig) -> torch.Tensor:
-        return cls.state_inputs(generator, tensors, config).render(generator)
 
     @classmethod
     def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor], config: WConfig) -> GeneratorInputs:
@@ -182,23 +171,11 @@ class ProjectWPlus(Method):
     def inputs(self, stage: Stage | None, step: int, progress: float) -> GeneratorInputs:
         return GeneratorInputs(self.w_plus, self.noise)
 
-    def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
-        return self.synthesize(self.inputs(stage, step, progress))
-
     def renders_reported_image(self, stage: Stage) -> bool:
         return True
 
-    @torch.no_grad()
-    def render_final(self) -> torch.Tensor:
-        return self.inputs(None, 0, 1.0).render(self.generator)
-
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"w_plus": self.w_plus}
-
-    @classmethod
-    @torch.no_grad()
-    def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> torch.Tensor:
-        return cls.state_inputs(generator, tensors, config).render(generator)
 
     @classmethod
     def state_inputs(cls, generator: Generator, tensors: dict[str, torch.Tensor], config) -> GeneratorInputs:

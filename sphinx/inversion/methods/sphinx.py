@@ -193,15 +193,8 @@ class Sphinx(Method):
             return self._inputs(self.final_z, self.final_s)
         return self._inputs(self.vicinal_z(step), self.vicinal_s(step))
 
-    def render(self, stage: Stage, step: int, progress: float) -> torch.Tensor:
-        return self.synthesize(self.inputs(stage, step, progress))
-
     def renders_reported_image(self, stage: Stage) -> bool:
         return not self.config.vicinal  # without fresh draws every step renders the final draw
-
-    @torch.no_grad()
-    def render_final(self) -> torch.Tensor:
-        return self.inputs(None, 0, 1.0).render(self.generator)
 
     @torch.no_grad()
     def render_vicinity(self, draw: int) -> torch.Tensor:
@@ -216,11 +209,6 @@ class Sphinx(Method):
         tensors["final_z"] = self.final_z
         tensors["final_s"] = self.final_s
         return tensors
-
-    @classmethod
-    @torch.no_grad()
-    def render_state(cls, generator: Generator, tensors: dict[str, torch.Tensor], config: SphinxConfig) -> torch.Tensor:
-        return cls.state_inputs(generator, tensors, config).render(generator)
 
     @classmethod
     def state_inputs(
