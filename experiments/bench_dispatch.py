@@ -2,7 +2,7 @@
 
 Every dispatched aten op is at least one kernel launch on a GPU, and every host sync stalls the
 launch queue, so these counts bound the eager step's host overhead there; they are counted on a
-CPU with a dispatch hook (:mod:`sphinx.utils.profiling`). The generator is the demo prior's 64 px
+CPU with a dispatch hook (``tests/helpers/dispatch.py``). The generator is the demo prior's 64 px
 architecture with random weights; the loss LPIPS-VGG (random weights, same ops) + MSE.
 
     python experiments/bench_dispatch.py
@@ -28,7 +28,7 @@ from sphinx.generators import Generator
 from sphinx.inversion import invert
 from sphinx.metrics.lpips import LPIPS
 
-COUNTER_FILE = Path(__file__).resolve().parents[1] / "sphinx" / "profiling.py"
+COUNTER_FILE = Path(__file__).resolve().parents[1] / "tests" / "helpers" / "dispatch.py"
 DEMO_ARCHITECTURE = dict(resolution=64, style_dim=256, n_mlp=4, channels={4: 256, 8: 256, 16: 128, 32: 64, 64: 32})
 SHORT = {
     "sphinx": dict(steps=8, spread_draws=0),

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from helpers import fast_tier, images_of
+from helpers.dispatch import StepDispatchCounter
 from sphinx.errors import ConfigError
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion import METHODS, invert
 from sphinx.inversion import loop as loop_code
 from sphinx.inversion.execution import Execution
 from sphinx.metrics.lpips import LPIPS
-from sphinx.utils.profiling import StepDispatchCounter
 from sphinx.utils.seeding import StepDraws, per_image_randn
 from tests.unit.test_inversion import PoisonOneImage
 
