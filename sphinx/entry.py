@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from sphinx.configs import config_dir
 from sphinx.errors import ConfigError, RunInterrupted, SphinxError
-from sphinx.generators.loading import describe
 from sphinx.rundir.signals import StopSignals, exit_status
 
 log = logging.getLogger("sphinx")
@@ -63,6 +62,7 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
         The run's summary on the first rank; None on the others.
     """
     from sphinx import build
+    from sphinx.generators.loading import describe
     from sphinx.rundir.fingerprint import check_resume
     from sphinx.utils.files import remove_temporaries
 

@@ -256,7 +256,7 @@ class _Batch:
         # every optimized tensor once, in stage order (a group may serve several stages)
         self.params = list({id(p): p for s in self.stages for g in s.groups for p in g.params}.values())
         self.failures = Failures(bad_target.to(device), ids, describe_step=step_labels(self.stages))
-        self.history = LossHistory()
+        self.history = LossHistory(device)
         self.recorder = (
             CurveRecorder(
                 self.clean, steps=log_spaced_steps(self.total_steps), lpips=lpips if lpips_applies(self.clean) else None
@@ -280,7 +280,6 @@ class _Batch:
         self.global_step = self.first_step = position.global_step
         for record in self.records:
             record.restore(position.records)
-        self.history.rows = [row.to(self.device) for row in self.history.rows]
 
     def run_stage(
         self, index: int, stage: Stage, *, resumed: LoopPosition | None, callback, checkpoint: BatchCheckpoint | None

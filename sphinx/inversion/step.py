@@ -106,7 +106,8 @@ def step_labels(stages: Sequence[Stage]) -> Callable[[int], str]:
 class LossHistory:
     """Each step's per-image total loss, kept on the device: ``[B]`` per step."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
         self.rows: list[torch.Tensor] = []
         self.steps: list[int] = []
 
@@ -122,7 +123,7 @@ class LossHistory:
         return {"history": self.rows}
 
     def restore(self, records: dict) -> None:
-        self.rows = list(records["history"])
+        self.rows = [row.to(self.device) for row in records["history"]]
         self.steps = list(range(len(self.rows)))  # saved before any stop cut a stage short
 
     def discard_after(self, step: int) -> None:

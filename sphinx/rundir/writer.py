@@ -105,8 +105,6 @@ class OutputWriter:
         method, degradation, generator: names written into every row.
     """
 
-    METRICS = METRICS
-
     def __init__(self, run_dir: str | os.PathLike, *, method: str, degradation: str, generator: str) -> None:
         self.run_dir = Path(run_dir)
         self.images_dir = self.run_dir / "images"
@@ -223,7 +221,7 @@ class OutputWriter:
         return {"method": self.method, "degradation": self.degradation, "generator": self.generator}
 
     def metric_names(self, columns: Sequence[str], ok: Sequence[dict]) -> Sequence[str]:
-        return self.METRICS
+        return METRICS
 
     def finalize(
         self,

@@ -330,3 +330,15 @@ def test_python_dash_m_sphinx_report_writes_the_report(multirun, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "| sphinx | **32.00 ± 2.65** | **27.00 ± 1.00** |" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == ["report.csv", "report.md", "report.png"]
+
+
+def test_the_report_lists_methods_in_the_registry_order_and_reads_csv_without_torch():
+    import subprocess
+    import sys
+
+    from sphinx.inversion.methods import METHODS
+    from sphinx.report.names import METHOD_ORDER
+
+    assert METHOD_ORDER == tuple(METHODS)
+    code = "import sys, sphinx.report; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
