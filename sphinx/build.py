@@ -9,6 +9,7 @@ a bad option fails in seconds.
 from __future__ import annotations
 
 import logging
+import math
 import netrc
 import os
 from dataclasses import dataclass
@@ -21,7 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from sphinx import configs  # registers ${scaled_steps:...} before any config resolves
 from sphinx.data.datasets import image_id_to_filename
-from sphinx.editing import as_layer_direction, build_transform, check_factors, load_direction, principal_directions
+from sphinx.editing import (
+    as_layer_direction,
+    build_transform,
+    check_factor,
+    check_factors,
+    load_direction,
+    principal_directions,
+)
 from sphinx.editing.attribute import AttributeConfig
 from sphinx.editing.latents import layer_mask, state_inputs
 from sphinx.editing.spec import KINDS, EditSpec
@@ -242,8 +250,14 @@ def build_edit(
             raise ConfigError("attribute learning fits the clean images: use degradation=none")
         transform = build_transform(options["transform"])
         options["factors"] = list(check_factors(transform, options["factors"]))
-        for factor in options["held_out"]:  # a factor the transform refuses fails now, not after training
-            transform(torch.zeros(1, 3, 4, 4), float(factor))
+        options["held_out"] = [check_factor(transform, factor, "held-out factor") for factor in options["held_out"]]
+        for key in ("control", "fit_inversion"):
+            if not isinstance(options[key], bool):
+                raise ConfigError(f"edit.{key} must be true or false, got {options[key]!r}")
+        if not options["fit_inversion"] and options.get("states_from") is None:
+            raise ConfigError("edit.fit_inversion=false keeps the inversion as it starts: set edit.states_from")
+        if not isinstance(options["tolerance"], (int, float)) or not 0 < options["tolerance"] < math.inf:
+            raise ConfigError(f"edit.tolerance must be a positive number, got {options['tolerance']!r}")
         AttributeConfig(
             latent=method,
             transform=transform,
@@ -256,6 +270,8 @@ def build_edit(
             raise ConfigError("edit.walk_density must be >= 1 and edit.walk_extend >= 0")
     elif kind == "morph" and options["frames"] < 2:
         raise ConfigError(f"edit.frames must be at least 2, got {options['frames']}")
+    elif kind == "morph" and len(ids) < 2:
+        raise ConfigError(f"a morph needs at least two images and the data has {len(ids)}; raise data.limit")
     elif kind == "direction":
         layer_mask(generator, options["layers"])
         if not options["strengths"]:

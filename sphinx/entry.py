@@ -160,15 +160,20 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     parts = [
         f"{name} {values['mean']:.4g} ± {values['std']:.2g}"
         for name, values in summary["metrics"].items()
-        if values["mean"] is not None
+        # per-factor and control columns stay in results.csv: the line shows the means
+        if values["mean"] is not None and "@" not in name and not name.startswith("control_")
     ]
     if "edit" in summary:
         title = f"edit {summary['edit']} / {summary['method']}"
     else:
         steps = ", ".join(f"{count} {field.replace('_', ' ')}" for field, count in summary["steps"].items())
         title, parts = f"{summary['method']} / {summary['degradation']}", [steps, *parts]
-    print(
-        f"{title}: {summary['ok']} ok, {summary['failed']} failed; {'; '.join(parts)}\n"
-        f"results: {run_dir / 'results.csv'}",
-        flush=True,
-    )
+    flagged = f" ({summary['flagged']} flagged)" if summary.get("flagged") else ""
+    lines = [f"{title}: {summary['ok']} ok{flagged}, {summary['failed']} failed; {'; '.join(parts)}"]
+    if "control" in summary:
+        from sphinx.editing import build_transform
+        from sphinx.rundir.control import describe_comparison
+
+        transform = build_transform(summary["config"]["edit"]["transform"])
+        lines.append(describe_comparison(transform.name, summary["control"], transform.unit))
+    print(*lines, f"results: {run_dir / 'results.csv'}", sep="\n", flush=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +70,10 @@ def test_edit_rotate_runs_offline_on_the_demo_prior_and_writes_every_output(tmp_
     result = sphinx_edit(
         "+experiment=edit_rotate", "steps_scale=0.006", "logger=none", f"hydra.run.dir={run_dir}", cwd=tmp_path
     )
-    assert "edit attribute / sphinx: 2 ok, 0 failed" in result.stdout
+    assert "edit attribute / sphinx_warm: 2 ok" in result.stdout  # the main job's method
+    # 30 steps leave the alphas short of the hinge: said in the last line, in a column and in the log
+    assert "2 ok (2 flagged), 0 failed" in result.stdout and "alphas_" in result.stderr
+    assert "rotate: no evidence that the direction was learned" in result.stdout  # nor is there at 30 steps
     rows = read_rows(run_dir)
     assert [r["image"] for r in rows] == ["astronaut", "chelsea"]
     for row in rows:
@@ -76,6 +81,10 @@ def test_edit_rotate_runs_offline_on_the_demo_prior_and_writes_every_output(tmp_
         assert row["steps"] == "30" and row["alphas"].startswith("0 ")
         for column in ("psnr@0", "psnr@22.5", "psnr@45", "psnr_learned", "psnr_heldout@30", "psnr_identity@30"):
             assert float(row[column]) > 5, column
+            assert float(row[f"control_{column}"]) > 5, column
+        assert row["inversion"] == "joint" and row["flags"].startswith("alphas_")
+        for factor in ("22.5", "45", "30"):
+            assert -90 <= float(row[f"achieved@{factor}"]) <= 90 and row[f"control_achieved@{factor}"] != ""
         folder = run_dir / "images" / row["image"]
         assert len(list((folder / "frames").glob("*.png"))) == 7  # 0, midpoints, 2 learned, 1 beyond each end
         with Image.open(folder / "walk.gif") as gif:
@@ -86,7 +95,13 @@ def test_edit_rotate_runs_offline_on_the_demo_prior_and_writes_every_output(tmp_
         assert " ".join(f"{a:.4g}" for a in edit.alphas.tolist()) == row["alphas"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["edit"] == "attribute" and summary["ok"] == 2 and "psnr_heldout" in summary["metrics"]
+    assert summary["flagged"] == 2 and summary["control"]["images"] == 2 and summary["control"]["learned"] is False
     assert (run_dir / "overview.png").is_file()
+    report = subprocess.run(
+        [sys.executable, "-m", "sphinx.report", str(run_dir)], capture_output=True, text=True, check=True
+    )
+    assert "## attribute rotate / sphinx_warm, inversion joint (demo)" in report.stdout
+    assert "2 flagged (astronaut, chelsea)" in report.stdout and (run_dir / "edits.png").is_file()
 
 
 # --- morph and directions, on the tiny generator ----------------------------------------------
@@ -155,7 +170,7 @@ def test_a_state_of_another_generator_fails_before_any_compute_with_one_line(tin
     line = one_error_line(
         sphinx_edit(
             *tiny,
-            "edit=morph",
+            "edit=direction",
             "data.limit=1",
             f"edit.states_from={tmp_path / 'other'}",
             f"hydra.run.dir={run_dir}",
@@ -174,10 +189,21 @@ def test_a_state_of_another_generator_fails_before_any_compute_with_one_line(tin
         (["edit=direction", "edit.source={tmp}/missing.pt"], "missing.pt: no such direction file"),
         (["edit.factors=[0,45,22.5]"], "factors must be strictly increasing"),
         (["edit.factors=[10,20]"], "must be rotate's identity 0"),
-        (["edit=attribute_zoom", "edit.held_out=[-1]"], "zoom factors must be positive"),
+        (["edit=attribute_zoom", "edit.held_out=[-1]"], "zoom held-out factor -1 is out of its range [0.25, 4] x"),
+        (
+            ["edit.transform=translate", "edit.factors=[0,22.5]", "edit.held_out=[0.1]"],
+            "translate attribute factor 22.5",
+        ),
+        (["edit=morph"], "a morph needs at least two images and the data has 1; raise data.limit"),
+        (
+            ["edit.fit_inversion=false"],
+            "edit.fit_inversion=false keeps the inversion as it starts: set edit.states_from",
+        ),
+        (["edit.tolerance=0"], "edit.tolerance must be a positive number"),
+        (["edit.control=maybe"], "edit.control must be true or false"),
         (["edit=direction", "edit.layers=[5,2]"], "layers must satisfy"),
         (["method=pti"], "no W+ input"),
-        (["edit=morph", "edit.states_from={tmp}/nowhere"], "nowhere: edit.states_from must be a sphinx.run dir"),
+        (["edit=direction", "edit.states_from={tmp}/nowhere"], "nowhere: edit.states_from must be a sphinx.run dir"),
     ],
 )
 def test_bad_edit_options_are_refused_in_one_line(tiny, tmp_path, overrides, message):
@@ -208,9 +234,9 @@ def test_an_offline_wandb_edit_run_logs_the_strips_and_the_gifs(tiny, tmp_path):
 
 
 def test_rerunning_an_edit_run_dir_with_other_edit_options_is_refused_before_any_compute(tiny, tmp_path):
-    common = [*tiny, "edit=morph", "data.limit=1", "method.steps=2", "method.lpips_weight=0"]
+    common = [*tiny, "edit=direction", "data.limit=1", "method.steps=2", "method.lpips_weight=0"]
     run_in_process(*common, run_dir=tmp_path / "run", edit=True)
     record = (tmp_path / "run" / "images" / "astronaut" / "record.json").read_text()
-    with pytest.raises(SphinxError, match=r"holds results of another configuration: edit.frames \(9 -> 5\)"):
-        run_in_process(*common, "edit.frames=5", run_dir=tmp_path / "run", edit=True)
+    with pytest.raises(SphinxError, match=r"holds results of another configuration: edit.frame_ms \(250 -> 100\)"):
+        run_in_process(*common, "edit.frame_ms=100", run_dir=tmp_path / "run", edit=True)
     assert (tmp_path / "run" / "images" / "astronaut" / "record.json").read_text() == record

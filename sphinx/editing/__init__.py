@@ -20,7 +20,13 @@ from sphinx.editing.directions import (
     principal_directions,
 )
 from sphinx.editing.latents import normalize_rows, state_inputs
-from sphinx.editing.measures import attribute_measures, morph_measures
+from sphinx.editing.measures import (
+    achieved_amount,
+    attribute_flags,
+    attribute_measures,
+    morph_measures,
+    unchanged_measure,
+)
 from sphinx.editing.morph import morph
 from sphinx.editing.transforms import (
     TRANSFORMS,
@@ -31,6 +37,7 @@ from sphinx.editing.transforms import (
     Translate,
     Zoom,
     build_transform,
+    check_factor,
     check_factors,
 )
 
@@ -45,10 +52,13 @@ __all__ = [
     "Transform",
     "Translate",
     "Zoom",
+    "achieved_amount",
     "apply_direction",
     "as_layer_direction",
+    "attribute_flags",
     "attribute_measures",
     "build_transform",
+    "check_factor",
     "check_factors",
     "learn_attribute",
     "load_direction",
@@ -59,4 +69,5 @@ __all__ = [
     "principal_directions",
     "render_attribute",
     "state_inputs",
+    "unchanged_measure",
 ]

@@ -196,6 +196,11 @@ class AttributeConfig(MethodConfig):
         mono_weight: weight of :func:`monotonicity_hinge` (the authors' 0.5).
         margin: the hinge margin (the authors' 2).
         attribute_lr: constant Adam lr of the direction and alphas (the authors' 1e-3).
+        learn_direction: False keeps each direction at its random start while the alphas and the
+            inversion learn: the control that tells what learning the direction adds.
+        fit_inversion: False keeps the inversion as it starts (a saved state: ``initial_states``)
+            and learns only the direction and alphas, so the walk must carry the attribute by
+            itself and the reconstruction stays the saved one's; the authors fit both (True).
     """
 
     name: str = "attribute"
@@ -205,6 +210,8 @@ class AttributeConfig(MethodConfig):
     mono_weight: float = MONO_WEIGHT
     margin: float = MARGIN
     attribute_lr: float = ATTRIBUTE_LR
+    learn_direction: bool = True
+    fit_inversion: bool = True
 
     def complete(self) -> None:
         if isinstance(self.transform, str):
@@ -238,6 +245,8 @@ class AttributeConfig(MethodConfig):
             "mono_weight": self.mono_weight,
             "margin": self.margin,
             "attribute_lr": self.attribute_lr,
+            "learn_direction": self.learn_direction,
+            "fit_inversion": self.fit_inversion,
         }
 
     def step_counts(self) -> dict[str, int]:
@@ -268,7 +277,7 @@ class AttributeLearning(Method):
         self.latent = config.latent.implementation(generator, ids, config.latent, seed=seed)
         self.direction = per_image_randn(
             (generator.n_latent, generator.style_dim), self.ids, seed, "attribute_direction", device=self.device
-        ).requires_grad_()  # [B, L, d]
+        ).requires_grad_(config.learn_direction)  # [B, L, d]
         self.learned = torch.zeros(
             len(self.ids), len(config.factors) - 1, device=self.device, requires_grad=True
         )  # alpha_1..alpha_{K-1}: [B, K-1]
@@ -278,8 +287,10 @@ class AttributeLearning(Method):
         return torch.cat([torch.zeros_like(self.learned[:, :1]), self.learned], dim=1)
 
     def stages(self) -> list[Stage]:
-        attribute = ParamGroup((self.direction, self.learned), self.config.attribute_lr, scheduled=False)
-        return [dataclasses.replace(stage, groups=(*stage.groups, attribute)) for stage in self.latent.stages()]
+        learned = (self.direction, self.learned) if self.config.learn_direction else (self.learned,)
+        attribute = ParamGroup(learned, self.config.attribute_lr, scheduled=False)
+        fitted = lambda stage: stage.groups if self.config.fit_inversion else ()
+        return [dataclasses.replace(stage, groups=(*fitted(stage), attribute)) for stage in self.latent.stages()]
 
     def objective(self, operator, observation: torch.Tensor, *, lpips, use_lpips: bool) -> AveragedOverFactors:
         with torch.no_grad():
@@ -332,6 +343,8 @@ def learn_attribute(
     mono_weight: float = MONO_WEIGHT,
     margin: float = MARGIN,
     attribute_lr: float = ATTRIBUTE_LR,
+    learn_direction: bool = True,
+    fit_inversion: bool = True,
     **options,
 ) -> AttributeResult:
     """Learn one attribute direction per image jointly with its inversion, through :func:`invert`.
@@ -340,7 +353,8 @@ def learn_attribute(
         generator: frozen generator.
         targets: clean images ``[B, 3, R, R]`` in [-1, 1].
         ids: one unique id per image; default ``"0"``, ``"1"``, ...
-        transform, factors, mono_weight, margin, attribute_lr: see :class:`AttributeConfig`.
+        transform, factors, mono_weight, margin, attribute_lr, learn_direction, fit_inversion:
+            see :class:`AttributeConfig` (``fit_inversion=False`` needs ``initial_states``).
         method: any method with a W+ input, as a config or a name: sphinx (default), sphinx_warm,
             sphinx_ps, sphinx_ps_pc, w, wplus, wplus_noise.
         **options: :func:`invert`'s own keywords (``seed``: the direction's initial draw comes
@@ -361,7 +375,10 @@ def learn_attribute(
     run = {key: options.pop(key) for key in INVERT_OPTIONS if key in options}
     latent = resolve_method(method, options)
     attribute = dict(transform=transform, factors=tuple(factors), mono_weight=mono_weight, margin=margin)
-    config = AttributeConfig(latent=latent, **attribute, attribute_lr=attribute_lr)
+    if not fit_inversion and run.get("initial_states") is None:
+        raise ConfigError("fit_inversion=False keeps the inversion as it starts: give initial_states to start from")
+    learning = dict(attribute_lr=attribute_lr, learn_direction=learn_direction, fit_inversion=fit_inversion)
+    config = AttributeConfig(latent=latent, **attribute, **learning)
     result = invert(generator, targets, ids, method=config, **run)
     return AttributeResult.of(generator, result, targets, config)
 

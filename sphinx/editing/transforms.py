@@ -25,11 +25,18 @@ class Transform(ABC):
         name: registered name (``rotate``, ``brightness``, ...).
         identity: the factor that leaves images unchanged.
         unit: what the factor measures, for labels.
+        bounds: the factors that still show an image (beyond them it is mostly fill, black or
+            clipped): configured factors outside are refused, and the achieved amount of an edit is
+            searched within them.
+        geometric: whether the transform moves pixels (and fills what it uncovers) rather than
+            changing their values.
     """
 
     name: ClassVar[str]
     identity: ClassVar[float]
     unit: ClassVar[str]
+    bounds: ClassVar[tuple[float, float]]
+    geometric: ClassVar[bool] = False
 
     def __call__(self, images: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
         """Transform a batch.
@@ -56,6 +63,13 @@ class Transform(ABC):
     def label(self, factor: float) -> str:
         """A short label for a frame at ``factor``, e.g. ``22.5°``."""
         return f"{factor:g}{self.unit}"
+
+    def covered(self, images: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+        """Which output pixels show the input rather than fill: ``[B, 1, H, W]`` booleans."""
+        if not self.geometric:
+            return torch.ones_like(images[:, :1], dtype=torch.bool)
+        # bilinear reads that touch the fill are not input; 1 - 1e-3 keeps rounding at exact reads
+        return self(torch.ones_like(images[:, :1]).expand(-1, 3, -1, -1), factor)[:, :1] > 1 - 1e-3
 
 
 def resample(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -86,6 +100,8 @@ class Rotate(Transform):
     name = "rotate"
     identity = 0.0
     unit = "°"
+    bounds = (-180.0, 180.0)
+    geometric = True
 
     def apply(self, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         radians = factor * (math.pi / 180)
@@ -104,6 +120,8 @@ class Zoom(Transform):
     name = "zoom"
     identity = 1.0
     unit = "x"
+    bounds = (0.25, 4.0)
+    geometric = True
 
     def apply(self, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         if not bool((factor > 0).all()):
@@ -118,6 +136,8 @@ class Translate(Transform):
     name = "translate"
     identity = 0.0
     unit = "w"
+    bounds = (-0.5, 0.5)
+    geometric = True
 
     def apply(self, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         one, zero = torch.ones_like(factor), torch.zeros_like(factor)
@@ -135,6 +155,7 @@ class Brightness(Transform):
     name = "brightness"
     identity = 1.0
     unit = "x"
+    bounds = (0.1, 4.0)
 
     def apply(self, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         # x' = f (x + 1) - 1, written so that f = 1 returns x bit for bit.
@@ -151,6 +172,7 @@ class Hue(Transform):
     name = "hue"
     identity = 0.0
     unit = "°"
+    bounds = (-180.0, 180.0)
 
     def apply(self, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         radians = factor * (math.pi / 180)
@@ -188,4 +210,16 @@ def check_factors(transform: Transform, factors) -> tuple[float, ...]:
         )
     if any(b <= a for a, b in zip(factors, factors[1:])):
         raise ConfigError(f"attribute factors must be strictly increasing, got {list(factors)}")
+    for factor in factors:
+        check_factor(transform, factor, "attribute factor")
     return factors
+
+
+def check_factor(transform: Transform, factor: float, what: str = "factor") -> float:
+    """``factor`` as a float, if it lies within the transform's bounds; raises ConfigError otherwise."""
+    low, high = transform.bounds
+    if not low <= float(factor) <= high:
+        raise ConfigError(
+            f"{transform.name} {what} {float(factor):g} is out of its range [{low:g}, {high:g}] {transform.unit}".rstrip()
+        )
+    return float(factor)

@@ -14,7 +14,7 @@ from sphinx.editing import learn_attribute
 from sphinx.editing.spec import EditSpec
 from sphinx.inversion import StepReport, invert
 from sphinx.lit.module import InversionModule
-from sphinx.rundir.writer import BatchOutcome
+from sphinx.rundir.writer import CONTROL_MARK, BatchOutcome
 
 
 class EditModule(InversionModule):
@@ -43,19 +43,23 @@ class EditModule(InversionModule):
             execution=self.execution,
         )
         if self.edit.kind == "attribute":
-            return learn_attribute(
-                self.generator,
-                outcome.targets,
-                outcome.ids,
+            attribute = dict(
                 transform=o["transform"],
                 factors=o["factors"],
                 method=self.method,
                 mono_weight=o["mono_weight"],
                 margin=o["margin"],
                 attribute_lr=o["attribute_lr"],
+                fit_inversion=o["fit_inversion"],
                 initial_states=[states[i] for i in outcome.ids] if states else None,
-                **common,
             )
+            learned = learn_attribute(self.generator, outcome.targets, outcome.ids, **attribute, **common)
+            if o["control"]:  # the same run with every direction frozen at its random start
+                common["checkpoint"] = self.checkpoint([*outcome.ids, CONTROL_MARK])
+                outcome.control = learn_attribute(
+                    self.generator, outcome.targets, outcome.ids, **attribute, **common, learn_direction=False
+                )
+            return learned
         if states:
             outcome.states = {image_id: states[image_id] for image_id in outcome.ids}
             return None

@@ -201,7 +201,7 @@ class InversionModule(pl.LightningModule):
         show_now = bar is not None and time.monotonic() >= self._postfix_due
         loss = _finite_mean(report.loss) if log_now or show_now else math.nan
         if bar is not None:
-            if bar.total is None:
+            if bar.total is None or report.step < bar.n:  # a batch's next run (an edit's control) starts over
                 bar.reset(total=report.total_steps)
             if show_now:
                 mse = _finite_mean(report.terms["mse"])

@@ -2,7 +2,8 @@
 
 It writes ``report.md`` (mean ± std per metric, image counts, SPHInX against the best baseline),
 ``report.csv`` (its numbers, long format), ``report.png`` and, when the runs recorded curves,
-``curves.md`` / ``curves.png``.
+``curves.md`` / ``curves.png``; ``sphinx.edit`` runs get ``edits.md``, ``edits.csv`` and
+``edits.png`` (attribute measures against their control, morph and direction measures).
 """
 
 from __future__ import annotations
@@ -43,5 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sphinx.report: warning: {warning}", file=sys.stderr)
     print(report.markdown.read_text(encoding="utf-8"), end="")
     written = [report.markdown, report.csv, report.png, report.curves_markdown, report.curves_png]
+    if report.edits is not None and report.edits.markdown != report.markdown:  # edit runs beside inversions
+        print("\n" + report.edits.markdown.read_text(encoding="utf-8"), end="")
+        written += [report.edits.markdown, report.edits.csv, report.edits.png]
     print(f"\nwrote {', '.join(str(path) for path in written if path is not None)}")
     return 0

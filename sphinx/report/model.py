@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sphinx.errors import SphinxError
 from sphinx.report.names import LOWER_IS_BETTER, METRICS
 from sphinx.rundir.columns import Statistic
+
+if TYPE_CHECKING:
+    from sphinx.report.edits import EditReport
 
 
 class ReportError(SphinxError, ValueError):
@@ -72,6 +76,7 @@ class Report:
     png: Path
     curves_markdown: Path | None = None
     curves_png: Path | None = None
+    edits: EditReport | None = None
 
     def cell(self, method: str, degradation: str, *, generator: str | None = None, data: str | None = None) -> Cell:
         """The one cell of ``method`` x ``degradation`` (narrowed by generator/data if needed)."""

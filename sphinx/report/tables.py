@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from sphinx.report.curves import curves_markdown, curves_png, read_curves
+from sphinx.report.edits import build_edit_report, is_edit_results
 from sphinx.report.model import Cell, Comparison, Report, ReportError
 from sphinx.report.names import DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER, METRICS, order_key, ordered
 from sphinx.report.render import report_markdown, report_png
@@ -45,7 +46,8 @@ def build_report(dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | 
     """Aggregate every results.csv under ``dirs`` and write report.md, report.csv and report.png.
 
     Args:
-        dirs: run or multirun directories, searched recursively (a results.csv file also works).
+        dirs: run or multirun directories, searched recursively (a results.csv file also works);
+            ``sphinx.edit`` runs among them get their own report (:mod:`sphinx.report.edits`).
         out: the folder to write into, created if needed; defaults to the first of ``dirs``.
 
     Returns:
@@ -59,13 +61,21 @@ def build_report(dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | 
         raise ReportError("no directory given; point it at a run or multirun directory")
     notes: list[str] = []
     paths = _find_results(roots, notes)
+    out_dir = Path(out) if out is not None else (roots[0] if roots[0].is_dir() else roots[0].parent)
+    edit_paths = [path for path in paths if is_edit_results(path)]
+    paths = [path for path in paths if path not in edit_paths]
+    if edit_paths:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        edits = build_edit_report(edit_paths, out_dir)
+        if not paths:  # only edit runs: their report is the report
+            empty = dict(cells=(), comparisons=(), sources=tuple(edit_paths), warnings=tuple(notes))
+            return Report(edits.title, **empty, markdown=edits.markdown, csv=edits.csv, png=edits.png, edits=edits)
     runs = [run for run in (_read_run(path, notes) for path in paths) if len(run)]
     if not runs:
         raise ReportError(f"no result rows in {', '.join(map(str, paths))}; the runs wrote no image yet")
     rows = _name_data(pd.concat(runs, ignore_index=True), notes)
     cells = _aggregate(rows, notes)
     table = _long_table(cells)
-    out_dir = Path(out) if out is not None else (roots[0] if roots[0].is_dir() else roots[0].parent)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(
         title=_title(rows, cells),
@@ -76,6 +86,7 @@ def build_report(dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | 
         markdown=out_dir / "report.md",
         csv=out_dir / "report.csv",
         png=out_dir / "report.png",
+        edits=edits if edit_paths else None,
     )
     # atomic: a report being rewritten is never seen half-written by a notebook or a sync job
     atomic_write_bytes(report.markdown, report_markdown(report, table).encode("utf-8"))

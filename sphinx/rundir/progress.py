@@ -22,30 +22,30 @@ class LineProgress:
     def __init__(self, *, desc: str, unit: str, total: int | None = None, stream: TextIO | None = None) -> None:
         self.desc, self.unit, self.total = desc, unit, total
         self.stream = stream if stream is not None else sys.stderr
-        self.count, self.postfix = 0, ""
+        self.n, self.postfix = 0, ""  # tqdm's name: steps done so far
         self._started = time.perf_counter()
         self._next_milestone = 0
         self._closed = False
 
     def reset(self, total: int | None = None) -> None:
-        self.total, self.count, self._next_milestone = total, 0, 0
+        self.total, self.n, self._next_milestone = total, 0, 0
         self._started = time.perf_counter()
 
     def set_postfix(self, refresh: bool = False, **values) -> None:
         self.postfix = ", ".join(f"{key}={value}" for key, value in values.items())
 
     def update(self, count: int = 1) -> None:
-        self.count += count
+        self.n += count
         if not self.total:
             return
-        if self._next_milestone < len(QUARTERS) and self.count >= QUARTERS[self._next_milestone] * self.total:
-            while self._next_milestone < len(QUARTERS) and self.count >= QUARTERS[self._next_milestone] * self.total:
+        if self._next_milestone < len(QUARTERS) and self.n >= QUARTERS[self._next_milestone] * self.total:
+            while self._next_milestone < len(QUARTERS) and self.n >= QUARTERS[self._next_milestone] * self.total:
                 self._next_milestone += 1
-            if self.count < self.total:
+            if self.n < self.total:
                 self._write()
 
     def close(self) -> None:
-        if not self._closed and self.count:
+        if not self._closed and self.n:
             self._write()
         self._closed = True
 
@@ -54,13 +54,13 @@ class LineProgress:
         of_total = f"/{self.total}" if self.total else ""
         if elapsed <= 0:
             rate = ""
-        elif self.count >= elapsed:
-            rate = f", {self.count / elapsed:.2f} {self.unit}/s"
+        elif self.n >= elapsed:
+            rate = f", {self.n / elapsed:.2f} {self.unit}/s"
         else:  # slow items (an image of 5000 steps): seconds each reads better than 0.00/s
-            rate = f", {elapsed / self.count:.1f} s/{self.unit}"
+            rate = f", {elapsed / self.n:.1f} s/{self.unit}"
         postfix = f" [{self.postfix}]" if self.postfix else ""
         print(
-            f"{self.desc}: {self.count}{of_total} {self.unit} in {elapsed:.0f} s{rate}{postfix}",
+            f"{self.desc}: {self.n}{of_total} {self.unit} in {elapsed:.0f} s{rate}{postfix}",
             file=self.stream,
             flush=True,
         )

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from sphinx.data.images import to_uint8
 from sphinx.editing import (
     AttributeEdit,
     apply_direction,
+    attribute_flags,
     attribute_measures,
     build_transform,
     morph,
@@ -53,13 +55,17 @@ from sphinx.rundir.columns import (
     cell,
     mean_std,
 )
+from sphinx.rundir.control import compare_with_control
 from sphinx.rundir.panels import comparison_grid, score_label
 from sphinx.utils.files import atomic_write_bytes, atomic_write_text
 
+log = logging.getLogger(__name__)
 COMPARISON_TILE = 256
 # The README copy: small enough to show inline, still large enough to judge a reconstruction.
 SMALL_COMPARISON_TILE = 128
 INFLIGHT_FOLDER = "inflight"
+# Appended to a batch's ids for its control run's in-flight checkpoint (no image id holds a NUL).
+CONTROL_MARK = "\0control"
 MORPH_FOLDER = "morphs"
 
 
@@ -84,6 +90,8 @@ class BatchOutcome:
         scores: per-image ``psnr``, ``ssim``, ``lpips`` (``[B]`` or None).
         seconds: the batch's seconds per image.
         states: saved states the edits start from, by image id (``edit.states_from``).
+        control: for attribute edits, the same learning with each direction frozen at its random
+            start (``edit.control``), else None.
     """
 
     ids: list[str]
@@ -95,6 +103,7 @@ class BatchOutcome:
     scores: dict = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     states: dict[str, InversionState] | None = None
+    control: object = None
 
 
 class OutputWriter:
@@ -182,6 +191,7 @@ class OutputWriter:
         elif batch.ids:
             self.write_images(batch)
             self.inflight_path(batch.ids).unlink(missing_ok=True)
+            self.inflight_path([*batch.ids, CONTROL_MARK]).unlink(missing_ok=True)
 
     def write_images(self, batch: BatchOutcome) -> None:
         """The files of a batch's images that ran."""
@@ -268,12 +278,17 @@ class OutputWriter:
             "failed": len(records) - len(ok),
             "metrics": {m: dataclasses.asdict(mean_std(r.get(m) for r in ok)) for m in self.metric_names(columns, ok)},
             "seconds": sum(r.get("seconds") or 0 for r in records),
+            **self.summarize(ok),
             "config": config,
         }
         atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
         self.remove_inflight()
         self.write_pictures(ok)
         return summary
+
+    def summarize(self, ok: Sequence[dict]) -> dict:
+        """What the summary adds for this kind of run, from its finished rows."""
+        return {}
 
     def write_pictures(self, ok: Sequence[dict]) -> None:
         """comparison.png (and comparison_small.png): target | observation | reconstruction | error."""
@@ -347,11 +362,13 @@ class EditWriter(OutputWriter):
         return strip
 
     def _write_attributes(self, batch: BatchOutcome) -> None:
-        o, result = self.edit.options, batch.result
+        o, result, control = self.edit.options, batch.result, batch.control
         transform = build_transform(o["transform"])
         for index, image_id in enumerate(batch.ids):
             common = {
                 "transform": transform.name,
+                # joint: fitted with the direction (the authors); kept: the states_from inversion, unchanged
+                "inversion": "joint" if o["fit_inversion"] else "kept",
                 "factors": " ".join(f"{f:g}" for f in result.factors),
                 "steps": int(result.loss_history.shape[0]),
                 "seconds": batch.seconds,
@@ -368,25 +385,44 @@ class EditWriter(OutputWriter):
             frames = render_attribute(self.network, state, alphas)
             labels = [f"{transform.label(f)} a={a:.1f}" for f, a in zip(factors.tolist(), alphas.tolist())]
             title = (
-                f"{image_id} - top: walk G(w + a D), bottom: {transform.name} T(x, factor); "
+                f"{image_id} ({self.method}) - top: walk G(w + a D), bottom: {transform.name} T(x, factor); "
                 f"learned at {common['factors']}"
             )
             target = batch.targets[index : index + 1]
             references = torch.cat([transform(target, f) for f in factors.tolist()])
             strip = self.write_frames(folder, frames, labels, title=title, references=references)
             measures = attribute_measures(self.network, state, batch.targets[index], transform, held_out=o["held_out"])
+            achieved = {float(k.split("@")[1]): v for k, v in measures.items() if k.startswith("achieved@")}
+            flags = attribute_flags(
+                edit.alphas.tolist(), margin=o["margin"], achieved=achieved, tolerance=o["tolerance"]
+            )
+            if flags:
+                log.warning("%s: %s (alphas %s)", image_id, ", ".join(flags), _numbers(edit.alphas.tolist()))
             self.write_record(
                 image_id,
                 batch.positions[image_id],
                 {
                     **common,
-                    "alphas": " ".join(f"{a:.4g}" for a in edit.alphas.tolist()),
+                    "alphas": _numbers(edit.alphas.tolist()),
                     **measures,
+                    **self._control_measures(control, index, batch.targets[index], transform),
+                    "flags": " ".join(flags),
                     "strip": self.relative(folder / "strip.png"),
                     "curve": _curve(result, index, len(batch.ids)),
                 },
             )
             self.media.append((image_id, strip, folder / "walk.gif"))
+
+    def _control_measures(self, control, index: int, target: torch.Tensor, transform) -> dict:
+        """The control run's measures, ``control_``-prefixed (empty without a control; None if it failed)."""
+        if control is None:
+            return {}
+        if control.status[index] != "ok":
+            return {"control_status": control.status[index]}
+        state = control.states[index]
+        measures = attribute_measures(self.network, state, target, transform, held_out=self.edit.options["held_out"])
+        alphas = {"alphas": _numbers(AttributeEdit.of(state).alphas.tolist())}
+        return {f"control_{key}": value for key, value in {**alphas, **measures}.items()}
 
     def _write_inversions(self, batch: BatchOutcome) -> None:
         result = batch.result
@@ -483,6 +519,12 @@ class EditWriter(OutputWriter):
         middle = columns[len(EDIT_LEADING_COLUMNS) : -len(EDIT_TRAILING_COLUMNS)]
         return [k for k in middle if any(isinstance(r.get(k), float) for r in ok)]
 
+    def summarize(self, ok: Sequence[dict]) -> dict:
+        """For attributes: how many walks are flagged, and the learned-versus-control comparison."""
+        if self.edit.kind != "attribute":
+            return {}
+        return {"flagged": sum(bool(r.get("flags")) for r in ok), "control": compare_with_control(ok)}
+
     def write_pictures(self, ok: Sequence[dict]) -> None:
         """overview.png: every strip of the run, stacked."""
         strips = [np.asarray(Image.open(self.run_dir / r["strip"]).convert("RGB")) for r in ok if r.get("strip")]
@@ -490,6 +532,10 @@ class EditWriter(OutputWriter):
             width = max(s.shape[1] for s in strips)
             padded = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips]
             atomic_write_bytes(self.run_dir / "overview.png", png_bytes(np.concatenate(padded, axis=0)))
+
+
+def _numbers(values: Sequence[float]) -> str:
+    return " ".join(f"{v:.4g}" for v in values)
 
 
 def _curve(result, index: int, batch_size: int) -> dict | None:

@@ -12,9 +12,13 @@ from helpers import images_of
 from sphinx.editing import (
     TRANSFORMS,
     AttributeEdit,
+    achieved_amount,
     apply_direction,
+    attribute_flags,
     attribute_measures,
     build_transform,
+    check_factor,
+    check_factors,
     learn_attribute,
     load_direction,
     monotonicity_hinge,
@@ -23,12 +27,14 @@ from sphinx.editing import (
     normalize_rows,
     principal_directions,
     render_attribute,
+    unchanged_measure,
 )
 from sphinx.editing.media import gif_bytes, labelled_strip
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators import load_generator
 from sphinx.inversion import invert, load_state, render_state, save_state
 from sphinx.metrics.image_quality import psnr
+from sphinx.rundir.control import compare_with_control
 
 IDS = ["cat.png", "dog.png", "xray.png"]
 NON_IDENTITY = {"rotate": 30.0, "brightness": 1.4, "zoom": 1.5, "translate": 0.2, "hue": 90.0}
@@ -371,8 +377,121 @@ def test_attribute_measures_score_learned_and_held_out_factors(generator, own_im
         "psnr_identity@1.25",
         "psnr_heldout",
         "psnr_identity",
+        "achieved@1.5",
+        "achieved@1.25",
+        "achieved_error",
+        "structure",
     }
     assert all(math.isfinite(v) for v in measures.values())
+
+
+# --- what an attribute walk achieves, and its control ------------------------------------------
+
+
+@pytest.mark.parametrize("name, asked", [("rotate", [22.5, 45.0]), ("brightness", [1.3, 1.6]), ("zoom", [1.25])])
+def test_the_achieved_amount_recovers_a_known_transform_and_reads_identity_for_no_change(name, asked, photo):
+    transform = build_transform(name)
+    frames = torch.cat([transform(photo, a) for a in asked])
+    achieved = achieved_amount(transform, photo, frames, asked=asked)
+    step = 4 * max(abs(a - transform.identity) for a in asked) / 800  # the search grid's spacing
+    assert achieved.tolist() == pytest.approx(asked, abs=step)
+    unchanged = achieved_amount(transform, photo, photo.expand(len(asked), -1, -1, -1), asked=asked)
+    assert unchanged.tolist() == [transform.identity] * len(asked)  # an edit that does nothing achieves nothing
+
+
+def test_what_should_not_change_is_kept_by_the_transform_and_broken_by_other_edits(photo):
+    rotate, brightness = build_transform("rotate"), build_transform("brightness")
+    name, kept = unchanged_measure(rotate, photo, rotate(photo, 30.0), asked=[30.0])
+    assert name == "intensity_change" and float(kept) < 1e-6
+    darker = rotate(photo, 30.0) - 0.4  # rotated, and darkened too
+    assert float(unchanged_measure(rotate, photo, darker, asked=[30.0])[1]) > 0.15
+    name, kept = unchanged_measure(brightness, photo, brightness(photo, 1.3), asked=[1.3])
+    assert name == "structure" and float(kept) > 0.999
+    scrambled = brightness(photo, 1.3).flip(-1).flip(-2)
+    assert float(unchanged_measure(brightness, photo, scrambled, asked=[1.3])[1]) < 0.5
+
+
+def test_walks_that_miss_the_hinge_or_the_asked_amount_are_flagged():
+    met = {30.0: 28.0}
+    assert attribute_flags([0.0, 2.02, 4.09], margin=2.0, achieved=met, tolerance=10.0) == []
+    # the --help example on main: 200 steps leave the alphas short of the margin
+    assert attribute_flags([0.0, 0.88, 1.97], margin=2.0, achieved=met, tolerance=10.0) == ["alphas_below_margin"]
+    # and 20 steps leave them not increasing
+    assert attribute_flags([0.0, -0.010, 0.2], margin=2.0, achieved=met, tolerance=10.0) == ["alphas_not_increasing"]
+    # chelsea's walk on main rotated about 2.5 degrees where 30 were asked
+    assert attribute_flags([0.0, 2.0, 4.1], margin=2.0, achieved={30.0: 2.5}, tolerance=10.0) == ["missed@30"]
+
+
+def test_a_frozen_direction_keeps_its_random_start_while_the_alphas_learn(generator, own_images):
+    common = dict(transform="brightness", factors=(1.0, 1.3, 1.6), method="wplus", lpips_weight=0.0, attribute_lr=0.1)
+    frozen = learn_attribute(generator, own_images[:2], IDS[:2], **common, steps=6, learn_direction=False)
+    untrained = learn_attribute(generator, own_images[:2], IDS[:2], **common, steps=0)
+    learned = learn_attribute(generator, own_images[:2], IDS[:2], **common, steps=6)
+    assert torch.equal(frozen.directions, untrained.directions)  # the same seeded start, never moved
+    assert not torch.equal(learned.directions, untrained.directions)
+    assert (frozen.alphas[:, 1:] > 0.3).all()  # the alphas learned all the same
+
+
+def _comparison_rows(generator, images, **learning):
+    """Two learn_attribute runs of one setting as learned and control, measured as the edit writer does."""
+    transform = build_transform("rotate")
+    common = dict(transform="rotate", factors=(0.0, 20.0, 40.0), method="wplus", steps=4, lpips_weight=0.0, seed=3)
+    runs = [learn_attribute(generator, images, IDS[:2], **common, **options) for options in learning.values()]
+    rows = []
+    for index in range(len(images)):
+        learned, control = (
+            attribute_measures(generator, run.states[index], images[index], transform, held_out=[30.0]) for run in runs
+        )
+        rows.append({**learned, **{f"control_{k}": v for k, v in control.items()}})
+    return rows
+
+
+def test_a_direction_frozen_in_both_runs_is_never_reported_as_learned(generator, own_images):
+    rows = _comparison_rows(
+        generator, own_images[:2], learned=dict(learn_direction=False), control=dict(learn_direction=False)
+    )
+    comparison = compare_with_control(rows)
+    assert comparison["images"] == 2 and comparison["beats"] == 0 and comparison["learned"] is False
+
+
+def test_the_comparison_claims_learning_only_when_every_image_beats_its_control():
+    row = lambda learned, control: {"achieved_error": learned, "control_achieved_error": control}
+    assert compare_with_control([row(1.0, 20.0), row(2.0, 15.0)])["learned"] is True
+    assert compare_with_control([row(1.0, 20.0), row(16.0, 15.0)])["learned"] is False
+    assert compare_with_control([row(1.0, 1.0)])["learned"] is False  # a tie is not a win
+    assert compare_with_control([{"achieved_error": 1.0}])["images"] == 0  # no control: no claim
+
+
+def test_an_attribute_can_be_learned_on_a_kept_inversion(generator, own_images):
+    inverted = invert(generator, own_images[:2], IDS[:2], method="wplus", steps=8, lpips_weight=0.0)
+    kept = learn_attribute(
+        generator,
+        own_images[:2],
+        IDS[:2],
+        transform="rotate",
+        factors=(0, 10),
+        method="wplus",
+        steps=5,
+        lpips_weight=0.0,
+        initial_states=inverted.states,
+        fit_inversion=False,
+    )
+    assert torch.equal(kept.reconstructions[:, 0], inverted.reconstructions)  # the walk starts at the saved inversion
+    assert (kept.alphas[:, 1] > 0).all()
+    with pytest.raises(ConfigError, match="initial_states"):
+        learn_attribute(generator, own_images[:1], IDS[:1], transform="rotate", factors=(0, 10), fit_inversion=False)
+
+
+@pytest.mark.parametrize(
+    "name, factor", [("translate", 22.5), ("rotate", 400.0), ("zoom", 0.01), ("brightness", 0.0), ("hue", -200.0)]
+)
+def test_factors_outside_a_transforms_range_are_refused(name, factor):
+    transform = build_transform(name)
+    with pytest.raises(ConfigError, match=f"{name} held-out factor .* out of its range"):
+        check_factor(transform, factor, "held-out factor")
+    if factor > transform.identity:  # trained factors rise from the identity
+        with pytest.raises(ConfigError, match="out of its range"):
+            check_factors(transform, (transform.identity, factor))
 
 
 def test_the_strip_has_one_labelled_tile_per_frame_and_the_gif_every_frame(tmp_path):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -342,3 +343,75 @@ def test_the_report_lists_methods_in_the_registry_order_and_reads_csv_without_to
     assert METHOD_ORDER == tuple(METHODS)
     code = "import sys, sphinx.report; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+# --- edit run dirs ---------------------------------------------------------------------------
+
+EDIT_HEADER = (
+    "image,edit,method,generator,transform,inversion,factors,alphas,psnr@0,psnr_heldout,psnr_identity,"
+    "achieved@22.5,achieved@30,achieved_error,intensity_change,control_achieved@22.5,control_achieved@30,"
+    "control_achieved_error,control_psnr_heldout,flags,strip,steps,seconds,status,message"
+)
+
+
+def run_cli(*args: str) -> tuple[str, str, int]:
+    """``python -m sphinx.report`` in process: its stdout, stderr and exit status."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return out.getvalue(), err.getvalue(), code
+
+
+def write_edit_run(folder: Path, rows: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "results.csv").write_text(EDIT_HEADER + "\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+def test_the_report_reads_edit_runs_and_says_whether_the_direction_beat_its_control(tmp_path):
+    learned = write_edit_run(
+        tmp_path / "kept",
+        [
+            "astronaut,attribute,sphinx_warm,demo,rotate,kept,0 22.5 45,0 2 4,23.5,18.1,10.4,21.4,32.4,1.6,0.008,0.7,0.9,"
+            "32,14.2,,s.png,500,70,ok,",
+            "chelsea,attribute,sphinx_warm,demo,rotate,kept,0 22.5 45,0 2 4,24.1,21.6,17,24.1,33.3,1.1,0.002,0,0,33,"
+            "16,missed@30,s.png,500,70,ok,",
+        ],
+    )
+    # the same run with the direction frozen in both: nothing to choose between them
+    frozen = write_edit_run(
+        tmp_path / "frozen",
+        [
+            "astronaut,attribute,sphinx_warm,demo,rotate,joint,0 22.5 45,0 2 4,21,20,10,0.7,0.9,32,0.03,0.7,0.9,32,20,,s.png,"
+            "500,70,ok,"
+        ],
+    )
+    out, err, code = run_cli(str(learned), str(frozen), "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    assert "## attribute rotate / sphinx_warm, inversion kept (demo)" in out
+    assert "rotate: the learned direction beats its frozen control on 2 of 2 images" in out
+    assert "1 flagged (chelsea)" in out
+    assert "## attribute rotate / sphinx_warm, inversion joint (demo)" in out
+    assert "rotate: no evidence that the direction was learned: it beats its frozen control on 0 of 1 images" in out
+    assert "| astronaut | 0 2 4 | 23.50 | 18.10 / 10.40 | 21.4 / 0.7 | 32.4 / 0.9 | 0.008 / " in out
+    table = pd.read_csv(tmp_path / "report" / "edits.csv")
+    kept = table[(table["inversion"] == "kept") & (table["measure"] == "achieved_error")]
+    assert kept["mean"].tolist() == [pytest.approx(1.35)] and kept["n"].tolist() == [2]
+    assert (tmp_path / "report" / "edits.png").stat().st_size > 1000
+
+
+def test_the_report_of_a_morph_run_gives_its_means(tmp_path):
+    folder = tmp_path / "morph"
+    folder.mkdir()
+    (folder / "results.csv").write_text(
+        "image,edit,method,generator,first,second,frames,endpoint_error,step_mean,smoothness,strip,steps,seconds,"
+        "status,message\n"
+        "a -> b,morph,sphinx_warm,demo,a,b,9,0,0.07,1.4,s.png,,,ok,\n"
+        "b -> c,morph,sphinx_warm,demo,b,c,9,0,0.05,1.6,s.png,,,ok,\n"
+    )
+    out, err, code = run_cli(str(folder))
+    assert code == 0, err
+    assert "| endpoint_error | step_mean | smoothness |" in out and "| 0 ± 0 | 0.06 ± 0.014 | 1.5 ± 0.14 |" in out
