@@ -77,13 +77,14 @@ def build_edit_report(paths: Sequence[Path], out_dir: Path) -> EditReport:
             records = ok.to_dict("records")
             setting = f", inversion {inversion}" if inversion else ""
             title = f"{edit} {transform}".strip() + f" / {method}{setting} ({runs['generator'].iloc[0]})"
-            lines += [f"## {title}", "", f"{len(ok)} ok, {len(runs) - len(ok)} failed" + _flag_count(ok), ""]
+            flags = _flag_count(ok) if edit == "attribute" else ""
+            lines += [f"## {title}", "", f"{len(ok)} ok, {len(runs) - len(ok)} failed" + flags, ""]
             if edit == "attribute":
                 comparison = compare_with_control(records)
                 comparisons[(transform, method, inversion)] = comparison
                 lines += [describe_comparison(transform, comparison), ""]
                 lines += _attribute_table(ok)
-                measures = [c for c in ok.columns if _numeric(ok, c) and c not in ("steps", "seconds")]
+                measures = [c for c in ok.columns if _numeric(ok, c) and c not in ("steps", "seconds", "frames")]
             else:
                 measures = [m for m in (MORPH_MEASURES if edit == "morph" else DIRECTION_MEASURES) if m in ok]
                 lines += _means_table(ok, measures)
@@ -114,9 +115,11 @@ def _flag_count(ok: pd.DataFrame) -> str:
 
 def _attribute_table(ok: pd.DataFrame) -> list[str]:
     """Per image: reconstruction, held-out PSNR (no-edit baseline), asked -> achieved, learned and control."""
-    asked = [c.split("@", 1)[1] for c in ok.columns if c.startswith("achieved@")]
-    unchanged = next((m for m in UNCHANGED_MEASURES if m in ok), None)
-    identity = next((c for c in ok.columns if c.startswith("psnr@")), None)  # the first factor is the identity
+    # the runs of other transforms add their own columns to the table read: only this group's count
+    present = [c for c in ok.columns if ok[c].notna().any()]
+    asked = [c.split("@", 1)[1] for c in present if c.startswith("achieved@")]
+    unchanged = next((m for m in UNCHANGED_MEASURES if m in present), None)
+    identity = next((c for c in present if c.startswith("psnr@")), None)  # the first factor is the identity
     header = ["image", "alphas", f"reconstruction ({identity})", "held-out PSNR / no edit"]
     header += [f"achieved@{a} / control" for a in asked]
     header += [f"{unchanged} / control"] if unchanged else []
