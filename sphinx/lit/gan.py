@@ -325,7 +325,10 @@ class GANModule(pl.LightningModule):
         self.log_dict({f"train/{key}": value for key, value in values.items()}, prog_bar=False)
         self.log("train/images_seen", float(self.step * size))
         self.log_dict({"d": values["loss_d"], "g": values["loss_g"]}, prog_bar=True, logger=False)
-        self._record(values)
+        for key, value in values.items():
+            self._window[key].append(value)
+        if self.step % s.log_every == 0:
+            self._flush_history()
 
         if self.step % s.sample_every == 0:
             self.save_samples()
@@ -336,12 +339,6 @@ class GANModule(pl.LightningModule):
         self._flush_history()
         self.save_samples()
         self.save_checkpoint()
-
-    def _record(self, values: dict[str, float]) -> None:
-        for key, value in values.items():
-            self._window[key].append(value)
-        if self.step % self.settings.log_every == 0:
-            self._flush_history()
 
     def _flush_history(self) -> None:
         if not any(self._window.values()):
