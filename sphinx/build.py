@@ -108,7 +108,7 @@ def build_training(cfg: DictConfig, out_dir: str | Path):
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
-    from sphinx.lit.gan import GANModule
+    from sphinx.lit.gan import GANModule, GANSettings
 
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -126,11 +126,12 @@ def build_training(cfg: DictConfig, out_dir: str | Path):
         generator,
         discriminator,
         images,
+        settings=GANSettings(
+            **OmegaConf.to_container(cfg.gan, resolve=True), seed=int(cfg.seed) if cfg.get("seed") is not None else 0
+        ),
         augment=augment,
         out_dir=out_dir,
-        seed=int(cfg.seed) if cfg.get("seed") is not None else 0,
         resume=cfg.get("resume"),
-        **OmegaConf.to_container(cfg.gan, resolve=True),
     )
     trainer = instantiate(cfg.trainer, logger=CSVLogger(save_dir=str(out_dir), name="", version=""))
     return module, trainer

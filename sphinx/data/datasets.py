@@ -122,13 +122,9 @@ def image_id_to_filename(image_id: str) -> str:
     stem = "__".join(_UNSAFE.sub("_", part) for part in stem.split("/"))
     stem = re.sub(r"^\.", "_", stem)[:_MAX_STEM] or "_"
     if stem != image_id:
-        stem = f"{stem}-{_short_hash(image_id)}"
+        # surrogatepass: file names that are not valid UTF-8 reach Python as lone surrogates
+        stem = f"{stem}-{hashlib.sha1(image_id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
     return stem
-
-
-def _short_hash(image_id: str) -> str:
-    # surrogatepass: file names that are not valid UTF-8 reach Python as lone surrogates
-    return hashlib.sha1(image_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def _check_limit(limit: int | None, source: str) -> int | None:

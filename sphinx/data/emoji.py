@@ -53,27 +53,18 @@ SMILEYS: tuple[int, ...] = (
     *range(0x1F648, 0x1F64B),  # see-, hear-, speak-no-evil monkeys
     0x263A,
     0x2639,  # smiling and frowning face (text-default: drawn with VS16)
-    0x1F31A,
-    0x1F31B,
-    0x1F31C,
-    0x1F31D,
-    0x1F31E,  # moon faces, sun with face
+    *range(0x1F31A, 0x1F31F),  # moon faces, sun with face
     0x1F383,  # jack-o-lantern
-    0x1F479,
-    0x1F47A,
-    0x1F47B,
+    *range(0x1F479, 0x1F47C),
     0x1F47D,
     0x1F47F,
     0x1F480,  # ogre, goblin, ghost, alien, imp, skull
     0x1F4A9,  # pile of poo
-    0x1F910,
-    *range(0x1F911, 0x1F918),  # zipper-mouth .. hugging face
+    *range(0x1F910, 0x1F918),  # zipper-mouth .. hugging face
     *range(0x1F920, 0x1F926),
     *range(0x1F927, 0x1F930),  # cowboy .. lying; sneezing .. exploding
     *range(0x1F970, 0x1F977),
-    0x1F978,
-    0x1F979,
-    0x1F97A,  # hearts .. cold; disguised; pleading
+    *range(0x1F978, 0x1F97B),  # hearts .. cold; disguised; pleading
     0x1F9D0,  # monocle
     *range(0x1FAE0, 0x1FAE6),
     0x1FAE8,  # melting .. dotted line; shaking
@@ -81,49 +72,21 @@ SMILEYS: tuple[int, ...] = (
 # People drawn as a head (or head and shoulders); each comes in every skin tone.
 PEOPLE_HEADS: tuple[int, ...] = (
     0x1F385,  # Santa Claus
-    0x1F466,
-    0x1F467,
-    0x1F468,
-    0x1F469,  # boy, girl, man, woman
+    *range(0x1F466, 0x1F46A),  # boy, girl, man, woman
     0x1F46E,  # police officer
-    0x1F470,
-    0x1F471,
-    0x1F472,
-    0x1F473,
-    0x1F474,
-    0x1F475,
-    0x1F476,
-    0x1F477,
-    0x1F478,
+    *range(0x1F470, 0x1F479),  # bride with veil .. princess
     0x1F47C,  # baby angel
     0x1F482,  # guard
     0x1F934,
     0x1F936,  # prince, Mrs. Claus
     0x1F977,  # ninja
-    0x1F9D1,
-    0x1F9D2,
-    0x1F9D3,
-    0x1F9D4,
-    0x1F9D5,  # person, child, older person, beard, headscarf
+    *range(0x1F9D1, 0x1F9D6),  # person, child, older person, beard, headscarf
     0x1FAC5,  # person with crown
 )
 ANIMAL_FACES: tuple[int, ...] = (
     0x1F428,  # koala
-    0x1F42D,
-    0x1F42E,
-    0x1F42F,
-    0x1F430,
-    0x1F431,
-    0x1F432,  # mouse, cow, tiger, rabbit, cat, dragon
-    0x1F434,
-    0x1F435,
-    0x1F436,
-    0x1F437,
-    0x1F438,
-    0x1F439,  # horse, monkey, dog, pig, frog, hamster
-    0x1F43A,
-    0x1F43B,
-    0x1F43C,  # wolf, bear, panda
+    *range(0x1F42D, 0x1F433),  # mouse, cow, tiger, rabbit, cat, dragon
+    *range(0x1F434, 0x1F43D),  # horse, monkey, dog, pig, frog, hamster, wolf, bear, panda
     0x1F981,
     0x1F984,
     0x1F98A,

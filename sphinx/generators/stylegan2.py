@@ -55,11 +55,6 @@ def num_latents(resolution: int) -> int:
     return 2 * int(math.log2(resolution)) - 2
 
 
-def pixel_norm(z: torch.Tensor) -> torch.Tensor:
-    """Normalize each latent vector to unit root-mean-square over its features."""
-    return z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
-
-
 class EqualLinear(nn.Module):
     """Linear layer with equalized learning rate: stored weights are scaled at run time."""
 
@@ -418,5 +413,7 @@ class Generator(nn.Module):
 
 
 class _PixelNorm(nn.Module):
+    """Normalize each latent vector to unit root-mean-square over its features."""
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return pixel_norm(z)
+        return z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)

@@ -162,11 +162,17 @@ def invert(
     ids = [str(i) for i in (ids if ids is not None else range(targets.shape[0]))]
     config = resolve_method(method, overrides)
     config.check_batch_size(len(ids))
-    degradation = _build_degradation(degradation)
+    if degradation is None:
+        degradation = NoDegradation()
+    elif isinstance(degradation, str):
+        degradation = build_degradation(degradation)
     degradation.validate((3, generator.resolution, generator.resolution))
     bad_target = _check_targets(generator, targets, ids)
     if initial_states is not None:
-        _check_initial_states(initial_states, generator, len(ids))
+        if len(initial_states) != len(ids):
+            raise ConfigError(f"need one initial state per image: {len(ids)} images, {len(initial_states)} states")
+        for state in initial_states:
+            check_state_generator(state, generator)
     batch = _Batch(
         generator, targets, bad_target, ids, config, degradation, seed, lpips, execution, record_curve, initial_states
     )
@@ -436,21 +442,6 @@ def _check_targets(generator: Generator, targets: torch.Tensor, ids: Sequence[st
             "map [0, 1] images with x * 2 - 1"
         )
     return nonfinite
-
-
-def _check_initial_states(states: Sequence[InversionState], generator: Generator, count: int) -> None:
-    if len(states) != count:
-        raise ConfigError(f"need one initial state per image: {count} images, {len(states)} states")
-    for state in states:
-        check_state_generator(state, generator)
-
-
-def _build_degradation(degradation: Degradation | str | None) -> Degradation:
-    if degradation is None:
-        return NoDegradation()
-    if isinstance(degradation, str):
-        return build_degradation(degradation)
-    return degradation
 
 
 @torch.no_grad()

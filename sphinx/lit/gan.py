@@ -14,10 +14,12 @@ reads them and a killed run never leaves half a file.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -53,15 +55,11 @@ class _StepRange(IterableDataset):
         return max(self.stop - self.start, 0)
 
 
-class GANModule(pl.LightningModule):
-    """StyleGAN2 training: non-saturating loss, lazy R1, optional path length, EMA, style mixing.
+@dataclass(frozen=True)
+class GANSettings:
+    """Training hyper-parameters of :class:`GANModule` (the ``gan`` group of ``conf/train``).
 
-    Args:
-        generator: the generator to train (its architecture is saved in every checkpoint).
-        discriminator: the discriminator.
-        images: the training images ``[N, 3, H, W]`` in [-1, 1], held on the module's device.
-        augment: differentiable augmentation applied before every discriminator call, or None.
-        out_dir: run folder; checkpoints go to ``checkpoints/``, sample grids to ``samples/``.
+    Attributes:
         steps: total training steps (a resumed run stops at the same total).
         batch_size: images per step.
         lr: Adam learning rate of both networks (before the lazy-regularization correction).
@@ -74,13 +72,55 @@ class GANModule(pl.LightningModule):
         mixing_prob: chance that a generated sample mixes two latents at a random layer.
         ema_half_life_images: half-life of the generator average, in images.
         ema_rampup: early bound of the half-life as a fraction of the images seen; None: off.
+        seed: seeds every per-step random draw and the sample latents.
         sample_every: write a sample grid every this many steps.
         checkpoint_every: write ``checkpoints/last.pt`` every this many steps (and at the end).
         log_every: steps averaged into one point of the loss history stored in checkpoints.
         num_samples: images in a sample grid (drawn from fixed latents).
-        seed: seeds every per-step random draw and the sample latents.
-        resume: a checkpoint of this training code to continue from, or None.
         latent_avg_samples: draws used for ``latent_avg`` in checkpoints.
+    """
+
+    # the fields up to seed are saved in every checkpoint's config.training, in this order
+    steps: int
+    batch_size: int = 16
+    lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 0.2
+    r1_every: int = 16
+    pl_weight: float = 0.0
+    pl_every: int = 4
+    pl_batch_shrink: int = 2
+    mixing_prob: float = 0.9
+    ema_half_life_images: float = 10_000
+    ema_rampup: float | None = 0.05
+    seed: int = 0
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 10
+    num_samples: int = 64
+    latent_avg_samples: int = 4096
+
+    def __post_init__(self) -> None:
+        # Hydra gives an int for `gan.lr=1` and a list for betas: hold the declared types, which
+        # the checkpoints store
+        for field in dataclasses.fields(self):
+            cast = {"int": int, "float": float}.get(field.type)
+            if cast is not None:
+                object.__setattr__(self, field.name, cast(getattr(self, field.name)))
+        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+
+
+class GANModule(pl.LightningModule):
+    """StyleGAN2 training: non-saturating loss, lazy R1, optional path length, EMA, style mixing.
+
+    Args:
+        generator: the generator to train (its architecture is saved in every checkpoint).
+        discriminator: the discriminator.
+        images: the training images ``[N, 3, H, W]`` in [-1, 1], held on the module's device.
+        settings: the training hyper-parameters.
+        augment: differentiable augmentation applied before every discriminator call, or None.
+        out_dir: run folder; checkpoints go to ``checkpoints/``, sample grids to ``samples/``.
+        resume: a checkpoint of this training code to continue from, or None.
     """
 
     def __init__(
@@ -89,27 +129,10 @@ class GANModule(pl.LightningModule):
         discriminator: Discriminator,
         images: torch.Tensor,
         *,
+        settings: GANSettings,
         augment: DiffAugment | None,
         out_dir: str | os.PathLike[str],
-        steps: int,
-        batch_size: int = 16,
-        lr: float = 0.002,
-        betas: Sequence[float] = (0.0, 0.99),
-        r1_gamma: float = 0.2,
-        r1_every: int = 16,
-        pl_weight: float = 0.0,
-        pl_every: int = 4,
-        pl_batch_shrink: int = 2,
-        mixing_prob: float = 0.9,
-        ema_half_life_images: float = 10_000,
-        ema_rampup: float | None = 0.05,
-        sample_every: int = 500,
-        checkpoint_every: int = 500,
-        log_every: int = 10,
-        num_samples: int = 64,
-        seed: int = 0,
         resume: str | os.PathLike[str] | None = None,
-        latent_avg_samples: int = 4096,
     ) -> None:
         super().__init__()
         if images.ndim != 4 or images.shape[1:] != (3, generator.resolution, generator.resolution):
@@ -119,6 +142,7 @@ class GANModule(pl.LightningModule):
         if discriminator.resolution != generator.resolution:
             raise ValueError(f"discriminator is {discriminator.resolution} px, generator {generator.resolution} px")
         self.automatic_optimization = False
+        self.settings = settings
         self.generator = generator
         self.discriminator = discriminator
         self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
@@ -126,39 +150,14 @@ class GANModule(pl.LightningModule):
         self.register_buffer("images", images.float(), persistent=False)
         self.register_buffer("mean_path_length", torch.zeros(()), persistent=False)
         self.out_dir = Path(out_dir)
-        self.steps = int(steps)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.r1_gamma, self.r1_every = float(r1_gamma), int(r1_every)
-        self.pl_weight, self.pl_every, self.pl_batch_shrink = float(pl_weight), int(pl_every), int(pl_batch_shrink)
-        self.mixing_prob = float(mixing_prob)
-        self.ema_half_life_images = float(ema_half_life_images)
-        self.ema_rampup = ema_rampup
-        self.sample_every, self.checkpoint_every, self.log_every = (
-            int(sample_every),
-            int(checkpoint_every),
-            int(log_every),
-        )
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
         self.resume = Path(resume) if resume is not None else None
-        self.latent_avg_samples = int(latent_avg_samples)
-        # hyper-parameters as plain values, saved with every checkpoint
+        # hyper-parameters as plain values, saved with every checkpoint (the output cadence is not)
+        training = dataclasses.asdict(settings)
+        for key in ("sample_every", "checkpoint_every", "log_every", "num_samples", "latent_avg_samples"):
+            del training[key]
         self.training_config = {
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "betas": list(self.betas),
-            "r1_gamma": self.r1_gamma,
-            "r1_every": self.r1_every,
-            "pl_weight": self.pl_weight,
-            "pl_every": self.pl_every,
-            "pl_batch_shrink": self.pl_batch_shrink,
-            "mixing_prob": self.mixing_prob,
-            "ema_half_life_images": self.ema_half_life_images,
-            "ema_rampup": self.ema_rampup,
-            "seed": self.seed,
+            **training,
+            "betas": list(settings.betas),
             "num_images": int(images.shape[0]),
             "augment": None
             if augment is None
@@ -186,17 +185,14 @@ class GANModule(pl.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         # Lazy regularization runs the regularizer every k steps at k times the weight; StyleGAN2
         # rescales lr and betas by k / (k + 1) so the optimizer's effective step matches.
-        g_ratio = self.pl_every / (self.pl_every + 1) if self.pl_weight > 0 else 1.0
-        d_ratio = self.r1_every / (self.r1_every + 1) if self.r1_gamma > 0 else 1.0
+        s = self.settings
+        g_ratio = s.pl_every / (s.pl_every + 1) if s.pl_weight > 0 else 1.0
+        d_ratio = s.r1_every / (s.r1_every + 1) if s.r1_gamma > 0 else 1.0
         g_optim = torch.optim.Adam(
-            self.generator.parameters(),
-            lr=self.lr * g_ratio,
-            betas=(self.betas[0] ** g_ratio, self.betas[1] ** g_ratio),
+            self.generator.parameters(), lr=s.lr * g_ratio, betas=(s.betas[0] ** g_ratio, s.betas[1] ** g_ratio)
         )
         d_optim = torch.optim.Adam(
-            self.discriminator.parameters(),
-            lr=self.lr * d_ratio,
-            betas=(self.betas[0] ** d_ratio, self.betas[1] ** d_ratio),
+            self.discriminator.parameters(), lr=s.lr * d_ratio, betas=(s.betas[0] ** d_ratio, s.betas[1] ** d_ratio)
         )
         return [g_optim, d_optim]
 
@@ -208,7 +204,7 @@ class GANModule(pl.LightningModule):
             self._pending_optimizer_states = None
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_StepRange(self.step, self.steps), batch_size=None)
+        return DataLoader(_StepRange(self.step, self.settings.steps), batch_size=None)
 
     def _restore(self, path: Path) -> None:
         try:
@@ -239,7 +235,7 @@ class GANModule(pl.LightningModule):
     # ----------------------------------------------------------------- training
     def _random(self, step: int, stream: str) -> torch.Generator:
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(stream_seed(self.seed, "train", step, stream))
+        generator.manual_seed(stream_seed(self.settings.seed, "train", step, stream))
         return generator
 
     def _latents(self, batch: int, draw: torch.Generator, *, mixing: bool) -> torch.Tensor:
@@ -249,7 +245,7 @@ class GANModule(pl.LightningModule):
         w = generator.mapping(z).reshape(2, batch, generator.style_dim)  # [2, B, S]
         rows = torch.arange(generator.n_latent, device=self.device)
         crossover = torch.randint(1, generator.n_latent, (batch,), generator=draw, device=self.device)
-        mixed = torch.rand(batch, generator=draw, device=self.device) < (self.mixing_prob if mixing else 0.0)
+        mixed = torch.rand(batch, generator=draw, device=self.device) < (self.settings.mixing_prob if mixing else 0.0)
         crossover = torch.where(mixed, crossover, torch.full_like(crossover, generator.n_latent))
         first = rows[None, :, None] < crossover[:, None, None]  # [B, n_latent, 1]
         return torch.where(first, w[0][:, None, :], w[1][:, None, :])  # [B, n_latent, S]
@@ -267,7 +263,8 @@ class GANModule(pl.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         step = int(batch)
         g_optim, d_optim = self.optimizers()
-        size = self.batch_size
+        s = self.settings
+        size = s.batch_size
         values: dict[str, float] = {}
 
         # discriminator
@@ -286,13 +283,13 @@ class GANModule(pl.LightningModule):
         d_optim.step()
         values.update(loss_d=loss_d.item(), real_logit=real_logits.mean().item(), fake_logit=fake_logits.mean().item())
 
-        if self.r1_gamma > 0 and step % self.r1_every == 0:
+        if s.r1_gamma > 0 and step % s.r1_every == 0:
             real_input = real.detach().requires_grad_(True)
             logits = self.discriminator(self._augment(real_input, draw))
             r1 = r1_penalty(logits, real_input)
             d_optim.zero_grad(set_to_none=True)
             # "+ 0 * logits" keeps every D parameter in the graph (DDP expects all to get grads)
-            self.manual_backward(self.r1_gamma / 2 * r1 * self.r1_every + 0 * logits.mean())
+            self.manual_backward(s.r1_gamma / 2 * r1 * s.r1_every + 0 * logits.mean())
             d_optim.step()
             values["r1"] = r1.item()
 
@@ -307,19 +304,19 @@ class GANModule(pl.LightningModule):
         g_optim.step()
         values["loss_g"] = loss_g.item()
 
-        if self.pl_weight > 0 and step % self.pl_every == 0:
-            small = max(size // self.pl_batch_shrink, 1)
+        if s.pl_weight > 0 and step % s.pl_every == 0:
+            small = max(size // s.pl_batch_shrink, 1)
             ws = self._latents(small, draw, mixing=False)
             images = self.generator.synthesis(ws, noise=self.generator.make_noise(small, generator=draw))
             penalty, lengths, new_mean = path_length_penalty(images, ws, self.mean_path_length)
             self.mean_path_length.copy_(new_mean)
             g_optim.zero_grad(set_to_none=True)
-            self.manual_backward(self.pl_weight * self.pl_every * penalty + 0 * images.mean())
+            self.manual_backward(s.pl_weight * s.pl_every * penalty + 0 * images.mean())
             g_optim.step()
             values["path_length"] = lengths.mean().item()
 
         self.step = step + 1
-        beta = ema_beta(size, self.step * size, half_life_images=self.ema_half_life_images, rampup=self.ema_rampup)
+        beta = ema_beta(size, self.step * size, half_life_images=s.ema_half_life_images, rampup=s.ema_rampup)
         update_ema(self.generator_ema, self.generator, beta)
 
         for key, value in values.items():
@@ -328,23 +325,20 @@ class GANModule(pl.LightningModule):
         self.log_dict({f"train/{key}": value for key, value in values.items()}, prog_bar=False)
         self.log("train/images_seen", float(self.step * size))
         self.log_dict({"d": values["loss_d"], "g": values["loss_g"]}, prog_bar=True, logger=False)
-        self._record(values)
+        for key, value in values.items():
+            self._window[key].append(value)
+        if self.step % s.log_every == 0:
+            self._flush_history()
 
-        if self.step % self.sample_every == 0:
+        if self.step % s.sample_every == 0:
             self.save_samples()
-        if self.step % self.checkpoint_every == 0:
+        if self.step % s.checkpoint_every == 0:
             self.save_checkpoint()
 
     def on_train_end(self) -> None:
         self._flush_history()
         self.save_samples()
         self.save_checkpoint()
-
-    def _record(self, values: dict[str, float]) -> None:
-        for key, value in values.items():
-            self._window[key].append(value)
-        if self.step % self.log_every == 0:
-            self._flush_history()
 
     def _flush_history(self) -> None:
         if not any(self._window.values()):
@@ -357,6 +351,11 @@ class GANModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- outputs
     @property
+    def batch_size(self) -> int:
+        """Images per step (``sphinx.train`` reports the images seen with it)."""
+        return self.settings.batch_size
+
+    @property
     def wall_seconds(self) -> float:
         """Training wall time over all resumed segments."""
         running = time.monotonic() - self._started if self._started is not None else 0.0
@@ -365,8 +364,8 @@ class GANModule(pl.LightningModule):
     @torch.no_grad()
     def save_samples(self) -> Path:
         """Write ``samples/step-XXXXXX.png``: the EMA generator on fixed latents, stored noise."""
-        draw = torch.Generator().manual_seed(stream_seed(self.seed, "samples"))
-        z = torch.randn(self.num_samples, self.generator.style_dim, generator=draw).to(self.device)
+        draw = torch.Generator().manual_seed(stream_seed(self.settings.seed, "samples"))
+        z = torch.randn(self.settings.num_samples, self.generator.style_dim, generator=draw).to(self.device)
         images = self.generator_ema(z)
         return save_grid(images, self.out_dir / "samples" / f"step-{self.step:06d}.png")
 
@@ -382,11 +381,13 @@ class GANModule(pl.LightningModule):
             "g_ema": cpu(self.generator_ema.state_dict()),
             "g": cpu(self.generator.state_dict()),
             "d": cpu(self.discriminator.state_dict()),
-            "latent_avg": self.generator_ema.mean_latent(self.latent_avg_samples, seed=self.seed).reshape(-1).cpu(),
+            "latent_avg": self.generator_ema.mean_latent(self.settings.latent_avg_samples, seed=self.settings.seed)
+            .reshape(-1)
+            .cpu(),
             "g_optim": g_optim.state_dict() if g_optim is not None else {},
             "d_optim": d_optim.state_dict() if d_optim is not None else {},
             "step": self.step,
-            "images_seen": self.step * self.batch_size,
+            "images_seen": self.step * self.settings.batch_size,
             "mean_path_length": float(self.mean_path_length),
             "wall_seconds": self.wall_seconds,
             "history": {key: list(values) for key, values in self.history.items()},

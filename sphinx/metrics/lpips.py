@@ -281,13 +281,9 @@ def _bundled_lin_file(net: str) -> Path:
     )
 
 
-def _hub_checkpoints() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
 def _locate_backbone(trunk: _Trunk, backbone_path: str | os.PathLike[str] | None, *, progress: bool) -> Path:
     """The trunk checkpoint: given path, else env variable, else hub cache, else a download."""
-    folder = _hub_checkpoints()
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
     advice = (
         f"put {trunk.file_name} (from {trunk.url}) in {folder}, or point {_ENV_BACKBONE} at it, "
         "or run with lpips_weight=0 to go without LPIPS"

@@ -154,27 +154,29 @@ def test_image_grid_tiles_in_rows() -> None:
 def fit(out_dir: Path, *, steps: int, resume: Path | None = None, crash_at: int | None = None, pl_weight: float = 0.0):
     import pytorch_lightning as pl
 
-    from sphinx.lit.gan import GANModule
+    from sphinx.lit.gan import GANModule, GANSettings
 
     generator, discriminator = tiny_pair(seed=0)
     module = GANModule(
         generator,
         discriminator,
         real_images(6),
+        settings=GANSettings(
+            steps=steps,
+            batch_size=4,
+            r1_every=2,
+            pl_weight=pl_weight,
+            pl_every=2,
+            sample_every=2,
+            checkpoint_every=2,
+            log_every=1,
+            num_samples=4,
+            seed=3,
+            latent_avg_samples=64,
+        ),
         augment=DiffAugment(),
         out_dir=out_dir,
-        steps=steps,
-        batch_size=4,
-        r1_every=2,
-        pl_weight=pl_weight,
-        pl_every=2,
-        sample_every=2,
-        checkpoint_every=2,
-        log_every=1,
-        num_samples=4,
-        seed=3,
         resume=resume,
-        latent_avg_samples=64,
     )
 
     class Kill(pl.Callback):
@@ -245,7 +247,7 @@ def test_resume_refuses_a_different_architecture(tmp_path: Path) -> None:
     import pytorch_lightning as pl
 
     from sphinx.errors import CheckpointError
-    from sphinx.lit.gan import GANModule
+    from sphinx.lit.gan import GANModule, GANSettings
 
     fit(tmp_path, steps=2)
     torch.manual_seed(0)
@@ -254,10 +256,9 @@ def test_resume_refuses_a_different_architecture(tmp_path: Path) -> None:
         wider,
         Discriminator(16, channels=TINY_CHANNELS),
         real_images(4),
+        settings=GANSettings(steps=4, batch_size=2),
         augment=None,
         out_dir=tmp_path / "other",
-        steps=4,
-        batch_size=2,
         resume=tmp_path / "checkpoints" / "last.pt",
     )
     trainer = pl.Trainer(
