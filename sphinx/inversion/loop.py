@@ -265,6 +265,7 @@ class _Batch:
             else None
         )
         self.records = [self.history, self.failures, *([self.recorder] if self.recorder is not None else [])]
+        self.records += self.method.loop_records()
         self.global_step = self.first_step = 0
         self.identity = {
             "ids": list(ids),
