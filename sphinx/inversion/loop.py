@@ -126,7 +126,7 @@ def invert(
         ids: one unique id per image (file names); default ``"0"``, ``"1"``, ...
         method: a method config (:func:`sphinx.inversion.methods.method_config`), or a registered
             name: ``sphinx`` (default), ``sphinx_warm``, ``sphinx_ps``, ``sphinx_ps_pc``, ``w``,
-            ``wplus``, ``wplus_noise`` or ``pti``, with its hyperparameters as ``**overrides``.
+            ``wplus``, ``wplus_noise``, ``pti`` or ``ilo``, with its hyperparameters as ``**overrides``.
         degradation: the forward operator A applied to G's output in the loss (a
             :class:`sphinx.degradations.Degradation`, a name, or None for none). The targets'
             observation ``y = A(x)`` is what the loss sees.
@@ -271,6 +271,7 @@ class _Batch:
             else None
         )
         self.records = [self.history, self.failures, *([self.recorder] if self.recorder is not None else [])]
+        self.records += self.method.loop_records()
         self.global_step = self.first_step = 0
         self.identity = {
             "ids": list(ids),

@@ -28,6 +28,7 @@ from sphinx.report.names import METHOD_ORDER, METRIC_LABELS, METRICS, order_key
 from sphinx.rundir.columns import mean_std
 
 BUDGETS = (10, 30, 100, 300, 1000, 3000, 5000, 8000)
+LINE_STYLES = ("-", "--", "-.", ":")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,23 @@ def crossings(first: MethodCurve, second: MethodCurve, metric: str = "psnr") -> 
     return found
 
 
+def first_reaching(curve: MethodCurve, value: float, metric: str = "psnr") -> float | None:
+    """The first step at which the mean curve reaches ``value`` (interpolated in log-steps between
+    recorded points), or None if it never does within its steps."""
+    values, steps = curve.mean[metric], curve.steps
+    known = np.isfinite(values)
+    values, steps = values[known], steps[known]
+    for index, current in enumerate(values):
+        if current >= value:
+            if index == 0:
+                return float(steps[0])
+            before = values[index - 1]
+            share = (value - before) / (current - before)
+            logs = np.log1p(steps[index - 1 : index + 1].astype(float))
+            return float(np.expm1(logs[0] + share * (logs[1] - logs[0])))
+    return None
+
+
 def curves_markdown(curves: Sequence[MethodCurve], *, title: str) -> str:
     """The budget table, the best method at each budget, and the crossings, per degradation."""
     lines = [f"# {title}", ""]
@@ -199,11 +217,14 @@ def curves_png(curves: Sequence[MethodCurve], *, title: str) -> bytes:
     methods = list(dict.fromkeys(c.method for c in curves))
     for row, (degradation, metric) in enumerate(rows):
         for curve in (c for c in curves if c.degradation == degradation):
-            colour = colours(methods.index(curve.method) % 10)
+            index = methods.index(curve.method)
+            # colour and dash both tell methods apart: ten lines stay readable, in print too
+            colour, dashes = colours(index % 10), LINE_STYLES[index % len(LINE_STYLES)]
             mean, std = curve.mean[metric], curve.std[metric]
             after_start = curve.steps > 0  # step 0 took no time: it has no place on a log time axis
             for axis, x, keep in ((axes[row, 0], curve.steps, slice(None)), (axes[row, 1], curve.seconds, after_start)):
-                axis.plot(x[keep], mean[keep], color=colour, label=f"{curve.method} (n={curve.images})", linewidth=1.8)
+                label = f"{curve.method} (n={curve.images})"
+                axis.plot(x[keep], mean[keep], color=colour, linestyle=dashes, label=label, linewidth=1.8)
                 axis.fill_between(
                     x[keep], (mean - std)[keep], (mean + std)[keep], color=colour, alpha=0.15, linewidth=0
                 )
@@ -217,9 +238,13 @@ def curves_png(curves: Sequence[MethodCurve], *, title: str) -> bytes:
             axis.set_ylabel(METRIC_LABELS[metric])
             axis.set_title(f"{METRIC_LABELS[metric]} vs {label} — {degradation}")
             axis.grid(True, which="both", alpha=0.3)
-        axes[row, 0].legend(fontsize=8, loc="best")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    columns = min(len(labels), 5)
+    legend_rows = math.ceil(len(labels) / max(columns, 1))
+    # below the plots, where no curve runs under it, however many methods there are
+    figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize=9, frameon=False, handlelength=3)
     figure.suptitle(textwrap.fill(title, 110))  # long sweep titles would run off the figure
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.045 * legend_rows / len(rows) + 0.01, 1, 1))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)

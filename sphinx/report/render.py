@@ -26,6 +26,9 @@ from sphinx.report.names import (
 if TYPE_CHECKING:
     from sphinx.report.model import Comparison, Report
 
+# Methods whose result is their best image so far rather than their last (ILO keeps its lowest MSE).
+KEEPS_BEST = frozenset({"ilo"})
+
 
 def report_markdown(report: Report, table: pd.DataFrame) -> str:
     """report.md: one methods x degradations table per metric, the image counts, SPHInX against the best
@@ -39,6 +42,9 @@ def report_markdown(report: Report, table: pd.DataFrame) -> str:
         "(n=…) marks a cell where some finished images have no value. Bold is the best method of a column. "
         "Plot: `report.png`; numbers: `report.csv`.",
     ]
+    if any(method in KEEPS_BEST for method in table["method"]):
+        kept = ", ".join(sorted(set(table["method"]) & KEEPS_BEST))
+        lines += ["", f"{kept}: its lowest-MSE image over all steps is scored; every other method's last image."]
     # one heading level deeper when the report holds several generators or data sets
     level = "###" if len(sections) > 1 else "##"
     for (generator, data), section in sections:

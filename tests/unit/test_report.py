@@ -415,3 +415,12 @@ def test_the_report_of_a_morph_run_gives_its_means(tmp_path):
     out, err, code = run_cli(str(folder))
     assert code == 0, err
     assert "| endpoint_error | step_mean | smoothness |" in out and "| 0 ± 0 | 0.06 ± 0.014 | 1.5 ± 0.14 |" in out
+
+
+def test_the_report_says_that_ilo_is_scored_on_its_best_image_and_the_others_on_their_last(tmp_path):
+    write_run(tmp_path / "ilo", [result_row("a", "ilo", "none", psnr=30.0, ssim=0.9)])
+    write_run(tmp_path / "wplus", [result_row("a", "wplus", "none", psnr=28.0, ssim=0.8)])
+    text = build_report([tmp_path]).markdown.read_text()
+    assert "ilo: its lowest-MSE image over all steps is scored; every other method's last image." in text
+    write_run(tmp_path / "alone", [result_row("a", "wplus", "none", psnr=28.0, ssim=0.8)])
+    assert "lowest-MSE" not in build_report([tmp_path / "alone"]).markdown.read_text()

@@ -10,7 +10,7 @@ import pytest
 from test_report import result_row, write_run
 
 from sphinx.report import build_report
-from sphinx.report.curves import crossings, read_curves
+from sphinx.report.curves import MethodCurve, crossings, first_reaching, read_curves
 from sphinx.rundir.writer import CURVE_COLUMNS
 
 STEPS = [0, 1, 2, 3, 6, 10, 18, 32, 56, 100]
@@ -95,3 +95,12 @@ def test_a_resumed_image_counts_once_and_a_truncated_last_line_is_skipped(sweep)
     path.write_text(text + text.splitlines()[1] + "\n" + "a,sphinx,none,demo,1")  # a repeat and a cut line
     curves = {c.method: c for c in read_curves([path])}
     assert curves["sphinx"].images == 2
+
+
+def test_the_step_a_curve_first_reaches_a_value_is_interpolated_in_log_steps_or_none():
+    steps = np.array([0, 9, 99, 999])
+    curve = MethodCurve("m", "none", 2, steps, steps * 0.1, {"psnr": np.array([10.0, 20.0, 30.0, 25.0])}, {})
+    assert first_reaching(curve, 30.0) == pytest.approx(99)
+    assert first_reaching(curve, 25.0) == pytest.approx(np.expm1((np.log(10) + np.log(100)) / 2))  # halfway: 31.6
+    assert first_reaching(curve, 5.0) == 0  # from the start
+    assert first_reaching(curve, 31.0) is None  # never, though the last point is below the best

@@ -6,6 +6,7 @@ from types import MappingProxyType
 
 from sphinx.errors import ConfigError
 from sphinx.inversion.methods.base import Method, MethodConfig, ParamGroup, Stage
+from sphinx.inversion.methods.ilo import ILOConfig, IntermediateLayers
 from sphinx.inversion.methods.latent import (
     ProjectW,
     ProjectWPlus,
@@ -30,6 +31,7 @@ METHODS = MappingProxyType(
         "wplus": (WPlusConfig, {}),
         "wplus_noise": (WPlusNoiseConfig, {}),
         "pti": (PTIConfig, {}),
+        "ilo": (ILOConfig, {}),
     }
 )
 
@@ -63,5 +65,7 @@ __all__ = [
     "WPlusNoiseConfig",
     "PivotalTuning",
     "PTIConfig",
+    "IntermediateLayers",
+    "ILOConfig",
     "method_config",
 ]

@@ -237,6 +237,11 @@ class Method(ABC):
     def after_step(self, stage: Stage) -> None:
         """Hook run after each optimizer step (e.g. noise renormalization)."""
 
+    def loop_records(self) -> list:
+        """What the method keeps besides its parameters that a resumed batch needs, as
+        :class:`sphinx.inversion.step.LoopRecord` objects the loop checkpoints (none by default)."""
+        return []
+
     @torch.no_grad()
     def render_final(self) -> torch.Tensor:
         """The reported reconstructions ``[B, 3, H, W]``, from a fixed per-image draw: by default
