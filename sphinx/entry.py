@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sphinx.configs import config_dir
 from sphinx.errors import ConfigError, RunInterrupted, SphinxError
-from sphinx.rundir.signals import StopSignals, exit_status
+from sphinx.rundir.signals import StopSignals, exit_status, hand_over
 
 log = logging.getLogger("sphinx")
 MULTIRUN_DDP = (
@@ -50,6 +50,7 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
                 file=sys.stderr,
                 flush=True,
             )
+            hand_over(stopped.signal_name)  # a scheduler's requeue (submitit), which exits, if one waits
             sys.exit(exit_status(stopped.signal_name))
 
     return main
@@ -71,7 +72,9 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
     stop.install()
     trainer_options = build.trainer_options(cfg)
     one_process = trainer_options.get("strategy") in (None, "auto") and trainer_options.get("devices") in (1, "1")
-    if HydraConfig.get().mode == RunMode.MULTIRUN and not one_process:
+    # a submitit launcher runs each sweep point as its own job: DDP inside it is safe
+    own_job = "submitit" in str(HydraConfig.get().launcher.get("_target_", ""))
+    if HydraConfig.get().mode == RunMode.MULTIRUN and not one_process and not own_job:
         raise ConfigError(MULTIRUN_DDP)
     job = build.build_job(cfg, edit=edit)
     # Lightning only now: it takes seconds to import, and a bad path or config fails above without it

@@ -60,7 +60,7 @@ def main() -> None:
             "$ make demo",
             *shown(main_lines[-2:], "outputs/ood_faces/<date>"),
             "$ python -m sphinx.edit +experiment=edit_rotate",
-            *shown(edit_lines[-2:], "outputs/edit_rotate/<date>"),
+            *shown(edit_lines[-3:], "outputs/edit_rotate/<date>"),  # its summary, the control verdict, the path
             "$ python -m sphinx.report outputs/ood_faces/<date>",
             *psnr_table,
             "```",

@@ -135,6 +135,25 @@ def _check_limit(limit: int | None, source: str) -> int | None:
     return limit
 
 
+def select_shard(ids: Sequence[str], shard: int, num_shards: int) -> tuple[str, ...]:
+    """The ids of shard ``shard`` of ``num_shards``, in their order: each id goes to one shard by a
+    hash of the id itself, so an array of jobs covers a folder exactly once, and adding images to
+    the folder never moves an image that is already in a shard (its run dir stays valid).
+
+    Raises:
+        ConfigError: shard numbers that cannot work.
+    """
+    for key, value, low in (("num_shards", num_shards, 1), ("shard", shard, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"data.{key} must be an integer >= {low}, got {value!r}")
+    if shard >= num_shards:
+        raise ConfigError(f"data.shard must be below data.num_shards={num_shards} (shards count from 0), got {shard}")
+    if num_shards == 1:
+        return tuple(ids)
+    digest = lambda image_id: hashlib.sha1(image_id.encode("utf-8", "surrogatepass")).digest()[:8]
+    return tuple(image_id for image_id in ids if int.from_bytes(digest(image_id), "big") % num_shards == shard)
+
+
 class ImageFolder(Dataset):
     """Every image file under a folder, sorted by relative path.
 
@@ -160,6 +179,8 @@ class ImageFolder(Dataset):
         fit: str = "crop",
         limit: int | None = None,
         recursive: bool = True,
+        shard: int = 0,
+        num_shards: int = 1,
     ) -> None:
         """Lists the folder's images (reading none of them).
 
@@ -169,6 +190,8 @@ class ImageFolder(Dataset):
             fit: ``"crop"`` (centred square) or ``"pad"`` (white borders) for non-square images.
             limit: keep only the first ``limit`` images in sorted order; ``None`` keeps all.
             recursive: also list the images in sub-folders.
+            shard, num_shards: keep only shard ``shard`` of ``num_shards`` (:func:`select_shard`),
+                after ``limit``: an array of jobs over one folder.
 
         Raises:
             ConfigError: the folder is missing, not a folder or holds no image files, or an
@@ -189,7 +212,7 @@ class ImageFolder(Dataset):
                 f"data.path {self.root} holds no image files ({extensions}; "
                 f"{self.skipped} other files ignored); set data.path to a folder of images"
             )
-        self.ids: tuple[str, ...] = tuple(relative_paths[:limit])
+        self.ids: tuple[str, ...] = select_shard(relative_paths[:limit], shard, num_shards)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -303,7 +326,14 @@ class BundledSamples(Dataset):
     """
 
     def __init__(
-        self, *, resolution: int, fit: str = "crop", limit: int | None = None, names: Sequence[str] | None = None
+        self,
+        *,
+        resolution: int,
+        fit: str = "crop",
+        limit: int | None = None,
+        names: Sequence[str] | None = None,
+        shard: int = 0,
+        num_shards: int = 1,
     ) -> None:
         """Selects the samples (reading none of them).
 
@@ -312,6 +342,7 @@ class BundledSamples(Dataset):
             fit: ``"crop"`` (centred square) or ``"pad"`` (white borders) for non-square samples.
             limit: keep only the first ``limit`` selected samples; ``None`` keeps all.
             names: a subset of :data:`SAMPLE_NAMES`, kept in the given order; ``None`` is all.
+            shard, num_shards: keep only shard ``shard`` of ``num_shards`` (:func:`select_shard`).
 
         Raises:
             ConfigError: an unknown or repeated name, an empty selection or an invalid option.
@@ -333,7 +364,7 @@ class BundledSamples(Dataset):
             raise ConfigError(f"data.names repeats a sample: {list(names)}")
         if not names:
             raise ConfigError(f"data.names is empty; choose from {', '.join(SAMPLE_NAMES)}")
-        self.ids: tuple[str, ...] = names[:limit]
+        self.ids: tuple[str, ...] = select_shard(names[:limit], shard, num_shards)
 
     def __len__(self) -> int:
         return len(self.ids)

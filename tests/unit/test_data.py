@@ -560,3 +560,34 @@ def test_the_bundled_samples_come_as_one_batch_in_their_order():
     images, ids = BundledSamples(resolution=32, names=["coffee", "astronaut"]).batch()
     assert ids == ["coffee", "astronaut"] and images.shape == (2, 3, 32, 32)
     assert images.min() >= -1 and images.max() <= 1
+
+
+# --- shards: one folder, many jobs ------------------------------------------------------------
+
+
+def test_shards_partition_the_images_and_adding_images_moves_none_already_placed():
+    from sphinx.data.datasets import select_shard
+
+    ids = [f"img_{i:03d}.png" for i in range(200)]
+    shards = [select_shard(ids, shard, 4) for shard in range(4)]
+    assert sorted(sum(shards, ())) == ids and sum(map(len, shards)) == len(ids)  # each image exactly once
+    assert all(30 <= len(shard) <= 70 for shard in shards)  # a hash spreads them
+    grown = [select_shard([*ids, *(f"new_{i}.png" for i in range(50))], shard, 4) for shard in range(4)]
+    assert all(set(old) <= set(new) for old, new in zip(shards, grown))
+    assert select_shard(ids, 0, 1) == tuple(ids)
+
+
+@pytest.mark.parametrize(
+    "shard, num_shards, message",
+    [
+        (2, 2, "data.shard must be below data.num_shards=2"),
+        (0, 0, "data.num_shards must be an integer >= 1"),
+        (-1, 2, "data.shard must be an integer >= 0"),
+        ("1", 2, "data.shard must be an integer"),
+    ],
+)
+def test_impossible_shards_are_refused_in_one_line(shard, num_shards, message):
+    from sphinx.data.datasets import select_shard
+
+    with pytest.raises(ConfigError, match=message):
+        select_shard(["a.png"], shard, num_shards)
