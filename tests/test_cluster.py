@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TIMEOUT, read_rows, sphinx_run, without_time
+from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, without_time
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[cluster]'")
 
@@ -29,17 +29,24 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_a_2x2_sweep_through_the_local_submitit_launcher_equals_the_basic_launchers(tiny, tmp_path):
-    sweep = ["-m", *tiny, "data.limit=1", "method=w,wplus", "method.steps=3", "degradation=none,colorize"]
+def test_a_2x2_sweep_of_methods_and_shards_through_the_local_launcher_equals_the_basic_launchers(tiny, tmp_path):
+    images = {"astronaut", "chelsea", "coffee"}
+    sweep = ["-m", *tiny, "data.limit=3", "method=w,wplus", "method.steps=3", "data.num_shards=2", "data.shard=0,1"]
     sphinx_run(*sweep, f"hydra.sweep.dir={tmp_path / 'basic'}", cwd=tmp_path)
     sphinx_run(*sweep, "hydra/launcher=local", f"hydra.sweep.dir={tmp_path / 'local'}", cwd=tmp_path)
     basic, local = job_dirs(tmp_path / "basic"), job_dirs(tmp_path / "local")
     assert [d.name for d in local] == [d.name for d in basic] and len(local) == 4
     for one, other in zip(basic, local):
         assert without_time(read_rows(one)) == without_time(read_rows(other))
-    for name in ("basic", "local"):
+    for method in ("w", "wplus"):  # the two shards of a method: every image exactly once
+        shards = [[r["image"] for r in read_rows(d)] for d in local if read_rows(d)[0]["method"] == method]
+        assert len(shards) == 2 and sorted(shards[0] + shards[1]) == sorted(images)
+    reports = [
         subprocess.run([sys.executable, "-m", "sphinx.report", str(tmp_path / name)], check=True, capture_output=True)
+        for name in ("basic", "local")
+    ]
     assert (tmp_path / "basic" / "report.csv").read_text() == (tmp_path / "local" / "report.csv").read_text()
+    assert "| w | 3 ok |" in reports[1].stdout.decode()  # the shards merged into one cell per method
 
 
 def children(pid: int) -> list[int]:
@@ -57,8 +64,8 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_a_job_warned_by_the_scheduler_saves_its_batch_is_requeued_and_resumes_to_the_same_results(tiny, tmp_path):
-    common = [*tiny, "data.limit=2", "batch_size=1", "method=w", "method.steps=400", "checkpoint_every=10"]
-    sphinx_run(*common, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)  # the uninterrupted reference
+    common = [*tiny, "data.limit=2", "batch_size=1", "method=w", "method.steps=300", "checkpoint_every=10"]
+    run_in_process(*common, run_dir=tmp_path / "whole")  # the uninterrupted reference
     sweep_dir = tmp_path / "sweep"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     launcher = subprocess.Popen(
@@ -132,16 +139,3 @@ def test_two_nodes_under_torchrun_give_each_image_once_with_the_single_process_r
     for a, b in zip(single, both):
         assert a["image"] == b["image"] and abs(float(a["psnr"]) - float(b["psnr"])) <= 0.01
     assert sum("results: " in out for out, _ in outputs) == 1  # one process wrote and summed up
-
-
-@pytest.mark.slow
-def test_a_sweep_of_shards_covers_every_image_once_and_the_report_merges_them(tiny, tmp_path):
-    shards = ["-m", *tiny, "data.limit=5", "data.num_shards=2", "data.shard=0,1", "method.steps=2"]
-    sphinx_run(*shards, "hydra/launcher=local", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
-    per_shard = [{r["image"] for r in read_rows(d)} for d in job_dirs(tmp_path / "sweep")]
-    assert len(per_shard) == 2 and not per_shard[0] & per_shard[1]
-    assert per_shard[0] | per_shard[1] == {"astronaut", "chelsea", "coffee", "retina", "camera"}
-    report = subprocess.run(
-        [sys.executable, "-m", "sphinx.report", str(tmp_path / "sweep")], check=True, capture_output=True, text=True
-    )
-    assert "| sphinx | 5 ok |" in report.stdout  # one table: the shards' images counted together
