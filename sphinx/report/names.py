@@ -13,7 +13,18 @@ LOWER_IS_BETTER = frozenset({"lpips"})
 # Known names come in the order a reader expects; anything else follows, alphabetically.
 # The registry's order (sphinx.inversion.methods.METHODS, a test holds them equal), written out so
 # that the report, a reader of CSV files, does not import torch.
-METHOD_ORDER = ("sphinx", "sphinx_warm", "sphinx_ps", "sphinx_ps_pc", "w", "wplus", "wplus_noise", "pti", "ilo")
+METHOD_ORDER = (
+    "sphinx",
+    "sphinx_warm",
+    "sphinx_fast",
+    "sphinx_ps",
+    "sphinx_ps_pc",
+    "w",
+    "wplus",
+    "wplus_noise",
+    "pti",
+    "ilo",
+)
 DEGRADATION_ORDER = ("none", "denoise", "inpaint", "superres", "compressed_sensing", "colorize")
 
 

@@ -13,7 +13,7 @@ from sphinx.errors import ConfigError, ImageError
 from sphinx.generators import load_generator
 from sphinx.inversion import METHODS, invert, load_state, render_state, save_state
 from sphinx.inversion.heads import ContentHead, StyleHead
-from sphinx.inversion.methods import method_config
+from sphinx.inversion.methods import SphinxConfig, method_config
 from sphinx.inversion.noise import NoiseMaps, noise_regularization
 from sphinx.inversion.schedules import projector_lr_factor
 from sphinx.metrics.image_quality import psnr
@@ -22,12 +22,14 @@ from sphinx.metrics.lpips import LPIPS
 SHORT = {  # enough steps to exercise every stage of every method
     "sphinx": dict(steps=20),
     "sphinx_warm": dict(steps=20),
+    "sphinx_fast": dict(steps=20),
     "sphinx_ps": dict(steps=20),
     "sphinx_ps_pc": dict(steps=20),
     "w": dict(steps=20),
     "wplus": dict(steps=20),
     "wplus_noise": dict(steps=20, noise_steps=10),
     "pti": dict(pivot_steps=10, steps=10),
+    "ilo": dict(rounds=(7, 7, 6)),
 }
 
 
@@ -442,6 +444,15 @@ def test_sphinx_warm_is_full_sphinx_with_the_content_head_anchored(generator, lp
     assert "content_head.output.bias" in result.states[0].tensors
     authors = invert(generator, own_images[:1], IDS[:1], method="sphinx", lpips=lpips, steps=3)
     assert "content_head.output.bias" not in authors.states[0].tensors
+
+
+def test_sphinx_fast_is_sphinx_warm_at_a_higher_lr_for_a_tenth_of_the_steps_with_fresh_draws_intact():
+    fast, warm, authors = (method_config(name) for name in ("sphinx_fast", "sphinx_warm", "sphinx"))
+    assert fast.vicinal and fast.content_head and fast.optimize_noise and fast.spread_draws == authors.spread_draws
+    assert fast.steps * 10 == authors.steps and fast.lr > authors.lr
+    changed = {k for k, v in fast.options().items() if v != warm.options()[k]}
+    assert changed == {"steps", "lr"}  # nothing else departs from sphinx_warm
+    assert authors == SphinxConfig()  # the authors' defaults are untouched
 
 
 @pytest.mark.parametrize(
