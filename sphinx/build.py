@@ -255,8 +255,6 @@ def build_edit(
         for key in ("control", "fit_inversion"):
             if not isinstance(options[key], bool):
                 raise ConfigError(f"edit.{key} must be true or false, got {options[key]!r}")
-        if not options["fit_inversion"] and options.get("states_from") is None:
-            raise ConfigError("edit.fit_inversion=false keeps the inversion as it starts: set edit.states_from")
         if not isinstance(options["tolerance"], (int, float)) or not 0 < options["tolerance"] < math.inf:
             raise ConfigError(f"edit.tolerance must be a positive number, got {options['tolerance']!r}")
         AttributeConfig(

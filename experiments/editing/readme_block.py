@@ -87,7 +87,7 @@ def main(scratch: Path) -> None:
             "rotate and brightness walks (top row: G(w + a D); bottom row: the photo transformed by the factor",
             "each frame stands for), the morph into chelsea, and W's first principal axis (GANSpace). The",
             "attribute runs keep the main job's inversions and learn only each direction and its alphas",
-            "(`edit.fit_inversion=false`); each also runs its control, the direction frozen at its random",
+            "(`edit.fit_inversion: false`, the default); each also runs its control, the direction frozen at its random",
             "start. *Achieved* is the factor t at which T(reconstruction, t) best matches the frame rendered",
             "for the asked factor. The *joint* rows fit the inversion again together with the direction, as",
             "the authors do, from the same inversions:",

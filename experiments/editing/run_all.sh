@@ -17,7 +17,7 @@ for name in rotate brightness zoom; do
   python -m sphinx.edit +experiment=edit_$name "${from_main[@]}" edit.fit_inversion=false hydra.run.dir="$scratch/$name" &
   kept=$!
   # the authors' way for comparison: the inversion fitted again together with the direction
-  python -m sphinx.edit +experiment=edit_$name "${from_main[@]}" hydra.run.dir="$scratch/${name}_joint"
+  python -m sphinx.edit +experiment=edit_$name "${from_main[@]}" edit.fit_inversion=true hydra.run.dir="$scratch/${name}_joint"
   wait "$kept"
 done
 for name in morph direction; do

@@ -14,7 +14,7 @@ from sphinx.editing import learn_attribute
 from sphinx.editing.spec import EditSpec
 from sphinx.inversion import StepReport, invert
 from sphinx.lit.module import InversionModule
-from sphinx.rundir.writer import CONTROL_MARK, BatchOutcome
+from sphinx.rundir.writer import CONTROL_MARK, INVERSION_MARK, BatchOutcome
 
 
 class EditModule(InversionModule):
@@ -43,6 +43,10 @@ class EditModule(InversionModule):
             execution=self.execution,
         )
         if self.edit.kind == "attribute":
+            if not o["fit_inversion"] and not states:  # keep an inversion made here first, as sphinx.run makes it
+                first = {**common, "checkpoint": self.checkpoint([*outcome.ids, INVERSION_MARK])}
+                inverted = invert(self.generator, outcome.targets, outcome.ids, method=self.method, **first)
+                states = dict(zip(outcome.ids, inverted.states))
             attribute = dict(
                 transform=o["transform"],
                 factors=o["factors"],

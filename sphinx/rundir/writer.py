@@ -64,8 +64,10 @@ COMPARISON_TILE = 256
 # The README copy: small enough to show inline, still large enough to judge a reconstruction.
 SMALL_COMPARISON_TILE = 128
 INFLIGHT_FOLDER = "inflight"
-# Appended to a batch's ids for its control run's in-flight checkpoint (no image id holds a NUL).
+# Appended to a batch's ids for the in-flight checkpoints of an attribute batch's control run and
+# of the inversion it keeps (no image id holds a NUL).
 CONTROL_MARK = "\0control"
+INVERSION_MARK = "\0inversion"
 MORPH_FOLDER = "morphs"
 
 
@@ -191,7 +193,8 @@ class OutputWriter:
         elif batch.ids:
             self.write_images(batch)
             self.inflight_path(batch.ids).unlink(missing_ok=True)
-            self.inflight_path([*batch.ids, CONTROL_MARK]).unlink(missing_ok=True)
+            for mark in (CONTROL_MARK, INVERSION_MARK):
+                self.inflight_path([*batch.ids, mark]).unlink(missing_ok=True)
 
     def write_images(self, batch: BatchOutcome) -> None:
         """The files of a batch's images that ran."""

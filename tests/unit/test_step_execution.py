@@ -23,12 +23,14 @@ CHECK_EVERY = 4
 RUNS = {  # ten steps, and every stage of every method
     "sphinx": dict(steps=10, spread_draws=0),
     "sphinx_warm": dict(steps=10, spread_draws=0),
+    "sphinx_fast": dict(steps=10, spread_draws=0),
     "sphinx_ps": dict(steps=10, spread_draws=0),
     "sphinx_ps_pc": dict(steps=10, spread_draws=0),
     "w": dict(steps=10, w_avg_samples=64),
     "wplus": dict(steps=10, w_avg_samples=64),
     "wplus_noise": dict(steps=10, noise_steps=5, w_avg_samples=64),
     "pti": dict(pivot_steps=5, steps=5, w_avg_samples=64, lpips_threshold=0.0, locality_regularization=True),
+    "ilo": dict(rounds=(4, 3, 3), fit_samples=64, project_balls=True),
 }
 
 
@@ -41,6 +43,8 @@ def stage_starts(method: str) -> set[int]:
     options = RUNS[method]
     if method == "wplus_noise":
         return {options["steps"] - options["noise_steps"]}
+    if method == "ilo":  # a round starts by computing the map that enters its block
+        return {sum(options["rounds"][:k]) for k in range(1, len(options["rounds"]))}
     return {options["pivot_steps"]} if method == "pti" else set()
 
 
@@ -61,7 +65,9 @@ def count_steps(generator, images, lpips, method, execution, **options):
 
 
 def shorter(method: str) -> dict:
-    """Six steps of the method (wplus_noise's noise stage from step 4)."""
+    """Six steps of the method (wplus_noise's noise stage from step 4; ilo's rounds of 2)."""
+    if method == "ilo":
+        return {"rounds": (2, 2, 2)}
     return {"steps": 6, **({"noise_steps": 2} if method == "wplus_noise" else {})}
 
 

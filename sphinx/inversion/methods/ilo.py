@@ -377,11 +377,16 @@ class IntermediateLayers(Method):
         """Each image's lowest-MSE render over all steps and rounds."""
         best = self.best
         ws = F.leaky_relu(best.z * self.std + self.mean, PROXY_SLOPE)
-        images = torch.empty(len(self.ids), 3, self.generator.resolution, self.generator.resolution, device=self.device)
-        for block in best.block.unique().tolist():
-            rows = best.block == block
-            features = best.features[block - 1][rows] if block else None
-            images[rows] = render_from(self.generator, block, features, ws[rows], [m[rows] for m in best.noise])
+        images = None
+        # every round so far rendered whole and picked per image: the host never reads which round won
+        for block in range(self.block + 1):
+            features = best.features[block - 1] if block else None
+            rendered = render_from(self.generator, block, features, ws, best.noise)
+            images = (
+                rendered
+                if images is None
+                else torch.where((best.block == block)[:, None, None, None], rendered, images)
+            )
         return images
 
     def state(self, index: int) -> dict[str, torch.Tensor]:
