@@ -64,7 +64,7 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_a_job_warned_by_the_scheduler_saves_its_batch_is_requeued_and_resumes_to_the_same_results(tiny, tmp_path):
-    common = [*tiny, "data.limit=2", "batch_size=1", "method=w", "method.steps=300", "checkpoint_every=10"]
+    common = [*tiny, "data.limit=1", "method=w", "method.steps=200", "checkpoint_every=10"]
     run_in_process(*common, run_dir=tmp_path / "whole")  # the uninterrupted reference
     sweep_dir = tmp_path / "sweep"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -102,7 +102,7 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_nodes_under_torchrun_give_each_image_once_with_the_single_process_results(tiny, tmp_path):
     common = [*tiny, "data.limit=3", "batch_size=2", "steps_scale=0.004", "trainer.accelerator=cpu"]
-    sphinx_run(*common, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path)
+    run_in_process(*common, run_dir=tmp_path / "single")
     port, run_dir = free_port(), tmp_path / "nodes"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     nodes = [

@@ -102,6 +102,7 @@ def test_an_edit_stopped_by_sigterm_inside_an_attribute_batch_resumes_to_the_uni
     common = [
         *tiny,
         "edit=attribute_rotate",
+        "edit.fit_inversion=true",  # the inversion learned with the direction: one phase, then the control
         "data.limit=1",
         "method.steps=150",
         "method.lpips_weight=0",
