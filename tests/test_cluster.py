@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, without_time
+from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, start, without_time
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[cluster]'")
 
@@ -67,15 +67,7 @@ def test_a_job_warned_by_the_scheduler_saves_its_batch_is_requeued_and_resumes_t
     common = [*tiny, "data.limit=1", "method=w", "method.steps=200", "checkpoint_every=10"]
     run_in_process(*common, run_dir=tmp_path / "whole")  # the uninterrupted reference
     sweep_dir = tmp_path / "sweep"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "sphinx.run", "-m", *common, "hydra/launcher=local", f"hydra.sweep.dir={sweep_dir}"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launcher = start("-m", *common, "hydra/launcher=local", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
     deadline = time.monotonic() + TIMEOUT
     while not list(sweep_dir.glob("*/inflight/*.pt")) and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # the job is inside its first batch and has saved it once

@@ -6,6 +6,16 @@ Imported as ``helpers`` (``tests/`` is on the path of every test through its con
 
 from helpers.configs import compose
 from helpers.data import fast_tier, images_of
-from helpers.jobs import TIMEOUT, read_rows, run_in_process, sphinx_run, without_time
+from helpers.jobs import TIMEOUT, read_rows, run_in_process, sphinx_run, start, without_time
 
-__all__ = ["TIMEOUT", "compose", "fast_tier", "images_of", "read_rows", "run_in_process", "sphinx_run", "without_time"]
+__all__ = [
+    "TIMEOUT",
+    "compose",
+    "fast_tier",
+    "images_of",
+    "read_rows",
+    "run_in_process",
+    "sphinx_run",
+    "start",
+    "without_time",
+]

@@ -32,6 +32,19 @@ def sphinx_run(*args: str, cwd: Path, check: bool = True, module: str = "sphinx.
     return result
 
 
+def start(*args: str, cwd: Path, module: str = "sphinx.run") -> subprocess.Popen:
+    """``python -m <module> <args>`` started in the background, one thread, its stderr kept."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_in_process(*overrides: str, run_dir: Path, edit: bool = False) -> dict:
     """The job of ``python -m sphinx.run`` (``sphinx.edit`` with ``edit``) in this process, as Hydra's
     launcher runs it: the config composed, its hydra node set aside as HydraConfig with ``run_dir``

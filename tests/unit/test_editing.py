@@ -463,18 +463,11 @@ def test_the_comparison_claims_learning_only_when_every_image_beats_its_control(
 
 
 def test_an_attribute_can_be_learned_on_a_kept_inversion(generator, own_images):
-    inverted = invert(generator, own_images[:2], IDS[:2], method="wplus", steps=8, lpips_weight=0.0)
+    wplus = dict(method="wplus", lpips_weight=0.0)
+    inverted = invert(generator, own_images[:2], IDS[:2], steps=8, **wplus)
+    rotate = dict(transform="rotate", factors=(0, 10), steps=5, **wplus)
     kept = learn_attribute(
-        generator,
-        own_images[:2],
-        IDS[:2],
-        transform="rotate",
-        factors=(0, 10),
-        method="wplus",
-        steps=5,
-        lpips_weight=0.0,
-        initial_states=inverted.states,
-        fit_inversion=False,
+        generator, own_images[:2], IDS[:2], **rotate, initial_states=inverted.states, fit_inversion=False
     )
     assert torch.equal(kept.reconstructions[:, 0], inverted.reconstructions)  # the walk starts at the saved inversion
     assert (kept.alphas[:, 1] > 0).all()

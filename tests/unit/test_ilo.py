@@ -25,8 +25,8 @@ def generator(tiny_generator):
 
 
 @pytest.fixture(scope="module")
-def own_images(generator):
-    return images_of(generator, 2)
+def own_images(tiny_generator):  # images the generator made: targets ILO can reach
+    return images_of(tiny_generator, len(IDS))
 
 
 def bound(generator, rounds, **options) -> IntermediateLayers:
