@@ -20,6 +20,7 @@ import pandas as pd
 
 from sphinx.report.model import ReportError
 from sphinx.report.names import METHOD_ORDER, order_key
+from sphinx.report.render import markdown_table
 from sphinx.rundir.columns import EDIT_LEADING_COLUMNS, mean_std, read_results
 from sphinx.rundir.control import compare_with_control, describe_comparison
 from sphinx.utils.files import atomic_write_bytes
@@ -135,23 +136,18 @@ def _attribute_table(ok: pd.DataFrame) -> list[str]:
             cells.append(f"{_number(record.get(unchanged))} / {_number(record.get(f'control_{unchanged}'))}")
         cells.append(str(record.get("flags") or "") if pd.notna(record.get("flags")) else "")
         rows.append(cells)
-    return _markdown(header, rows)
+    return markdown_table(header, rows)
 
 
 def _means_table(ok: pd.DataFrame, measures: Sequence[str]) -> list[str]:
     statistics = [mean_std(ok[m].tolist()) for m in measures]
-    return _markdown(measures, [[f"{s.mean:.4g} ± {s.std:.2g}" if s.n else "" for s in statistics]])
+    return markdown_table(measures, [[f"{s.mean:.4g} ± {s.std:.2g}" if s.n else "" for s in statistics]])
 
 
 def _number(value, digits: int | None = None) -> str:
     if value is None or pd.isna(value):
         return ""
     return f"{value:.{digits}f}" if digits is not None else f"{value:.4g}"
-
-
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _achieved_png(rows: pd.DataFrame) -> bytes:

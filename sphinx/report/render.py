@@ -72,7 +72,7 @@ def _grid(cells: pd.DataFrame, texts: pd.Series) -> list[str]:
     grid = cells.assign(text=texts).pivot(index="method", columns="degradation", values="text")
     # the rows come in report order, so their methods do too
     grid = grid.reindex(index=cells["method"].unique(), columns=degradations).fillna("")
-    return _table(["method", *degradations], grid.reset_index().to_numpy().tolist())
+    return markdown_table(["method", *degradations], grid.reset_index().to_numpy().tolist())
 
 
 def _metric_texts(cells: pd.DataFrame, metric: str) -> pd.Series:
@@ -105,10 +105,13 @@ def _comparison_table(comparisons: Sequence[Comparison]) -> list[str]:
                 better,
             ]
         )
-    return _table(["degradation", "metric", "best SPHInX", "best baseline", "SPHInX − baseline", "better"], rows)
+    return markdown_table(
+        ["degradation", "metric", "best SPHInX", "best baseline", "SPHInX − baseline", "better"], rows
+    )
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A markdown table's lines."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from sphinx.rundir.columns import mean_std
+
 
 def compare_with_control(records: Sequence[dict]) -> dict:
     """Whether learning the direction beat its control (the direction frozen at its random start).
@@ -25,7 +27,7 @@ def compare_with_control(records: Sequence[dict]) -> dict:
     """
     rows = [r for r in records if _finite(r.get("achieved_error")) and _finite(r.get("control_achieved_error"))]
     beats = sum(r["achieved_error"] < r["control_achieved_error"] for r in rows)
-    mean = lambda key: _mean([r.get(key) for r in rows])
+    mean = lambda key: mean_std(r.get(key) for r in rows).mean
     return {
         "images": len(rows),
         "beats": beats,
@@ -56,8 +58,3 @@ def describe_comparison(transform: str, comparison: dict, unit: str = "") -> str
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _mean(values) -> float | None:
-    numbers = [float(v) for v in values if _finite(v)]
-    return sum(numbers) / len(numbers) if numbers else None
