@@ -174,3 +174,28 @@ def test_a_folder_run_without_a_path_is_refused_before_anything_is_built(tmp_pat
     ):
         build(compose("train", "model=tiny16", "data=folder"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"not a checkpoint", r"last\.pt: truncated or corrupt training checkpoint"),
+        (None, r"last\.pt: refused: .*hash bomb"),
+    ],
+    ids=["garbage", "hash bomb"],
+)
+def test_a_corrupt_resume_checkpoint_is_one_line_naming_it(tmp_path: Path, content, expected) -> None:
+    from helpers.crafted import hash_bomb, torch_archive
+    from sphinx.build import build_training as build
+    from sphinx.errors import CheckpointError
+
+    checkpoint = tmp_path / "last.pt"
+    if content is None:
+        torch_archive(hash_bomb(), checkpoint)
+    else:
+        checkpoint.write_bytes(content)
+    cfg = compose("train", "model=tiny16", f"data.folder={image_folder(tmp_path / 'data')}", f"resume={checkpoint}")
+    module, trainer = build(cfg, tmp_path / "run")
+    with pytest.raises(CheckpointError, match=expected) as refused:
+        module.setup("fit")
+    assert "\n" not in str(refused.value)

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from sphinx.editing.latents import layer_mask, state_inputs
-from sphinx.errors import ConfigError
+from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.methods.base import GeneratorInputs
 from sphinx.inversion.state import InversionState
+from sphinx.utils.untrusted_files import load_torch_file
 
 PCA_SEED = 0
 
@@ -87,21 +88,25 @@ def as_layer_direction(
 def load_direction(path: str | os.PathLike, generator: Generator) -> torch.Tensor:
     """Read a direction from ``.npy`` or ``.pt`` (a bare tensor), as ``[n_latent, style_dim]``.
 
-    ``.pt`` files are read with ``weights_only=True``; nothing in them is executed.
+    ``.pt`` files are read with ``weights_only=True`` within the bounds of
+    :mod:`sphinx.utils.untrusted_files`; nothing in them is executed.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such direction file")
     try:
         if path.suffix == ".npy":
-            values = np.load(path, allow_pickle=False)
+            # Mapped, not read: a header declaring more than the file holds fails here, unallocated.
+            values = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
         elif path.suffix == ".pt":
-            values = torch.load(path, map_location="cpu", weights_only=True)
+            values = load_torch_file(path, what="direction", remedy=f"save a tensor of shape [{generator.style_dim}]")
         else:
             raise ConfigError(f"{path}: a direction file must be .npy or .pt")
     except ConfigError:
         raise
-    except Exception as broken:  # numpy and torch raise several types for foreign files
+    except CheckpointError as refused:
+        raise ConfigError(str(refused)) from None
+    except Exception as broken:  # numpy raises several types for foreign files
         raise ConfigError(
             f"{path}: not a readable direction ({type(broken).__name__}); save a tensor of shape "
             f"[{generator.style_dim}] with numpy.save or torch.save"

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 
 import torch
 
-from sphinx.errors import ConfigError
+from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.methods.base import GeneratorInputs
 from sphinx.inversion.state import InversionState, check_state_generator, state_method
+
+_RE_INVERT = "re-run the inversion that wrote it (sphinx.run with the same method and generator)"
 
 
 def normalize_rows(direction: torch.Tensor) -> torch.Tensor:
@@ -87,8 +89,16 @@ def state_inputs(
         )
     device = generator.input.input.device
     tensors = {k: v.to(device) for k, v in state.tensors.items()}
-    with torch.no_grad():
-        inputs = config.implementation.state_inputs(generator, tensors, config)
+    where = f"{source}" if source is not None else f"inversion state of image {state.image_id}"
+    try:
+        with torch.no_grad():
+            inputs = config.implementation.state_inputs(generator, tensors, config)
+    except (KeyError, IndexError, RuntimeError, ValueError, TypeError) as mismatch:
+        reason = " ".join(str(mismatch).split())[:160]
+        raise CheckpointError(
+            f"{where}: its tensors do not fit a {state.method} state ({reason}); {_RE_INVERT}"
+        ) from None
+    _check_state_inputs(inputs, generator, where=where)
     if not explicit:
         return inputs
     noise = inputs.noise if inputs.noise is not None else generator.stored_noise()
@@ -110,3 +120,26 @@ def layer_mask(generator: Generator, layers: Sequence[int | None]) -> torch.Tens
     mask = torch.zeros(generator.n_latent, 1)
     mask[start:stop] = 1
     return mask.to(generator.input.input.device)
+
+
+def _check_state_inputs(inputs: GeneratorInputs, generator: Generator, *, where: str) -> None:
+    """Refuse a state whose inputs the generator cannot render (a tampered or foreign file), in one line."""
+    expected = [("W+ latents", inputs.ws, (1, generator.n_latent, generator.style_dim))]
+    if inputs.noise is not None:
+        if len(inputs.noise) != generator.num_noise_layers:
+            raise CheckpointError(
+                f"{where}: holds {len(inputs.noise)} noise maps, the generator has "
+                f"{generator.num_noise_layers}; {_RE_INVERT}"
+            )
+        stored = generator.stored_noise()
+        expected += [(f"noise map {i}", n, tuple(s.shape)) for i, (n, s) in enumerate(zip(inputs.noise, stored))]
+    if inputs.content is not None:
+        expected.append(("4x4 input", inputs.content, (1, *generator.input.input.shape[1:])))
+    for name, tensor, shape in expected:
+        if tuple(tensor.shape) != shape or not tensor.is_floating_point():
+            raise CheckpointError(
+                f"{where}: its {name} is {str(tensor.dtype).removeprefix('torch.')} {list(tensor.shape)}, "
+                f"the generator needs floating point {list(shape)}; {_RE_INVERT}"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{where}: its {name} holds NaN or infinite values; {_RE_INVERT}")

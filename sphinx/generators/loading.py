@@ -3,14 +3,14 @@
 Formats: the PyTorch port's ``{"g_ema": state_dict, "latent_avg": ...}`` files (or a bare state
 dict), and NVIDIA's StyleGAN2-ADA network pickles. The architecture is inferred from the tensors.
 Loading never executes code from the file: ``.pt`` files go through ``torch.load(weights_only=True)``
-and pickles through an allowlist unpickler.
+and pickles through an allowlist unpickler, both after the bounds of
+:mod:`sphinx.utils.untrusted_files` (no hash bombs, no tensors spanning more than the file holds).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 import zipfile
 from collections.abc import Mapping
@@ -21,6 +21,7 @@ import torch
 from sphinx.errors import CheckpointError
 from sphinx.generators.ops import fir_kernel
 from sphinx.generators.stylegan2 import MAX_RESOLUTION, Generator
+from sphinx.utils.untrusted_files import load_torch_file, require_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def load_generator(
     """
     from sphinx.generators.presets import resolve_checkpoint
 
-    path = Path(resolve_checkpoint(source, progress=progress))
+    path = require_regular_file(resolve_checkpoint(source, progress=progress), what="generator checkpoint")
     state_dict, latent_avg, options = _read_checkpoint(path)
     config = infer_config(state_dict, path=path)
     config.update(options)
@@ -170,60 +171,15 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor 
 
 
 def _torch_load(path: Path) -> object:
-    _check_archive_sizes(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as refused:
-        reason = str(refused).splitlines()[-1] if str(refused) else "unsupported global"
-        if "Weights only load failed" in str(refused) or "global" in str(refused).lower():
-            raise CheckpointError(
-                f"{path}: refused, the file holds objects other than tensors and plain "
-                f"containers (it was not executed); re-save only the state dict ({reason})"
-            ) from None
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason}); download it again") from None
-    except (EOFError, RuntimeError, ValueError, zipfile.BadZipFile, OSError) as broken:
-        reason = str(broken).splitlines()[0] if str(broken) else type(broken).__name__
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason}); download it again") from None
-
-
-def _check_archive_sizes(path: Path) -> None:
-    """Refuse a zip whose records would inflate past the file's own size, before reading any.
-
-    ``torch.save`` stores records uncompressed, so a real checkpoint's declared sizes add up to
-    less than the file; a compressed record (a zip bomb) is refused before torch inflates it.
-    """
-    try:
-        is_zip = zipfile.is_zipfile(path)
+    if not zipfile.is_zipfile(path):
         with open(path, "rb") as stream:
-            head = stream.read(2)
-        records = []
-        if is_zip:
-            with zipfile.ZipFile(path) as archive:
-                records = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as broken:
-        raise CheckpointError(
-            f"{path}: truncated or corrupt checkpoint ({type(broken).__name__}); download it again"
-        ) from None
-    if not is_zip:
-        # A cut-off archive still starts with "PK"; legacy torch files start with a pickle PROTO opcode.
-        if not head.startswith((b"\x80", b"PK")):
-            raise CheckpointError(
-                f"{path}: not a torch checkpoint (neither a torch.save archive nor a "
-                "legacy torch file); give a .pt file written by torch.save"
-            )
-        return
-    size = path.stat().st_size
-    compressed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
-    if compressed:
-        raise CheckpointError(
-            f"{path}: holds compressed records ({compressed[0][:60]}), which torch.save never "
-            "writes; refused before inflating them"
-        )
-    if sum(r.file_size for r in records) > size:
-        raise CheckpointError(
-            f"{path}: its records declare more bytes than the file holds; the file is "
-            "corrupt, refused before reading it"
-        )
+            # A cut-off archive still starts with "PK"; legacy torch files start with a pickle PROTO opcode.
+            if not stream.read(2).startswith((b"\x80", b"PK")):
+                raise CheckpointError(
+                    f"{path}: not a torch checkpoint (neither a torch.save archive nor a "
+                    "legacy torch file); give a .pt file written by torch.save"
+                )
+    return load_torch_file(path, what="generator checkpoint", remedy="download it again")
 
 
 def _build_and_load(

@@ -31,6 +31,13 @@ import torch
 
 from sphinx.errors import CheckpointError
 from sphinx.generators.stylegan2 import MAX_RESOLUTION
+from sphinx.utils.untrusted_files import (
+    LEGACY_TORCH_PICKLES,
+    LoadLimitExceeded,
+    check_pickles,
+    require_regular_file,
+    tensor_bytes_budget,
+)
 
 # The ADA Generator's positional parameters, in order; a generator constructed positionally
 # records them in ``_init_args`` instead of ``_init_kwargs``.
@@ -162,9 +169,9 @@ def read_nvidia_pickle(path: str | os.PathLike) -> NvidiaGenerator:
             ``z_dim != w_dim``, not lrelu, another resampling filter, no noise inputs, StyleGAN3).
         OSError: the file cannot be opened.
     """
-    where = os.fspath(path)
+    where = os.fspath(require_regular_file(path, what="network pickle"))
     with open(where, "rb") as file:
-        data = _unpickle(file, where)
+        data = _unpickle(file, where, stored_bytes=os.fstat(file.fileno()).st_size)
     generator = _find_generator(data, where)
     init_kwargs = _constructor_kwargs(generator, where)
     config = _read_config(init_kwargs, where)
@@ -185,8 +192,13 @@ def read_nvidia_pickle(path: str | os.PathLike) -> NvidiaGenerator:
 # --------------------------------------------------------------------------------------------
 
 
-def _unpickle(file: BinaryIO, where: str) -> object:
-    """Run the restricted unpickler over ``file``, turning every failure into a CheckpointError."""
+def _unpickle(file: BinaryIO, where: str, *, stored_bytes: int) -> object:
+    """Run the restricted unpickler over ``file``, turning every failure into a CheckpointError.
+
+    The stream is replayed symbolically first (:func:`~sphinx.utils.untrusted_files.check_pickles`),
+    so a hash bomb is refused before Python would hash it; the tensors built may together span at
+    most what ``stored_bytes`` of file can honestly hold.
+    """
     head = file.read(4)
     if head.startswith(_ZIP_MAGIC):
         raise CheckpointError(
@@ -200,7 +212,11 @@ def _unpickle(file: BinaryIO, where: str) -> object:
         )
     file.seek(0)
     try:
-        return _RestrictedUnpickler(file, where).load()
+        check_pickles(file, stored_bytes=stored_bytes)
+        file.seek(0)
+        return _RestrictedUnpickler(file, where, viewable_bytes=tensor_bytes_budget(stored_bytes)).load()
+    except LoadLimitExceeded as refused:
+        raise CheckpointError(f"{where}: refused: {refused} (nothing in this network pickle was run)") from None
     except CheckpointError:
         raise
     except OSError:
@@ -221,9 +237,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
     cannot run anything, and neither can an allowed one beyond building data.
     """
 
-    def __init__(self, file: BinaryIO, where: str) -> None:
+    def __init__(self, file: BinaryIO, where: str, *, viewable_bytes: float) -> None:
         super().__init__(file)
         self._where = where
+        # What the tensors built may span together; views of one stored value must not multiply it.
+        self._viewable_bytes = viewable_bytes
         self._allowed: dict[tuple[str, str], Any] = {
             ("collections", "OrderedDict"): collections.OrderedDict,
             ("torch._utils", "_rebuild_parameter"): self._rebuild_parameter,
@@ -287,8 +305,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 "the file is not a plain network pickle and was not executed"
             )
         try:
+            # A payload is itself a legacy torch.save stream, with pickles of its own to bound.
+            check_pickles(io.BytesIO(payload), stored_bytes=len(payload), count=LEGACY_TORCH_PICKLES)
             # map_location: third-party pickles of CUDA tensors name "cuda:N" inside the payload.
             storage = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+        except LoadLimitExceeded:
+            raise
         except Exception as error:  # noqa: BLE001 - torch refuses unsafe payloads with various types
             raise CheckpointError(
                 f"{self._where}: a tensor payload was refused by torch's weights-only "
@@ -340,6 +362,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
                     f"{self._where}: a tensor of size {list(size)} reaches past the end "
                     f"of its storage ({available} elements); the file is corrupt"
                 )
+        self._viewable_bytes -= math.prod(size) * storage.flat.element_size()
+        if self._viewable_bytes < 0:
+            raise LoadLimitExceeded(
+                "its tensors span far more bytes than the file stores (views of shared values), "
+                "which copying them would materialise"
+            )
         return storage.flat.as_strided(size, stride, offset)
 
     def _rebuild_parameter(

@@ -148,6 +148,8 @@ def resolve_checkpoint(source: str | os.PathLike[str], *, progress: bool = True)
     path = Path(text).expanduser()
     if path.is_file():
         return path
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{text}: not a regular file (a FIFO or device); point at the checkpoint file itself")
     scheme = urlsplit(text).scheme.lower()
     if scheme in _DOWNLOAD_SCHEMES:
         return download(text, progress=progress)

@@ -20,6 +20,7 @@ import torch
 
 from sphinx.errors import CheckpointError, RunInterrupted
 from sphinx.utils.files import atomic_open
+from sphinx.utils.untrusted_files import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,9 @@ class BatchCheckpoint:
         """
         if not self.path.is_file():
             return None
-        try:
-            payload = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as broken:  # torch raises several types for damaged files
-            raise CheckpointError(
-                f"{self.path}: unreadable batch checkpoint ({type(broken).__name__}); delete "
-                "it to restart this batch from scratch"
-            ) from None
+        payload = load_torch_file(
+            self.path, what="batch checkpoint", remedy="delete it to restart this batch from scratch"
+        )
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{self.path}: not a sphinx batch checkpoint; delete it to restart this batch")
         if payload.get("identity") != identity:

@@ -18,6 +18,7 @@ from sphinx.generators.loading import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.methods import MethodConfig, method_config
 from sphinx.utils.files import atomic_open
+from sphinx.utils.untrusted_files import load_torch_file
 
 STATE_FORMAT = "sphinx.inversion_state/1"
 
@@ -56,14 +57,7 @@ def save_state(state: InversionState, path: str | os.PathLike) -> Path:
 def load_state(path: str | os.PathLike) -> InversionState:
     """Read a state written by :func:`save_state`."""
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such inversion state file") from None
-    except Exception as broken:  # torch raises several types for foreign or damaged files
-        raise CheckpointError(
-            f"{path}: not a readable inversion state ({type(broken).__name__}); re-run the inversion to recreate it"
-        ) from None
+    payload = load_torch_file(path, what="inversion state", remedy="re-run the inversion to recreate it")
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a sphinx inversion state (expected format {STATE_FORMAT})")
     fields = [f.name for f in dataclasses.fields(InversionState)]

@@ -35,6 +35,7 @@ from sphinx.training.grid import save_grid
 from sphinx.training.losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from sphinx.utils.files import atomic_open
 from sphinx.utils.seeding import stream_seed
+from sphinx.utils.untrusted_files import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -207,27 +208,32 @@ class GANModule(pl.LightningModule):
         return DataLoader(_StepRange(self.step, self.settings.steps), batch_size=None)
 
     def _restore(self, path: Path) -> None:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise CheckpointError(f"resume checkpoint {path}: no such file") from None
-        missing = {"g", "d", "g_ema", "g_optim", "d_optim", "step", "config"} - set(payload)
+        payload = load_torch_file(path, what="training checkpoint", remedy="give a last.pt that sphinx.train wrote")
+        missing = {"g", "d", "g_ema", "g_optim", "d_optim", "step", "config"} - set(
+            payload if isinstance(payload, dict) else ()
+        )
         if missing:
             raise CheckpointError(
                 f"{path}: not a training checkpoint of sphinx (lacks {sorted(missing)}); "
                 "a generator-only file cannot resume training"
             )
-        saved = payload["config"].get("generator")
+        saved = payload["config"].get("generator") if isinstance(payload["config"], dict) else None
         if saved != self.generator.config:
             raise CheckpointError(
                 f"{path}: generator architecture {saved} differs from the configured {self.generator.config}"
             )
-        self.generator.load_state_dict(payload["g"], strict=True)
-        self.discriminator.load_state_dict(payload["d"], strict=True)
-        self.generator_ema.load_state_dict(payload["g_ema"], strict=True)
+        try:
+            self.generator.load_state_dict(payload["g"], strict=True)
+            self.discriminator.load_state_dict(payload["d"], strict=True)
+            self.generator_ema.load_state_dict(payload["g_ema"], strict=True)
+            self.step = int(payload["step"])
+            self.mean_path_length.fill_(float(payload.get("mean_path_length", 0.0)))
+        except (RuntimeError, TypeError, ValueError, AttributeError) as mismatch:
+            reason = " ".join(str(mismatch).split())[:160]
+            raise CheckpointError(
+                f"{path}: a damaged training checkpoint ({reason}); resume from another last.pt or start afresh"
+            ) from None
         self._pending_optimizer_states = (payload["g_optim"], payload["d_optim"])
-        self.step = int(payload["step"])
-        self.mean_path_length.fill_(float(payload.get("mean_path_length", 0.0)))
         self.history = {key: list(values) for key, values in payload.get("history", self.history).items()}
         self._wall_seconds_before = float(payload.get("wall_seconds", 0.0))
         log.info("resuming from %s at step %d", path, self.step)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from sphinx.errors import CheckpointError, ConfigError, DownloadError
 from sphinx.utils.batch_invariance import runs_per_sample, samplewise
+from sphinx.utils.untrusted_files import load_torch_file
 
 # v0.1 ScalingLayer: maps images in [-1, 1] to roughly ImageNet-normalised inputs.
 _SHIFT = (-0.030, -0.088, -0.188)
@@ -331,13 +332,7 @@ def _read_state(path: Path) -> Mapping[str, Tensor]:
             f"LPIPS weights file {path} does not exist; pass an existing file, "
             "or run with lpips_weight=0 to go without LPIPS"
         )
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # torch.load raises many types for corrupt or unsafe files
-        reason = " ".join(str(err).split())[:200]
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch weights file ({type(err).__name__}: {reason})"
-        ) from err
+    state = load_torch_file(path, what="LPIPS weights file", remedy="download it again")
     if not isinstance(state, Mapping) or not all(
         isinstance(key, str) and isinstance(value, Tensor) for key, value in state.items()
     ):

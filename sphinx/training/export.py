@@ -15,6 +15,7 @@ import torch
 
 from sphinx.errors import CheckpointError
 from sphinx.utils.files import atomic_open
+from sphinx.utils.untrusted_files import load_torch_file
 
 PROVENANCE_KEYS = ("step", "images_seen", "wall_seconds")
 
@@ -36,8 +37,8 @@ def export_generator(
     Raises:
         CheckpointError: the checkpoint lacks ``g_ema`` or ``latent_avg``.
     """
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    missing = {"g_ema", "latent_avg"} - set(payload)
+    payload = load_torch_file(checkpoint, what="training checkpoint", remedy="give a last.pt that sphinx.train wrote")
+    missing = {"g_ema", "latent_avg"} - set(payload if isinstance(payload, dict) else ())
     if missing:
         raise CheckpointError(
             f"{checkpoint}: not a training checkpoint with an EMA generator (lacks {sorted(missing)})"

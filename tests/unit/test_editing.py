@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -29,6 +30,7 @@ from sphinx.editing import (
     render_attribute,
     unchanged_measure,
 )
+from sphinx.editing.latents import state_inputs
 from sphinx.editing.media import gif_bytes, labelled_strip
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators import load_generator
@@ -314,6 +316,36 @@ def test_a_state_of_another_generator_is_refused_in_one_line(fixtures_root, stat
     assert "\n" not in str(refused.value)
 
 
+def _tampered(state, change):
+    tensors = dict(state.tensors)
+    change(tensors)
+    return dataclasses.replace(state, tensors=tensors)
+
+
+@pytest.mark.parametrize(
+    "which, change, expected",
+    [
+        (0, lambda t: t.pop("noise.3"), r"its tensors do not fit a sphinx state \(.*noise\.3"),
+        (
+            0,
+            lambda t: t.update({"noise.3": torch.zeros(1, 5, 5)}),
+            r"noise map 3 is float32 \[1, 1, 5, 5\], the generator needs floating point \[1, 1, 16, 16\]",
+        ),
+        (0, lambda t: t.update({"style_head.encoder.0.weight": torch.zeros(3, 3)}), "do not fit a sphinx state"),
+        (2, lambda t: t.update({"w_plus": t["w_plus"].long()}), r"W\+ latents is int64"),
+        (2, lambda t: t.update({"w_plus": t["w_plus"][:3]}), r"W\+ latents is float32 \[1, 3, 64\]"),
+        (2, lambda t: t.update({"w_plus": torch.full_like(t["w_plus"], float("nan"))}), "NaN or infinite"),
+    ],
+    ids=["missing", "wrong-shape noise", "wrong-shape head", "wrong-type", "wrong-shape latent", "nan"],
+)
+def test_a_tampered_state_is_refused_in_one_line_before_any_edit(generator, states, which, change, expected):
+    state = _tampered(states[which], change)
+    with pytest.raises(CheckpointError, match=expected) as refused:
+        state_inputs(generator, state, source="images/x/state.pt")
+    message = str(refused.value)
+    assert message.startswith("images/x/state.pt: ") and "re-run the inversion" in message and "\n" not in message
+
+
 # --- latent directions ----------------------------------------------------------------------
 
 
@@ -346,7 +378,7 @@ def test_bad_directions_and_layer_ranges_are_refused_in_one_line(generator, stat
     with pytest.raises(ConfigError, match=r"wrong.npy: a direction must have shape \[\d+\] or \[\d+, \d+\].*\[3, 7\]"):
         load_direction(tmp_path / "wrong.npy", generator)
     (tmp_path / "junk.pt").write_bytes(b"not a tensor")
-    with pytest.raises(ConfigError, match="junk.pt: not a readable direction"):
+    with pytest.raises(ConfigError, match="junk.pt: truncated or corrupt direction"):
         load_direction(tmp_path / "junk.pt", generator)
     with pytest.raises(ConfigError, match="layers must satisfy"):
         apply_direction(generator, states[0], torch.zeros(generator.style_dim), strengths=[1], layers=(3, 2))

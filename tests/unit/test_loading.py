@@ -287,7 +287,7 @@ def test_a_checkpoint_with_compressed_records_is_refused_before_inflating(port_f
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as rewritten:
         for record in original.infolist():
             rewritten.writestr(record.filename, original.read(record))
-    with pytest.raises(CheckpointError, match=r"deflated\.pt: holds compressed records"):
+    with pytest.raises(CheckpointError, match=r"deflated\.pt: .*compressed records"):
         load_generator(bomb)
 
 

@@ -26,6 +26,7 @@ import json
 import os
 import pickle
 import pickletools
+import struct
 import sys
 import types
 import warnings
@@ -36,7 +37,9 @@ from typing import Any
 import pytest
 import torch
 
+from helpers.crafted import hash_bomb
 from sphinx.errors import CheckpointError
+from sphinx.generators import nvidia_pickle
 from sphinx.generators.nvidia_pickle import NvidiaGenerator, read_nvidia_pickle
 
 # --------------------------------------------------------------------------------------------
@@ -335,8 +338,11 @@ def _synthetic_generator(config: dict) -> _Record:
     [("ffhq1024_stylegan2_cfg", "manifest_ffhq1024.json"), ("paper256_cfg", "manifest_256.json")],
 )
 def test_real_configs_map_to_the_port_names_shapes_and_order(
-    writer, param_manifest, fixtures_root, config_name, port_manifest
+    writer, param_manifest, fixtures_root, config_name, port_manifest, monkeypatch
 ) -> None:
+    # The synthetic file's stride-0 views are exactly what the loader refuses from strangers (they
+    # would materialise 120 MB from a few KB); the bound is lifted here to check the names alone.
+    monkeypatch.setattr(nvidia_pickle, "tensor_bytes_budget", lambda stored_bytes: float("inf"))
     config = param_manifest["configs"][config_name]
     path = writer.write({"G_ema": _synthetic_generator(config)}, f"{config_name}.pkl")
     result = read_nvidia_pickle(path)
@@ -737,3 +743,24 @@ def test_every_accepted_keyword_is_type_checked(writer, tiny_pickle, key, value)
     path = writer.write(snapshot, "typed.pkl")
     with pytest.raises(CheckpointError, match="is not a valid value"):
         read_nvidia_pickle(path)
+
+
+def test_a_network_pickle_of_views_of_one_stored_value_is_refused_before_anything_is_copied(writer, param_manifest):
+    # The FFHQ-1024 config's 30 M parameters as stride-0 views: a few KB that would become 120 MB.
+    path = writer.write({"G_ema": _synthetic_generator(param_manifest["configs"]["ffhq1024_stylegan2_cfg"])}, "v.pkl")
+    assert path.stat().st_size < 2**20
+    with pytest.raises(CheckpointError, match=r"v\.pkl: refused: its tensors span far more bytes than the file stores"):
+        read_nvidia_pickle(path)
+
+
+def test_a_hash_bomb_in_a_network_pickle_or_in_one_of_its_tensor_payloads_is_refused(tmp_path):
+    (tmp_path / "bomb.pkl").write_bytes(hash_bomb())
+    with pytest.raises(CheckpointError, match=r"bomb\.pkl: refused: .*hash bomb"):
+        read_nvidia_pickle(tmp_path / "bomb.pkl")
+    # A tensor payload is a legacy torch.save stream that torch unpickles: bounded the same way.
+    payload = hash_bomb()
+    stream = b"\x80\x02}X\x05\x00\x00\x00G_emac" + b"torch.storage\n_load_from_bytes\n"  # {"G_ema": f(
+    stream += b"B" + struct.pack("<I", len(payload)) + payload + b"\x85Rs."  # BINBYTES, TUPLE1, REDUCE, SETITEM
+    (tmp_path / "payload.pkl").write_bytes(stream)
+    with pytest.raises(CheckpointError, match=r"payload\.pkl: refused: .*hash bomb"):
+        read_nvidia_pickle(tmp_path / "payload.pkl")
