@@ -20,11 +20,15 @@ Conversion rules (:func:`convert_image`):
 - Then a Lanczos resize (Pillow, antialiased when reducing) to ``resolution``, in float32 per
   channel so 16-bit inputs are not quantized, clamped to [0, 1] against Lanczos overshoot, and
   mapped to [-1, 1].
+- Only regular files are read. An image over 100 megapixels is refused from its header; one
+  over 16 megapixels is first box-filtered by an integer factor (keeping at least twice
+  ``resolution`` on its short side), so no float copy of a huge image is ever made.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +44,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 # white, in [0, 1]: the colour of padding and of transparent pixels
 BACKGROUND = 1.0
 SIXTEEN_BIT_MAX = 65535.0
+# Decoding alone takes up to 4 bytes a pixel: above this an image is refused from its header.
+MAX_PIXELS = 100_000_000
+# Above this, an image is first shrunk by an integer box filter (see _shrunk).
+SHRINK_ABOVE_PIXELS = 16_000_000
 
 _GRAY_MODES = ("1", "L")
 _GRAY_ALPHA_MODES = ("LA", "La")
@@ -82,12 +90,55 @@ def load_image(path: str | os.PathLike[str], *, resolution: int, fit: str = "cro
     check_fit(fit)
     path = Path(path)
     try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except OSError as error:
+        raise _unreadable(str(path), _reason(error)) from error
+    if not regular:
+        # opening a FIFO would block until some other process writes to it
+        raise _unreadable(str(path), "not a regular file (a FIFO, device or folder)")
+    try:
         with Image.open(path) as opened:
+            _check_pixel_count(opened, str(path))
             opened.load()
-            image = ImageOps.exif_transpose(opened)  # a detached, upright copy
+            image = ImageOps.exif_transpose(_shrunk(opened, resolution))  # a detached, upright copy
+    except ImageError:
+        raise
     except Exception as error:  # Pillow's decoders raise many exception types on corrupt data
         raise _unreadable(str(path), _reason(error)) from error
     return _convert(image, resolution=resolution, fit=fit, name=str(path))
+
+
+def _check_pixel_count(image: Image.Image, name: str) -> None:
+    """Refuse, from the header alone, an image whose decoding alone would take most of a gigabyte."""
+    pixels = image.width * image.height
+    if pixels > MAX_PIXELS:
+        raise _unreadable(
+            name,
+            f"{image.width}x{image.height} is {pixels / 1e6:.0f} megapixels, more than the "
+            f"{MAX_PIXELS / 1e6:.0f} decoded here; downscale it first (to a few thousand pixels a side)",
+        )
+
+
+def _shrunk(image: Image.Image, resolution: int) -> Image.Image:
+    """A huge image box-filtered by an integer factor in its own pixel format, before any float copy.
+
+    Float conversion takes 4 bytes per channel; a 40-megapixel RGBA photo would need 640 MB. Images
+    under :data:`SHRINK_ABOVE_PIXELS` are untouched, so their results do not change.
+    """
+    factor = min(image.size) // (2 * resolution)
+    if image.width * image.height <= SHRINK_ABOVE_PIXELS or factor < 2:
+        return image
+    if image.mode.startswith("I;16"):
+        image = image.convert("I")
+    elif image.mode in ("P", "PA"):  # palette indices must not be averaged
+        has_alpha = image.mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    # a box filter over the whole extent (not reduce(), which leaves a partial last box) keeps geometry
+    reduced = image.resize((round(image.width / factor), round(image.height / factor)), Image.Resampling.BOX)
+    reduced.info.update(image.info)  # keeps the EXIF orientation for exif_transpose
+    return reduced
 
 
 def convert_image(
