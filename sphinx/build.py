@@ -40,6 +40,7 @@ from sphinx.inversion import InversionState, load_state
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import MethodConfig
 from sphinx.rundir.fingerprint import run_fingerprint
+from sphinx.utils.text import image_id_to_text
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ def _load_states(folder: Path, ids: list[str], generator: Generator) -> dict[str
         path = folder / "images" / image_id_to_filename(image_id) / "state.pt"
         if not path.is_file():
             raise ConfigError(
-                f"{path}: no saved state for image {image_id}; run sphinx.run on the same data first "
+                f"{path}: no saved state for image {image_id_to_text(image_id)}; run sphinx.run on the same data first "
                 "or limit the data (data.limit, data.names)"
             )
         states[image_id] = load_state(path)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from sphinx.configs import config_dir
 from sphinx.errors import ConfigError, RunInterrupted, SphinxError
 from sphinx.rundir.signals import StopSignals, exit_status, hand_over
+from sphinx.utils.text import one_line
 
 log = logging.getLogger("sphinx")
 MULTIRUN_DDP = (
@@ -40,7 +41,7 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
             job(cfg)
         except SphinxError as error:
             # once, on stderr: logging it too would print it a second time through Hydra's console handler
-            print(f"error: {error}", file=sys.stderr, flush=True)
+            print(f"error: {one_line(str(error))}", file=sys.stderr, flush=True)
             sys.exit(2)
         except RunInterrupted as stopped:
             saved = "; the batch in flight was saved" if stopped.saved is not None else ""

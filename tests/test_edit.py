@@ -15,7 +15,7 @@ from PIL import Image
 from helpers import compose, read_rows, run_in_process, sphinx_run
 from sphinx.build import build_edit, build_method
 from sphinx.configs import config_dir
-from sphinx.data import BundledSamples
+from sphinx.data import BundledSamples, image_id_from_text
 from sphinx.editing import AttributeEdit
 from sphinx.errors import SphinxError
 from sphinx.generators import load_generator
@@ -165,6 +165,25 @@ def test_a_direction_edits_a_finished_run_and_a_rerun_resumes(tiny, tmp_path):
         saved = np.asarray(Image.open(run_dir / "images" / row["image"] / "frames" / "01.png"))
         original = np.asarray(Image.open(inverted / "images" / row["image"] / "reconstruction.png"))
         assert np.abs(saved.astype(int) - original.astype(int)).max() <= 1  # strength 0 re-renders the state
+
+
+def test_a_morph_between_files_with_any_bytes_in_their_names_is_tabled_titled_and_resumed(tiny, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = ["a\nb.png", "caf\udce9.png"]  # a newline; 0xE9 alone, not UTF-8 (os.listdir: \udce9)
+    for index, name in enumerate(names):
+        pixels = np.random.default_rng(index).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+    run_dir = tmp_path / "morph"
+    common = [*tiny, "edit=morph", "data=folder", f"data.path={folder}", "method.steps=4", "edit.frames=3"]
+    run_in_process(*common, run_dir=run_dir, edit=True)
+    results = (run_dir / "results.csv").read_bytes().decode("utf-8")  # strict UTF-8
+    assert len(results.splitlines()) == 2  # the header and the one pair, on one line
+    (row,) = read_rows(run_dir)
+    assert [image_id_from_text(row[key]) for key in ("first", "second")] == names
+    assert row["image"] == "a\\nb.png -> caf\\xe9.png" and row["status"] == "ok"
+    run_in_process(*common, run_dir=run_dir, edit=True)  # a resume: the inversions are done, by the same ids
+    assert (run_dir / "results.csv").read_bytes().decode("utf-8") == results
 
 
 # --- bad input: one line, before any compute ---------------------------------------------------

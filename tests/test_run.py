@@ -16,8 +16,10 @@ import torch
 from PIL import Image
 
 from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, without_time
+from sphinx.data import image_id_from_text
 from sphinx.generators import load_generator
 from sphinx.inversion import load_state, render_state
+from sphinx.report import main as report_main
 
 
 @pytest.fixture
@@ -157,6 +159,38 @@ def test_a_folder_with_a_corrupt_and_a_grayscale_file_finishes_the_good_ones(tin
     with open(run_dir / "failures.csv", newline="") as stream:
         failures = list(csv.DictReader(stream))
     assert [f["image"] for f in failures] == ["broken.png"] and "cannot read image" in failures[0]["reason"]
+
+
+def test_files_with_any_bytes_in_their_names_are_inverted_tabled_pictured_resumed_and_reported(tiny, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    # 0xE9 alone (a Latin-1 "café") is not UTF-8: os.listdir gives it as the lone surrogate \udce9
+    names = ["a\nb.png", "c\rd.png", "caf\udce9.png", "ok.png"]
+    for index, name in enumerate(names):
+        pixels = np.random.default_rng(index).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+    (folder / "bro\udcffken.png").write_bytes(b"not an image")
+    run_dir = tmp_path / "run"
+    # one batch: the odd names share it with the plain one
+    common = [*tiny, "data=folder", f"data.path={folder}", "batch_size=8", "steps_scale=0.002"]
+    run_in_process(*common, run_dir=run_dir)
+    results = (run_dir / "results.csv").read_bytes().decode("utf-8")  # strict UTF-8
+    assert len(results.splitlines()) == 1 + 5  # one line per image, whatever its name holds
+    rows = {image_id_from_text(row["image"]): row for row in read_rows(run_dir)}
+    assert sorted(rows) == sorted([*names, "bro\udcffken.png"])
+    assert [name for name in names if rows[name]["status"] == "ok" and float(rows[name]["psnr"]) > 5] == names
+    assert rows["bro\udcffken.png"]["status"] == "failed"
+    (failure,) = read_rows(run_dir, "failures.csv")
+    assert failure["image"] == "bro\\xffken.png" and "bro\\xffken.png: cannot read image" in failure["reason"]
+    assert (run_dir / "comparison.png").is_file()
+    records = {path: path.read_bytes() for path in run_dir.glob("images/*/record.json")}
+    assert len(records) == 5
+
+    run_in_process(*common, run_dir=run_dir)  # a resume finds every image done, by the same ids
+    assert {path: path.read_bytes() for path in run_dir.glob("images/*/record.json")} == records
+    assert (run_dir / "results.csv").read_bytes().decode("utf-8") == results
+    assert report_main([str(run_dir), "--out", str(tmp_path / "report")]) == 0
+    assert "| sphinx | 4 ok, 1 failed |" in (tmp_path / "report" / "report.md").read_text()
 
 
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone

@@ -25,6 +25,7 @@ from sphinx.data.images import (
     save_image,
     to_uint8,
 )
+from sphinx.utils.text import image_id_from_text, image_id_to_text
 
 __all__ = [
     "FITS",
@@ -39,7 +40,9 @@ __all__ = [
     "check_resolution",
     "collate_items",
     "convert_image",
+    "image_id_from_text",
     "image_id_to_filename",
+    "image_id_to_text",
     "load_folder_images",
     "load_image",
     "load_sample_pixels",

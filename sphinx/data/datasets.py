@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from sphinx.data.images import IMAGE_EXTENSIONS, check_fit, check_resolution, convert_image, load_image
 from sphinx.errors import ConfigError, ImageError
+from sphinx.utils.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ class ImageItem:
 
     Attributes:
         id: unique, stable name of the image: its path relative to the folder with ``/``
-            separators (``"sub/face.png"``), or the sample name (``"astronaut"``).
+            separators (``"sub/face.png"``), or the sample name (``"astronaut"``). A file name
+            is kept as it is, whatever it holds (a newline, bytes that are not UTF-8): tables,
+            captions and logs show its text form (:func:`sphinx.utils.text.image_id_to_text`).
         image: ``[3, R, R]`` float32 in [-1, 1], or ``None`` when it could not be read.
         error: one line saying why it could not be read, or ``None`` when ``image`` is set.
     """
@@ -260,11 +263,6 @@ def load_folder_images(
             unreadable[0].error,
         )
     return torch.stack([item.image for item in items if item.image is not None])  # [N, 3, R, R]
-
-
-def one_line(message: str) -> str:
-    """``message`` with line breaks escaped: a file name may hold a newline, a message may not."""
-    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _list_images(root: Path, *, recursive: bool) -> tuple[list[str], int]:

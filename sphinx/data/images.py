@@ -37,6 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sphinx.errors import ConfigError, ImageError
 from sphinx.utils.files import atomic_open
+from sphinx.utils.text import one_line
 
 FITS = ("crop", "pad")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -84,28 +85,30 @@ def load_image(path: str | os.PathLike[str], *, resolution: int, fit: str = "cro
     Raises:
         ConfigError: ``resolution`` or ``fit`` is invalid.
         ImageError: the file cannot be read or converted; the one-line message reads
-            ``"<path>: cannot read image (<reason>)"``.
+            ``"<path>: cannot read image (<reason>)"``, the path on one printable line whatever
+            its name holds (:func:`sphinx.utils.text.one_line`).
     """
     check_resolution(resolution)
     check_fit(fit)
     path = Path(path)
+    name = one_line(str(path))
     try:
         regular = stat.S_ISREG(path.stat().st_mode)
     except OSError as error:
-        raise _unreadable(str(path), _reason(error)) from error
+        raise _unreadable(name, _reason(error)) from error
     if not regular:
         # opening a FIFO would block until some other process writes to it
-        raise _unreadable(str(path), "not a regular file (a FIFO, device or folder)")
+        raise _unreadable(name, "not a regular file (a FIFO, device or folder)")
     try:
         with Image.open(path) as opened:
-            _check_pixel_count(opened, str(path))
+            _check_pixel_count(opened, name)
             opened.load()
             image = ImageOps.exif_transpose(_shrunk(opened, resolution))  # a detached, upright copy
     except ImageError:
         raise
     except Exception as error:  # Pillow's decoders raise many exception types on corrupt data
-        raise _unreadable(str(path), _reason(error)) from error
-    return _convert(image, resolution=resolution, fit=fit, name=str(path))
+        raise _unreadable(name, _reason(error)) from error
+    return _convert(image, resolution=resolution, fit=fit, name=name)
 
 
 def _check_pixel_count(image: Image.Image, name: str) -> None:

@@ -7,6 +7,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from sphinx.lit.loggers import log_pictures
 from sphinx.rundir.writer import OutputWriter
+from sphinx.utils.text import image_id_to_text
 
 
 class WriteImages(pl.Callback):
@@ -32,12 +33,16 @@ class WriteImages(pl.Callback):
         self.writer.write_batch(outputs["outcome"])
         media, self.writer.media = self.writer.media, []
         if media:
-            log_pictures(
-                trainer.logger, "strips", [m[1] for m in media], [m[0] for m in media], step=pl_module.logged_steps
-            )
+            captions = [image_id_to_text(image_id) for image_id, _, _ in media]
+            log_pictures(trainer.logger, "strips", [m[1] for m in media], captions, step=pl_module.logged_steps)
             if isinstance(trainer.logger, WandbLogger):
                 import wandb
 
                 trainer.logger.experiment.log(
-                    {"walks": [wandb.Video(str(gif), format="gif", caption=image_id) for image_id, _, gif in media]}
+                    {
+                        "walks": [
+                            wandb.Video(str(gif), format="gif", caption=caption)
+                            for caption, (_, _, gif) in zip(captions, media)
+                        ]
+                    }
                 )

@@ -33,6 +33,7 @@ from sphinx.rundir.panels import comparison_grid, score_label
 from sphinx.rundir.progress import progress_bar
 from sphinx.rundir.signals import StopSignals
 from sphinx.rundir.writer import BatchOutcome
+from sphinx.utils.text import image_id_to_text
 
 log = logging.getLogger(__name__)
 LOSS_LOG_EVERY = 10
@@ -150,7 +151,7 @@ class InversionModule(pl.LightningModule):
             with torch.enable_grad():
                 outcome.result = self.compute(outcome, callback=lambda r: self._on_step(r, step_bar))
         except Exception as error:  # one batch's crash must not lose the others' results
-            log.exception("batch %s failed", outcome.ids)
+            log.exception("batch %s failed", ", ".join(map(image_id_to_text, outcome.ids)))
             outcome.crashed = f"{self.work} crashed: {error}".splitlines()[0]
             return
         finally:
@@ -238,7 +239,8 @@ class InversionModule(pl.LightningModule):
             row_labels=labels,
             tile_side=PANEL_TILE,
         )
-        log_pictures(self.logger, "panels", [panel], [", ".join(result.ids)], step=self.logged_steps)
+        caption = ", ".join(map(image_id_to_text, result.ids))
+        log_pictures(self.logger, "panels", [panel], [caption], step=self.logged_steps)
 
     def on_test_end(self) -> None:
         if self.stop is not None:

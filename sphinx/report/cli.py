@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from sphinx.report.model import ReportError
 from sphinx.report.tables import build_report
+from sphinx.utils.text import one_line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,13 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = build_report(args.dirs, out=args.out)
     except ReportError as error:
-        print(f"sphinx.report: error: {error}", file=sys.stderr)
+        print(f"sphinx.report: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"sphinx.report: error: cannot write the report: {error}", file=sys.stderr)
         return 1
     for warning in report.warnings:
-        print(f"sphinx.report: warning: {warning}", file=sys.stderr)
+        print(f"sphinx.report: warning: {one_line(warning)}", file=sys.stderr)
     print(report.markdown.read_text(encoding="utf-8"), end="")
     written = [report.markdown, report.csv, report.png, report.curves_markdown, report.curves_png]
     if report.edits is not None and report.edits.markdown != report.markdown:  # edit runs beside inversions

@@ -111,9 +111,10 @@ def _comparison_table(comparisons: Sequence[Comparison]) -> list[str]:
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """A markdown table's lines."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    """A markdown table's lines; a ``|`` in a cell (an image named ``a|b.png``) is escaped, so
+    that it stays in its column."""
+    line = lambda cells: "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+    return [line(header), "|" + "|".join("---" for _ in header) + "|", *(line(row) for row in rows)]
 
 
 def report_png(report: Report, table: pd.DataFrame) -> bytes:

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+from collections import deque
 from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
@@ -25,6 +26,7 @@ from sphinx.report.names import DEGRADATION_ORDER, LOWER_IS_BETTER, METHOD_ORDER
 from sphinx.report.render import report_markdown, report_png
 from sphinx.rundir.columns import (
     CURVES_FILE,
+    ID_COLUMNS,
     NAME_COLUMNS,
     RESULT_COLUMNS,
     RESULTS_FILE,
@@ -124,9 +126,11 @@ def _read_run(path: Path, notes: list[str]) -> pd.DataFrame:
     """The rows of one results.csv, with its path and its run's experiment and data set (None: unknown)."""
     try:
         table = read_text_table(path)
-        # pandas fills a short row in; a writer killed mid-line leaves one as the last
-        last = path.read_text(encoding="utf-8").rstrip("\r\n").rsplit("\n", 1)[-1]
-        cut = len(table) > 0 and len(next(csv.reader([last]), [])) < len(table.columns)
+        # pandas fills a short row in; a writer killed mid-line leaves one as the last. Read as CSV
+        # records, not lines: a quoted cell may hold a line break.
+        with open(path, newline="", encoding="utf-8") as stream:
+            last = deque(csv.reader(stream), maxlen=1)
+        cut = len(table) > 0 and bool(last) and len(last[0]) < len(table.columns)
     except pd.errors.EmptyDataError:
         notes.append(f"{path} is empty (a run stopped before its first image?); skipped")
         return pd.DataFrame()
@@ -146,7 +150,10 @@ def _read_run(path: Path, notes: list[str]) -> pd.DataFrame:
 
 def _parse(table: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
     """The names, status and metric values of a results table, refusing a malformed cell."""
-    text = table[list(RESULTS_COLUMNS)].apply(lambda column: column.str.strip())
+    # an image id is kept whole (a file name may start or end with a space); other cells are trimmed
+    text = table[list(RESULTS_COLUMNS)].apply(
+        lambda column: column if column.name in ID_COLUMNS else column.str.strip()
+    )
     # rows are numbered from 0 and the header is line 1: row i is on line i + 2
     for column in NAME_COLUMNS:
         if text[column].eq("").any():

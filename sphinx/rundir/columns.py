@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sphinx.utils.text import image_id_to_text, one_line
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -35,17 +37,23 @@ EDIT_LEADING_COLUMNS = ("image", "edit", "method", "generator")
 EDIT_TRAILING_COLUMNS = ("steps", "seconds", "status", "message")
 # Record keys that are bookkeeping, never a column.
 RECORD_ONLY = ("index", "stem", "degradation", "curve", "retry")
-# Columns that hold names, even when every name looks like a number (an image called "1").
-TEXT_COLUMNS = ("image", "stem", "first", "second", "method", "degradation", "generator", "status", "message")
+# Columns that hold image ids, written in their text form (sphinx.utils.text.image_id_to_text): one
+# printable line whatever bytes a file name holds, read back exactly by image_id_from_text.
+ID_COLUMNS = ("image", "first", "second")
+# Columns that hold names, even when every name looks like a number (an image called "1") or none is
+# there (an attribute run with no walk flagged).
+TEXT_COLUMNS = ("image", "stem", "first", "second", "method", "degradation", "generator", "status", "message", "flags")
 
 
-def cell(value) -> str:
-    """A value as a table writes it: floats to 6 significant digits, None and NaN empty."""
+def cell(value, *, column: str = "") -> str:
+    """A value as a table writes it: floats to 6 significant digits, None and NaN empty, an image
+    id (in one of :data:`ID_COLUMNS`) in its text form, any other text on one printable line: every
+    row of a table is one line of UTF-8, whatever a file name holds."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    return image_id_to_text(str(value)) if column in ID_COLUMNS else one_line(str(value))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from sphinx.utils.text import image_id_to_text, one_line
+
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
 GAP = 4
@@ -61,7 +63,9 @@ def labelled_grid(
     Args:
         rows: one sequence of ``[h, w, 3]`` uint8 tiles per row, all rows the same length.
         column_titles: one title per column.
-        row_labels: one caption per row (e.g. the image id and its scores).
+        row_labels: one caption per row (e.g. the image id and its scores). Titles and captions
+            are drawn on one line each, a character that would break it escaped
+            (:func:`sphinx.utils.text.one_line`).
         tile_side: every tile is shown at this size (nearest-neighbour).
 
     Returns:
@@ -103,7 +107,8 @@ def labelled_grid(
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    """Shorten ``text`` with an ellipsis until it fits in ``width`` pixels."""
+    """``text`` on one line, shortened with an ellipsis until it fits in ``width`` pixels."""
+    text = one_line(text)
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "...", font=font) > width:
@@ -138,8 +143,9 @@ def comparison_grid(
 
 
 def score_label(image_id: str, psnr: float | None, ssim: float | None) -> str:
-    """``"astronaut  PSNR 23.41 dB  SSIM 0.712"``, leaving out what is unknown."""
-    parts = [image_id]
+    """``"astronaut  PSNR 23.41 dB  SSIM 0.712"``, leaving out what is unknown; the id in its text
+    form (:func:`sphinx.utils.text.image_id_to_text`), as the run's tables write it."""
+    parts = [image_id_to_text(image_id)]
     if psnr is not None:
         parts.append(f"PSNR {psnr:.2f} dB")
     if ssim is not None:

@@ -58,6 +58,7 @@ from sphinx.rundir.columns import (
 from sphinx.rundir.control import compare_with_control
 from sphinx.rundir.panels import comparison_grid, score_label
 from sphinx.utils.files import atomic_write_bytes, atomic_write_text
+from sphinx.utils.text import image_id_to_text
 
 log = logging.getLogger(__name__)
 COMPARISON_TILE = 256
@@ -388,7 +389,8 @@ class EditWriter(OutputWriter):
             frames = render_attribute(self.network, state, alphas)
             labels = [f"{transform.label(f)} a={a:.1f}" for f, a in zip(factors.tolist(), alphas.tolist())]
             title = (
-                f"{image_id} ({self.method}) - top: walk G(w + a D), bottom: {transform.name} T(x, factor); "
+                f"{image_id_to_text(image_id)} ({self.method}) - top: walk G(w + a D), "
+                f"bottom: {transform.name} T(x, factor); "
                 f"learned at {common['factors']}"
             )
             target = batch.targets[index : index + 1]
@@ -400,7 +402,9 @@ class EditWriter(OutputWriter):
                 edit.alphas.tolist(), margin=o["margin"], achieved=achieved, tolerance=o["tolerance"]
             )
             if flags:
-                log.warning("%s: %s (alphas %s)", image_id, ", ".join(flags), _numbers(edit.alphas.tolist()))
+                log.warning(
+                    "%s: %s (alphas %s)", image_id_to_text(image_id), ", ".join(flags), _numbers(edit.alphas.tolist())
+                )
             self.write_record(
                 image_id,
                 batch.positions[image_id],
@@ -461,7 +465,7 @@ class EditWriter(OutputWriter):
         frames = apply_direction(self.network, state, self.edit.direction, strengths=o["strengths"], layers=o["layers"])
         labels = [f"{s:+g}" for s in o["strengths"]]
         start, stop = o["layers"][0], o["layers"][1] if o["layers"][1] is not None else self.network.n_latent
-        title = f"{image_id} - {self.edit.direction_name} on W+ rows {start}..{stop - 1}, by strength"
+        title = f"{image_id_to_text(image_id)} - {self.edit.direction_name} on W+ rows {start}..{stop - 1}, by strength"
         strip = self.write_frames(folder, frames, labels, title=title)
         self.media.append((image_id, strip, folder / "walk.gif"))
         # How far the largest step moves the image from the inversion (mean abs, [-1, 1] units).
@@ -488,7 +492,8 @@ class EditWriter(OutputWriter):
             )
             folder = self.run_dir / MORPH_FOLDER / f"{image_id_to_filename(first)}__{image_id_to_filename(second)}"
             labels = [f"{t:.2f}" for t in torch.linspace(0, 1, frames).tolist()]
-            self.write_frames(folder, clip, labels, title=f"{first} -> {second}, by interpolation weight")
+            pair = f"{image_id_to_text(first)} -> {image_id_to_text(second)}"
+            self.write_frames(folder, clip, labels, title=f"{pair}, by interpolation weight")
             rows.append(
                 {
                     "image": f"{first} -> {second}",
@@ -554,5 +559,5 @@ def _table(columns: Sequence[str], rows: Iterable[dict]) -> str:
     writer = csv.DictWriter(lines, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: cell(row.get(k)) for k in columns})
+        writer.writerow({k: cell(row.get(k), column=k) for k in columns})
     return lines.getvalue()

@@ -30,7 +30,9 @@ def stream_seed(seed: int, image_id: object, *stream: object) -> int:
         A non-negative int usable with ``torch.Generator.manual_seed``.
     """
     key = "/".join([str(int(seed)), str(image_id), *map(str, stream)])
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    # surrogatepass: a file name that is not UTF-8 reaches Python as lone surrogates; any other id
+    # encodes as plain UTF-8, so its seeds are those it always had
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 

@@ -3,6 +3,7 @@ become per-image failures, bad options a ConfigError before any compute."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,13 +26,16 @@ from sphinx.data import (
     ImageItem,
     collate_items,
     convert_image,
+    image_id_from_text,
     image_id_to_filename,
+    image_id_to_text,
     load_image,
     load_sample_pixels,
     save_image,
     to_uint8,
 )
 from sphinx.errors import ConfigError, ImageError
+from sphinx.utils.seeding import stream_seed
 
 WHITE = 1.0
 EIGHT_BIT_STEP = 2.0 / 255.0  # one 8-bit level, in [-1, 1] units
@@ -521,6 +525,56 @@ def test_image_ids_become_safe_distinct_file_stems():
     assert image_id_to_filename("astronaut") == "astronaut"  # a safe id is kept as it is
     assert image_id_to_filename("sub/a b.png").startswith("sub__a_b-")
     assert image_id_to_filename("sub/a b.png") == image_id_to_filename("sub/a b.png")  # stable
+
+
+# A file name may hold any byte but "/" and NUL; os.listdir gives the bytes that are not UTF-8 as lone
+# surrogates (0xE9 alone, a Latin-1 "é", is "\udce9").
+ODD_NAMES = [
+    "caf\udce9.png",
+    "a\nb.png",
+    "c\rd.png",
+    "tab\there.png",
+    "bell\x07.png",
+    "next\x85line.png",  # U+0085, a C1 control, not the byte 0x85
+    "para\u2029graph.png",
+    "back\\slash.png",
+    "back\\nslash.png",  # a backslash and an n, not a newline
+    " spaced .png",
+    'comma, "quote".png',
+    "sub/caf\u00e9.png",  # UTF-8 is kept as it is
+]
+
+
+def test_every_image_id_has_a_one_line_text_form_that_reads_back_exactly():
+    texts = [image_id_to_text(image_id) for image_id in ODD_NAMES]
+    for text in texts:
+        text.encode("utf-8")  # strict: a table is UTF-8
+        assert text.isprintable(), repr(text)
+        assert len(text.splitlines()) == 1
+    assert [image_id_from_text(text) for text in texts] == ODD_NAMES
+    assert len(set(texts)) == len(ODD_NAMES)
+    assert texts[:3] == ["caf\\xe9.png", "a\\nb.png", "c\\rd.png"]  # as `ls -b` shows them
+    assert texts[7:9] == ["back\\\\slash.png", "back\\\\nslash.png"]
+    for plain in ("astronaut", "sub/a b.png", "sub/caf\u00e9.png", 'comma, "quote".png'):
+        assert image_id_to_text(plain) == plain
+    with pytest.raises(ValueError, match="not the text form of an image id"):
+        image_id_from_text("lone\\")
+
+
+def test_every_file_name_gets_its_own_seeds_and_utf8_names_keep_theirs():
+    # the seeds every run so far drew for a UTF-8 id: sha256 of "seed/id/stream"
+    digest = hashlib.sha256("0/caf\u00e9.png/style_head".encode()).digest()
+    assert stream_seed(0, "caf\u00e9.png", "style_head") == int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    seeds = {stream_seed(0, image_id, "style_head") for image_id in ODD_NAMES}
+    assert len(seeds) == len(ODD_NAMES)
+
+
+def test_an_unreadable_file_with_a_name_that_is_not_utf8_is_one_printable_line(tmp_path):
+    (tmp_path / "caf\udce9.png").write_bytes(b"not an image")
+    item = ImageFolder(tmp_path, resolution=4)[0]
+    assert item.id == "caf\udce9.png" and item.image is None
+    assert item.error.endswith("caf\\xe9.png: cannot read image (not an image format Pillow recognises)")
+    item.error.encode("utf-8")
 
 
 # ---------------------------------------------------------------- layering

@@ -73,3 +73,19 @@ def test_a_row_label_names_the_image_and_its_scores():
 def test_rows_and_labels_must_match():
     with pytest.raises(ValueError, match="one label per row"):
         labelled_grid([[solid(0)]], column_titles=["a"], row_labels=[], tile_side=32)
+
+
+def test_a_row_label_shows_any_file_name_on_one_line_as_the_tables_write_it():
+    # a newline and a byte that is not UTF-8 (0xE9, as os.listdir gives it) in the file names
+    labels = [score_label("a\nb.png", 20.0, 0.5), score_label("caf\udce9.png", None, None)]
+    assert labels == ["a\\nb.png   PSNR 20.00 dB   SSIM 0.500", "caf\\xe9.png"]
+    tiles = [solid((10, 20, 30)), solid((30, 20, 10))]
+    picture = comparison_grid(tiles, tiles, observations=None, row_labels=labels, tile_side=64)
+    assert picture.shape[0] > 2 * 64
+
+
+def test_a_title_or_label_that_would_break_its_line_is_drawn_on_one():
+    tiles = [[solid((255, 255, 255))]]
+    one = labelled_grid(tiles, column_titles=["target"], row_labels=["a\\nb"], tile_side=64)
+    broken = labelled_grid(tiles, column_titles=["target"], row_labels=["a\nb"], tile_side=64)
+    assert np.array_equal(one, broken)

@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from sphinx.data import image_id_from_text
 from sphinx.report import RESULTS_COLUMNS, ReportError, build_report, main
+from sphinx.rundir.writer import OutputWriter
 
 # Hand-picked per-image values of a 2 x 2 sweep, three images each.
 # sphinx/none PSNR 30, 31, 35: mean 32, squared deviations 4 + 1 + 9 = 14, sample std sqrt(14 / 2).
@@ -424,3 +426,44 @@ def test_the_report_says_that_ilo_is_scored_on_its_best_image_and_the_others_on_
     assert "ilo: its lowest-MSE image over all steps is scored; every other method's last image." in text
     write_run(tmp_path / "alone", [result_row("a", "wplus", "none", psnr=28.0, ssim=0.8)])
     assert "lowest-MSE" not in build_report([tmp_path / "alone"]).markdown.read_text()
+
+
+# --- image ids that hold any character ---------------------------------------------------------
+
+
+def test_the_report_reads_back_a_results_csv_whose_image_names_hold_any_bytes(tmp_path):
+    # a newline, a carriage return, a byte that is not UTF-8 (0xE9, as os.listdir gives it), a pipe,
+    # a backslash, and spaces a trimmed cell would lose
+    ids = ["a\nb.png", "c\rd.png", "caf\udce9.png", "a|b.png", "back\\slash.png", " spaced .png"]
+    writer = OutputWriter(tmp_path / "run", method="sphinx", degradation="none", generator="demo")
+    for index, image_id in enumerate(ids):
+        scores = {"psnr": 20.0 + index, "ssim": 0.5, "lpips": None, "vicinity_spread": None}
+        writer.write_record(image_id, index, {**scores, "steps": 10, "seconds": 1.0, "status": "ok", "message": ""})
+    writer.write_failure("bro\udcffken\n.png", len(ids), "bro\udcffken\n.png: cannot read image (broken)")
+    writer.finalize(config={}, experiment="names", data="a folder")
+    text = (tmp_path / "run" / "results.csv").read_bytes().decode("utf-8")  # strict UTF-8
+    assert len(text.splitlines()) == 1 + len(ids) + 1  # the header, then one line per image
+    with open(tmp_path / "run" / "results.csv", newline="", encoding="utf-8") as stream:
+        assert [image_id_from_text(row["image"]) for row in csv.DictReader(stream)] == [*ids, "bro\udcffken\n.png"]
+    failures = (tmp_path / "run" / "failures.csv").read_text(encoding="utf-8").splitlines()
+    assert failures[1] == "bro\\xffken\\n.png,bro\\xffken\\n.png: cannot read image (broken)"
+
+    out, err, code = run_cli(str(tmp_path / "run"))
+    assert code == 0, err
+    (cell,) = build_report([tmp_path / "run"]).cells
+    assert (cell.ok, cell.failed) == (len(ids), 1)  # every id its own image
+    assert cell.psnr.mean == pytest.approx(22.5)
+
+
+def test_an_image_named_with_a_pipe_stays_in_its_column_of_the_edit_table(tmp_path):
+    run = write_edit_run(
+        tmp_path / "pipe",
+        [
+            "a|b.png,attribute,sphinx_warm,demo,rotate,kept,0 22.5 45,0 2 4,23.5,18.1,10.4,21.4,32.4,1.6,0.008,0.7,0.9,"
+            "32,14.2,,s.png,500,70,ok,"
+        ],
+    )
+    out, err, code = run_cli(str(run))
+    assert code == 0, err
+    (row,) = [line for line in out.splitlines() if line.startswith("| a")]
+    assert row.startswith("| a\\|b.png | 0 2 4 | 23.50 |")
