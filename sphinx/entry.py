@@ -3,17 +3,19 @@
 :func:`hydra_entry` turns a job into a Hydra main: every sphinx error is printed once, on
 stderr, with exit status 2; a stop by SIGTERM or SIGINT prints how to resume and exits with
 the shell's status for that signal. :func:`run_job` is a ``sphinx.run`` or ``sphinx.edit``
-job: build and check everything (:func:`sphinx.build.build_job`), refuse a changed rerun,
-invert or edit the pending images under Lightning with stop signals and in-batch checkpoints,
-then write the run's tables. :func:`train_job` trains a prior.
+job: build and check everything (:func:`sphinx.build.build_job`), hold the run dir against a
+second job (:mod:`sphinx.rundir.lock`), refuse a changed rerun, invert or edit the pending images
+under Lightning with stop signals and in-batch checkpoints, then write the run's tables. :func:`train_job` trains a prior.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -24,6 +26,9 @@ from sphinx.configs import config_dir
 from sphinx.errors import ConfigError, RunInterrupted, SphinxError
 from sphinx.rundir.signals import StopSignals, exit_status, hand_over
 from sphinx.utils.text import one_line
+
+if TYPE_CHECKING:
+    from sphinx.build import Job
 
 log = logging.getLogger("sphinx")
 MULTIRUN_DDP = (
@@ -64,9 +69,7 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
         The run's summary on the first rank; None on the others.
     """
     from sphinx import build
-    from sphinx.generators.loading import describe
-    from sphinx.rundir.fingerprint import check_resume
-    from sphinx.utils.files import remove_temporaries
+    from sphinx.rundir.lock import RunDirLock
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     stop = StopSignals()
@@ -79,19 +82,41 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
         raise ConfigError(MULTIRUN_DDP)
     job = build.build_job(cfg, edit=edit)
     # Lightning only now: it takes seconds to import, and a bad path or config fails above without it
-    import pytorch_lightning as pl
     from pytorch_lightning.utilities import rank_zero_only
 
+    first_rank = rank_zero_only.rank == 0  # the trainer does not exist yet; DDP ranks rerun this function
+    # One job at a time in a run dir, from before it is accepted to its end; the other ranks of a
+    # DDP job are the first rank's own processes.
+    with RunDirLock(run_dir) if first_rank else contextlib.nullcontext():
+        return _run_accepted(cfg, job, run_dir, stop, trainer_options, edit=edit, first_rank=first_rank)
+
+
+def _run_accepted(
+    cfg: DictConfig, job: Job, run_dir: Path, stop: StopSignals, trainer_options: dict, *, edit: bool, first_rank: bool
+) -> dict | None:
+    """:func:`run_job` with the run dir held: refuse another configuration, else remember this one
+    (``run.json``, ``.hydra/``), invert or edit the pending images and write the run's tables."""
+    import pytorch_lightning as pl
+
+    from sphinx import build
+    from sphinx.generators.loading import describe
     from sphinx.inversion.batch_checkpoint import BatchCheckpoint
     from sphinx.lit.callbacks import WriteImages
     from sphinx.lit.datamodule import InversionDataModule
     from sphinx.lit.editing import EditModule
     from sphinx.lit.loggers import log_results
     from sphinx.lit.module import InversionModule
+    from sphinx.rundir.fingerprint import check_resume
     from sphinx.rundir.writer import EditWriter, OutputWriter
+    from sphinx.utils.files import remove_temporaries
 
-    first_rank = rank_zero_only.rank == 0  # the trainer does not exist yet; DDP ranks rerun this function
-    check_resume(run_dir, job.fingerprint, allow_change=bool(cfg.allow_config_change), write=first_rank)
+    check_resume(
+        run_dir,
+        job.fingerprint,
+        allow_change=bool(cfg.allow_config_change),
+        write=first_rank,
+        config_files=_hydra_files(cfg),
+    )
     if first_rank and (removed := remove_temporaries(run_dir)):  # left by writes that a kill cut short
         log.info("removed %d temporary files of interrupted writes in %s", removed, run_dir)
     method, degradation, ids = job.method, job.degradation, list(job.dataset.ids)
@@ -158,6 +183,17 @@ def train_job(cfg: DictConfig) -> None:
         module.wall_seconds,
         out_dir / "checkpoints" / "last.pt",
     )
+
+
+def _hydra_files(cfg: DictConfig) -> dict[str, str]:
+    """``.hydra/``'s files for this job, as Hydra writes them (``hydra.output_subdir`` is null: sphinx
+    writes them itself, once the run dir has accepted the job)."""
+    hydra = HydraConfig.instance().cfg  # {"hydra": ...}
+    return {
+        "config.yaml": OmegaConf.to_yaml(cfg),
+        "hydra.yaml": OmegaConf.to_yaml(hydra),
+        "overrides.yaml": OmegaConf.to_yaml(hydra.hydra.overrides.task),
+    }
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:

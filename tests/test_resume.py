@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import time
 
 import pytest
 import pytorch_lightning as pl
+from omegaconf import OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 
-from helpers import read_rows, run_in_process, sphinx_run
+from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, start
 from sphinx.data.datasets import BundledSamples
 from sphinx.degradations import NoDegradation
+from sphinx.errors import SphinxError
 from sphinx.generators import load_generator
 from sphinx.inversion.methods import method_config
 from sphinx.lit import module as module_code
 from sphinx.lit.callbacks import WriteImages
 from sphinx.lit.datamodule import IDLE, InversionDataModule, ShardSampler
 from sphinx.lit.module import InversionModule
+from sphinx.rundir.lock import RunDirLock
 from sphinx.rundir.writer import OutputWriter
 
 
@@ -136,3 +141,67 @@ def test_ddp_with_fewer_pending_images_than_ranks_finishes(tiny, tmp_path):
         cwd=tmp_path,
     )
     assert [r["image"] for r in read_rows(run_dir)] == ["astronaut"]
+
+
+# --- one run at a time in a run dir ------------------------------------------------------------
+
+
+def files_of(folder) -> dict:
+    return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_run_dir_held_by_another_run_is_refused_in_one_line_and_left_as_it_was(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    common = [*tiny, "data.limit=1", "steps_scale=0.0004"]
+    run_in_process(*common, run_dir=run_dir)
+    with RunDirLock(run_dir):  # another run holds it
+        before = files_of(run_dir)
+        with pytest.raises(SphinxError) as refused:
+            run_in_process(*common, "data.limit=2", run_dir=run_dir)
+        assert files_of(run_dir) == before  # nothing written, nothing lost
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"{run_dir} is in use by another run (pid ")
+    assert message.endswith("; wait for it to end, or start a new run (leave out hydra.run.dir, or give a new folder)")
+    run_in_process(*common, "data.limit=2", run_dir=run_dir)  # the holder gone, it resumes
+    assert [r["image"] for r in read_rows(run_dir)] == ["astronaut", "chelsea"]
+
+
+@pytest.mark.slow  # two subprocesses of the entry point at once
+def test_a_second_run_started_into_a_busy_run_dir_is_refused_and_the_first_runs_on(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    # a run long enough to be still inverting when the second one has started up
+    first = start(*tiny, "data.limit=1", "method.steps=1000000", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (run_dir / "run.json").is_file():  # written once the run dir accepted the first
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()[-3000:]
+            time.sleep(0.1)
+        second = sphinx_run(*tiny, "method=wplus", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False)
+        assert first.poll() is None, "the first run ended before the second one was refused"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, first_stderr = first.communicate(timeout=TIMEOUT)
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert second.returncode == 2 and len(errors) == 1, second.stderr[-3000:]
+    assert errors[0].startswith(f"error: {run_dir} is in use by another run (pid {first.pid} on ")
+    # the first stops as SIGTERM asks, its batch saved and no traceback: nothing of its work is lost
+    assert first.returncode == 143 and "Traceback" not in first_stderr, first_stderr[-3000:]
+    assert list((run_dir / "inflight").glob("*.pt"))
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert config.method.name == "sphinx" and config.method.steps == 1000000  # the first run's
+
+
+@pytest.mark.slow  # subprocesses of the entry point: ~10 s of CPU each to import alone
+def test_a_refused_run_leaves_no_hydra_config_behind(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    run_in_process(*tiny, "data.limit=1", "steps_scale=0.0004", run_dir=run_dir)
+    accepted = {path.name: path.read_text() for path in (run_dir / ".hydra").iterdir()}
+    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").data.limit == 1  # what ran
+    assert list(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")) == [*tiny, "data.limit=1", "steps_scale=0.0004"]
+    refused = sphinx_run(*tiny, "data.limit=0", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 2 and len(errors) == 1 and "data.limit" in errors[0], refused.stderr[-3000:]
+    assert {path.name: path.read_text() for path in (run_dir / ".hydra").iterdir()} == accepted
+    fresh = tmp_path / "fresh"
+    refused = sphinx_run(*tiny, "data.limit=0", f"hydra.run.dir={fresh}", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and not (fresh / ".hydra").exists()  # no config that never ran

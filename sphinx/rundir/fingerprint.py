@@ -6,6 +6,10 @@ and its options, degradation, seed, data, LPIPS, execution options that change r
 edit's options); a rerun with a different one is refused before any compute. Options that only
 choose which images run (``data.limit``, ``data.names``) or how (batch size, trainer, logger)
 are left out: results do not depend on them.
+
+``.hydra/`` is written here too, once the configuration is accepted, and never by a job that is
+refused: it always describes the configuration the run dir's records came from. (Hydra's own
+copy, written before a job can check anything, is switched off: ``hydra.output_subdir: null``.)
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ log = logging.getLogger(__name__)
 
 FINGERPRINT_FILE = "run.json"
 FINGERPRINT_FORMAT = "sphinx.run_fingerprint/1"
-# Hydra rewrites these before the run starts; a refused rerun puts the accepted ones back.
+HYDRA_FOLDER = ".hydra"
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 _SELECTION_KEYS = ("limit", "names")
 _SHOWN_DIFFERENCES = 4
@@ -70,17 +74,26 @@ def run_fingerprint(
     return _flatten(nested)
 
 
-def check_resume(run_dir: Path, fingerprint: dict[str, object], *, allow_change: bool, write: bool) -> None:
+def check_resume(
+    run_dir: Path,
+    fingerprint: dict[str, object],
+    *,
+    allow_change: bool,
+    write: bool,
+    config_files: dict[str, str] | None = None,
+) -> None:
     """Refuse to resume ``run_dir`` with another configuration; remember this one.
 
     Args:
         run_dir: the run's folder.
         fingerprint: :func:`run_fingerprint` of this run.
         allow_change: resume anyway (the records keep their own method/degradation labels).
-        write: record the fingerprint and Hydra's files (rank 0 only).
+        write: record the fingerprint and ``config_files`` (rank 0 only, holding the run dir's lock).
+        config_files: the texts of ``.hydra/``'s files (:data:`HYDRA_FILES`) for this run,
+            written once it is accepted.
 
     Raises:
-        ConfigError: the run dir holds records of a different configuration.
+        ConfigError: the run dir holds records of a different configuration; nothing is written.
     """
     path = run_dir / FINGERPRINT_FILE
     saved = _read(path)
@@ -91,8 +104,6 @@ def check_resume(run_dir: Path, fingerprint: dict[str, object], *, allow_change:
             key=lambda k: (not k.endswith((".name", ".source")), k),
         )  # the telling keys first
         if differing and not allow_change:
-            if write:
-                _restore_hydra_files(run_dir, saved.get("hydra", {}))
             shown = ", ".join(
                 f"{k} ({_short(saved['fingerprint'].get(k))} -> {_short(fingerprint.get(k))})"
                 for k in differing[:_SHOWN_DIFFERENCES]
@@ -111,16 +122,12 @@ def check_resume(run_dir: Path, fingerprint: dict[str, object], *, allow_change:
                 ", ".join(differing),
             )
     if write:
-        hydra = {
-            name: (run_dir / ".hydra" / name).read_text()
-            for name in HYDRA_FILES
-            if (run_dir / ".hydra" / name).is_file()
-        }
+        for name, text in (config_files or {}).items():
+            if name not in HYDRA_FILES:
+                raise ValueError(f"{name} is not one of the .hydra files {', '.join(HYDRA_FILES)}")
+            atomic_write_text(run_dir / HYDRA_FOLDER / name, text)
         atomic_write_text(
-            path,
-            json.dumps(
-                {"format": FINGERPRINT_FORMAT, "fingerprint": fingerprint, "hydra": hydra}, indent=1, default=str
-            ),
+            path, json.dumps({"format": FINGERPRINT_FORMAT, "fingerprint": fingerprint}, indent=1, default=str)
         )
 
 
@@ -140,13 +147,6 @@ def _read(path: Path) -> dict | None:
             f"{path}: unreadable run fingerprint; restore it, or start a new run (leave out hydra.run.dir)"
         )
     return saved
-
-
-def _restore_hydra_files(run_dir: Path, texts: dict) -> None:
-    """Hydra already overwrote .hydra/ with the refused configuration; put the accepted one back."""
-    for name, text in texts.items():
-        if name in HYDRA_FILES and isinstance(text, str):
-            atomic_write_text(run_dir / ".hydra" / name, text)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:

@@ -1,2 +1,2 @@
 """Small utilities every layer uses: atomic files, per-image seeds, batch-invariant arithmetic,
-downloads."""
+downloads, and file names as one-line text."""

@@ -44,7 +44,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         path.parent.mkdir(parents=True, exist_ok=True)
         stream = _create_temporary(path)
     except OSError as error:
-        raise _output_error(path, error) from None
+        raise output_error(path, error) from None
     temporary = stream.name
     try:
         with stream:
@@ -57,7 +57,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         if isinstance(error, OSError) and not isinstance(error, SphinxError):
-            raise _output_error(path, error) from None
+            raise output_error(path, error) from None
         raise
 
 
@@ -116,7 +116,8 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _output_error(path: Path, error: OSError) -> OutputError:
+def output_error(path: Path, error: OSError) -> OutputError:
+    """The one-line error of a file that cannot be written, naming it and saying what to do."""
     reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
     return OutputError(
         f"{path}: cannot write ({reason}); free disk space, or choose a writable folder "
