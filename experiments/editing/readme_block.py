@@ -34,7 +34,8 @@ def rows(path: Path) -> list[dict]:
 
 
 def wall_seconds(run_dir: Path) -> float:
-    """A run's wall time: from its config, which Hydra writes first, to its summary, written last."""
+    """A run's wall time: from its accepted config (written once the job is built and holds the run
+    dir, so loading the generator is left out) to its summary, written last."""
     return (run_dir / "summary.json").stat().st_mtime - (run_dir / ".hydra" / "config.yaml").stat().st_mtime
 
 
