@@ -164,7 +164,7 @@ class ImageFolder(Dataset):
     webp, gif. Other files and hidden files (a leading ``.``, such as macOS ``._`` files) are
     ignored and counted in :attr:`skipped`; hidden folders (``.git``) are not entered. A file with an
     image extension that cannot be decoded is kept: it yields an :class:`ImageItem` whose
-    ``error`` names it.
+    ``error`` names it (so does a FIFO or a device with an image name: only regular files are read).
 
     Attributes:
         root: the folder.
