@@ -96,8 +96,15 @@ def load_direction(path: str | os.PathLike, generator: Generator) -> torch.Tenso
         raise ConfigError(f"{path}: no such direction file")
     try:
         if path.suffix == ".npy":
-            # Mapped, not read: a header declaring more than the file holds fails here, unallocated.
-            values = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
+            # Mapped, not read, and copied only once its size is plausible: a header may declare
+            # gigabytes over a sparse file.
+            values = np.load(path, mmap_mode="r", allow_pickle=False)
+            if values.size > generator.n_latent * generator.style_dim:
+                raise ConfigError(
+                    f"{path}: a direction must have shape [{generator.style_dim}] or "
+                    f"[{generator.n_latent}, {generator.style_dim}] for this generator, got {list(values.shape)}"
+                )
+            values = np.array(values)
         elif path.suffix == ".pt":
             values = load_torch_file(path, what="direction", remedy=f"save a tensor of shape [{generator.style_dim}]")
         else:

@@ -77,19 +77,19 @@ class BatchCheckpoint:
         """
         if not self.path.is_file():
             return None
-        payload = load_torch_file(
-            self.path, what="batch checkpoint", remedy="delete it to restart this batch from scratch"
-        )
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{self.path}: not a sphinx batch checkpoint; delete it to restart this batch")
-        if payload.get("identity") != identity:
+        try:
+            payload = self._read(identity, params)
+        except CheckpointError as refused:
+            # Our own file, damaged or tampered with: set aside unread beyond the refusal, never lost.
+            kept = self.path.with_name(f"{self.path.name}.refused")
+            os.replace(self.path, kept)
+            log.warning("%s; set aside as %s, the batch starts from scratch", refused, kept.name)
+            return None
+        if payload is None:
             log.warning("%s belongs to another batch or configuration; starting the batch from scratch", self.path)
             return None
-        saved = payload["params"]
-        if len(saved) != len(params) or any(s.shape != p.shape for s, p in zip(saved, params)):
-            raise CheckpointError(f"{self.path}: its tensors do not fit this batch; delete it to restart the batch")
         with torch.no_grad():
-            for target, value in zip(params, saved):
+            for target, value in zip(params, payload["params"]):
                 target.copy_(value)
         log.info("batch %s resumes at step %d from %s", identity["ids"], payload["global_step"], self.path)
         return LoopPosition(
@@ -99,6 +99,28 @@ class BatchCheckpoint:
             optimizer=payload["optimizer"],
             records=payload["records"],
         )
+
+    def _read(self, identity: dict, params: Sequence[torch.Tensor]) -> dict | None:
+        """The file's payload, checked field by field against what :meth:`after_step` writes; None
+        when it is another batch's."""
+        payload = load_torch_file(self.path, what="batch checkpoint", remedy="it cannot be resumed from")
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{self.path}: not a sphinx batch checkpoint")
+        counters = [payload.get(name) for name in ("stage", "step", "global_step")]
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counters):
+            raise CheckpointError(f"{self.path}: its stage and step counters are not non-negative integers")
+        if not all(isinstance(payload.get(name), dict) for name in ("identity", "optimizer", "records")):
+            raise CheckpointError(f"{self.path}: lacks its identity, optimizer or records")
+        if payload["identity"] != identity:
+            return None
+        saved = payload.get("params")
+        if not (
+            isinstance(saved, list)
+            and len(saved) == len(params)
+            and all(isinstance(s, torch.Tensor) and s.shape == p.shape for s, p in zip(saved, params))
+        ):
+            raise CheckpointError(f"{self.path}: its tensors do not fit this batch")
+        return payload
 
     def after_step(
         self,

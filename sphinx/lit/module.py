@@ -20,7 +20,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from sphinx.data.images import to_uint8
-from sphinx.errors import RunInterrupted
+from sphinx.errors import RunInterrupted, SphinxError
 from sphinx.inversion import StepReport, invert
 from sphinx.inversion.batch_checkpoint import BatchCheckpoint
 from sphinx.inversion.execution import Execution
@@ -151,7 +151,11 @@ class InversionModule(pl.LightningModule):
             with torch.enable_grad():
                 outcome.result = self.compute(outcome, callback=lambda r: self._on_step(r, step_bar))
         except Exception as error:  # one batch's crash must not lose the others' results
-            log.exception("batch %s failed", ", ".join(map(image_id_to_text, outcome.ids)))
+            ids = ", ".join(map(image_id_to_text, outcome.ids))
+            if isinstance(error, SphinxError):  # a refusal that says what to do: one line, no traceback
+                log.error("batch %s failed: %s", ids, error)
+            else:
+                log.exception("batch %s failed", ids)
             outcome.crashed = f"{self.work} crashed: {error}".splitlines()[0]
             return
         finally:

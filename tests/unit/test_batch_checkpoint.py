@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers.crafted import hash_bomb, torch_archive
 from sphinx.generators import load_generator
 from sphinx.inversion import invert
 from sphinx.inversion.batch_checkpoint import BatchCheckpoint, RunInterrupted
@@ -81,6 +82,32 @@ def test_a_checkpoint_of_another_batch_is_ignored(generator, targets, tmp_path):
     whole = invert(generator, targets, ["a", "c"], method="w", seed=3, **OPTIONS["w"])
     other = invert(generator, targets, ["a", "c"], method="w", seed=3, checkpoint=BatchCheckpoint(path), **OPTIONS["w"])
     assert torch.equal(other.reconstructions, whole.reconstructions)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_bytes(b"PK\x03\x04 cut off"),
+        lambda path: torch_archive(hash_bomb(), path),
+        lambda path: torch.save({**torch.load(path, weights_only=True), "step": "three"}, path),
+        lambda path: torch.save({**torch.load(path, weights_only=True), "params": [torch.zeros(1)]}, path),
+    ],
+    ids=["truncated", "hash bomb", "counter not an int", "tensors of another shape"],
+)
+def test_a_damaged_checkpoint_is_set_aside_and_its_batch_starts_afresh(generator, targets, tmp_path, caplog, damage):
+    path = tmp_path / "inflight.pt"
+    with pytest.raises(RunInterrupted):
+        invert(generator, targets, ["a", "b"], method="w", seed=3, **OPTIONS["w"],
+               checkpoint=BatchCheckpoint(path, stop_requested=stop_after(2)))  # fmt: skip
+    damage(path)
+    damaged = path.read_bytes()
+    whole = invert(generator, targets, ["a", "b"], method="w", seed=3, **OPTIONS["w"])
+    again = invert(generator, targets, ["a", "b"], method="w", seed=3, checkpoint=BatchCheckpoint(path), **OPTIONS["w"])
+    assert torch.equal(again.reconstructions, whole.reconstructions)
+    kept = tmp_path / "inflight.pt.refused"
+    assert kept.read_bytes() == damaged  # nothing the user had is lost
+    warnings = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0] and str(path) in warnings[0]
 
 
 def test_checkpoints_are_written_every_n_steps_and_not_after_the_last(generator, targets, tmp_path, monkeypatch):
