@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,33 @@ def test_execution_options_build_and_lightnings_own_mixed_precision_is_refused()
         check_run_options(compose("run", "execution.exact_batch=sometimes"))
     with pytest.raises(ConfigError, match="execution.precision=bfloat16"):
         check_run_options(compose("run", "trainer.precision=bf16-mixed"))
+
+
+@pytest.mark.parametrize(
+    "entry_point, overrides, message",
+    [
+        (
+            "run",
+            ["method=no_such_method"],
+            "method=no_such_method: no such method option; choose one of ilo, pti, sphinx",
+        ),
+        ("run", ["method=sphinx,wplsu"], "method=wplsu: no such method option"),
+        ("run", ["+experiment=ood_face"], "experiment=ood_face: no such experiment option; choose one of ablation"),
+        ("edit", ["edit=morf"], "edit=morf: no such edit option"),
+        ("edit", ["generator=dmeo"], "generator=dmeo: no such generator option"),  # a group of sphinx.run
+        ("train", ["model=huge"], "model=huge: no such model option"),
+    ],
+)
+def test_an_option_of_no_group_is_one_line_listing_the_options(entry_point, overrides, message):
+    from sphinx.configs import check_group_choices
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_group_choices(entry_point, overrides)
+
+
+def test_real_options_keys_and_sweep_functions_pass_the_group_check():
+    from sphinx.configs import check_group_choices
+
+    check_group_choices("run", ["method=sphinx,wplus", "+experiment=ood_faces", "method.steps=3", "seed=abc"])
+    check_group_choices("run", ["method=choice(sphinx,w)", "hydra/launcher=basic", "--multirun", "generator=null"])
+    check_group_choices("edit", ["method=sphinx_warm", "+experiment=edit_rotate", "edit=morph", "edit.kind=x"])
