@@ -739,8 +739,15 @@ def run_template() -> Launch:
 def payload_cases() -> list[Case]:
     cases: list[Case] = []
 
-    def add(name: str, build: Callable[[Workspace, Path], Launch], *, quick: bool = False, timeout=CRAFTED_TIMEOUT):
-        cases.append(Case("payloads", name, build, quick=quick, timeout=timeout))
+    def add(
+        name: str,
+        build: Callable[[Workspace, Path], Launch],
+        *,
+        quick: bool = False,
+        timeout=CRAFTED_TIMEOUT,
+        expect: str = REFUSED,
+    ):
+        cases.append(Case("payloads", name, build, quick=quick, timeout=timeout, expect=expect))
 
     def with_payload(technique: str, deliver: Callable[[Workspace, Path, bytes], Launch]):
         def build(workspace: Workspace, folder: Path) -> Launch:
@@ -828,10 +835,17 @@ def payload_cases() -> list[Case]:
         timeout=INVERTING_TIMEOUT,
         quick=True,
     )
-    add("in-flight checkpoint on resume: GLOBAL", with_payload("REDUCE os.system (GLOBAL)", as_inflight), quick=True)
+    # the run's own in-flight file, refused: set aside (one warning line) and its batch restarted
+    add(
+        "in-flight checkpoint on resume: GLOBAL",
+        with_payload("REDUCE os.system (GLOBAL)", as_inflight),
+        quick=True,
+        expect=HANDLED,
+    )
     add(
         "in-flight checkpoint on resume: NEWOBJ_EX",
         with_payload("NEWOBJ_EX functools.partial(exec), called", as_inflight),
+        expect=HANDLED,
     )
     add("direction .pt", with_payload("REDUCE subprocess.Popen", as_direction), quick=True)
     add("direction .npy of a pickled object", with_payload("REDUCE os.system (GLOBAL)", as_direction_npy), quick=True)
@@ -878,7 +892,7 @@ def bomb_cases() -> list[Case]:
         torch_archive(bomb, inflight_file(folder / "run", ["astronaut"]))
         return run_options()
 
-    add("hash bomb: in-flight checkpoint on resume", inflight_bomb, quick=True)
+    add("hash bomb: in-flight checkpoint on resume", inflight_bomb, quick=True, expect=HANDLED)
     add("hash bomb: direction .pt", lambda ws, folder: direction_launch(torch_archive(bomb, folder / "d.pt")))
     add(
         "hash bomb: sphinx.train resume=",
