@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sphinx.configs import config_dir
-from sphinx.errors import ConfigError, RunInterrupted, SphinxError
+from sphinx.errors import ConfigError, OutputError, RunInterrupted, SphinxError
 from sphinx.rundir.signals import StopSignals, exit_status, hand_over
 from sphinx.utils.text import one_line
 
@@ -152,7 +152,8 @@ def _run_accepted(
     )
     module = EditModule(job.generator, edit=job.edit, **common) if edit else InversionModule(job.generator, **common)
     data = InversionDataModule(job.dataset, batch_size=int(cfg.batch_size), done=done)
-    trainer.test(module, datamodule=data, verbose=False)
+    with _resumable_after_output_errors(run_dir):
+        trainer.test(module, datamodule=data, verbose=False)
     if stop.received:  # it came after the last step of the last batch: the records are complete
         raise RunInterrupted(stop.received)
     trainer.strategy.barrier()
@@ -161,9 +162,10 @@ def _run_accepted(
     rows = writer.morph_pairs(ids) if edit and job.edit.kind == "morph" else None
     data_name = str(cfg.data.path) if cfg.data.get("_target_", "").endswith("ImageFolder") else "bundled samples"
     config = OmegaConf.to_container(cfg, resolve=True)
-    summary = writer.finalize(
-        config=config, experiment=cfg.experiment_name, data=data_name, steps=method.step_counts(), rows=rows
-    )
+    with _resumable_after_output_errors(run_dir):
+        summary = writer.finalize(
+            config=config, experiment=cfg.experiment_name, data=data_name, steps=method.step_counts(), rows=rows
+        )
     log_results(logger, writer.run_dir / "results.csv", summary)
     _print_summary(summary, run_dir)
     return summary
@@ -194,6 +196,19 @@ def _hydra_files(cfg: DictConfig) -> dict[str, str]:
         "hydra.yaml": OmegaConf.to_yaml(hydra),
         "overrides.yaml": OmegaConf.to_yaml(hydra.hydra.overrides.task),
     }
+
+
+@contextlib.contextmanager
+def _resumable_after_output_errors(run_dir: Path) -> Iterator[None]:
+    """A file the run cannot write (a full disk) ends it in one line that says how to go on: the
+    images written before it are kept, and a rerun into the run dir skips them."""
+    try:
+        yield
+    except OutputError as error:
+        raise OutputError(
+            f"{error}; the images finished before it are kept: then rerun the same command with "
+            f"hydra.run.dir={run_dir} to go on"
+        ) from None
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:

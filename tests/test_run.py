@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, without_time
+from helpers import TIMEOUT, disk_full_past, read_rows, run_in_process, sphinx_run, without_time
 from sphinx.data import image_id_from_text
+from sphinx.errors import OutputError
 from sphinx.generators import load_generator
 from sphinx.inversion import load_state, render_state
 from sphinx.report import main as report_main
@@ -276,6 +277,17 @@ def test_an_unset_data_path_is_one_line_printed_once_without_a_traceback(tiny, t
     result = sphinx_run(*tiny, "data=folder", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("data.path is not set") == 1, result.stderr
+
+
+def test_a_full_disk_mid_run_is_one_line_and_a_rerun_goes_on_from_the_images_kept(tiny, tmp_path):
+    run_dir, job = tmp_path / "run", [*tiny, "data.limit=2", "batch_size=1", "steps_scale=0.0004"]
+    with disk_full_past(100_000), pytest.raises(OutputError) as stopped:  # a state.pt has 670 kB
+        run_in_process(*job, run_dir=run_dir)
+    message = str(stopped.value)
+    assert message.startswith(f"{run_dir / 'images' / 'astronaut' / 'state.pt'}: cannot write (File too large)")
+    assert message.endswith(f"rerun the same command with hydra.run.dir={run_dir} to go on") and "\n" not in message
+    run_in_process(*job, run_dir=run_dir)
+    assert [(r["image"], r["status"]) for r in read_rows(run_dir)] == [("astronaut", "ok"), ("chelsea", "ok")]
 
 
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone
