@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -60,6 +62,32 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
             sys.exit(exit_status(stopped.signal_name))
 
     return main
+
+
+class RunDirCheck(Callback):
+    """A Hydra callback (``hydra.callbacks`` of each entry point's config) that refuses a run dir,
+    or a sweep dir, that cannot be written: one line and exit status 2, before Hydra itself fails
+    there with a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _refuse_unwritable(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _refuse_unwritable(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def _refuse_unwritable(folder: str, key: str) -> None:
+    path = Path(folder).absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):  # a folder that exists may still be read-only
+            return
+    except OSError as error:
+        problem = error.strerror or type(error).__name__
+    print(
+        f"error: {path}: cannot write there ({problem}); choose a writable folder with {key}=<folder>", file=sys.stderr
+    )
+    sys.exit(2)
 
 
 def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:

@@ -279,6 +279,26 @@ def test_an_unset_data_path_is_one_line_printed_once_without_a_traceback(tiny, t
     assert result.stderr.count("data.path is not set") == 1, result.stderr
 
 
+@pytest.mark.slow  # subprocesses of the entry points: seconds of CPU to import each
+@pytest.mark.parametrize(
+    "module, key",
+    [
+        ("sphinx.run", "hydra.run.dir"),
+        ("sphinx.edit", "hydra.run.dir"),
+        ("sphinx.train", "hydra.run.dir"),
+        ("sphinx.run", "hydra.sweep.dir"),
+    ],
+)
+def test_a_run_dir_that_cannot_be_written_is_one_line_before_hydra_writes_there(module, key, tmp_path):
+    (tmp_path / "taken").write_text("a file where the run dir's folder should be")
+    folder = tmp_path / "taken" / "run"
+    sweep = ["-m"] if key == "hydra.sweep.dir" else []
+    result = sphinx_run(*sweep, f"{key}={folder}", cwd=tmp_path, check=False, module=module)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: {folder}: cannot write there (Not a directory); choose a writable folder with {key}=<folder>"
+    ]
+
+
 def test_a_full_disk_mid_run_is_one_line_and_a_rerun_goes_on_from_the_images_kept(tiny, tmp_path):
     run_dir, job = tmp_path / "run", [*tiny, "data.limit=2", "batch_size=1", "steps_scale=0.0004"]
     with disk_full_past(100_000), pytest.raises(OutputError) as stopped:  # a state.pt has 670 kB
