@@ -391,4 +391,9 @@ def _wandb_mode(mode: str | None) -> str:
         raise ConfigError(f"logger.mode must be auto, online or offline, got {mode}")
     if mode == "auto":
         return "online" if logged_in_to_wandb() else "offline"
+    if mode == "online" and not logged_in_to_wandb():
+        raise ConfigError(
+            "logger.mode=online needs a W&B login and there is none (no WANDB_API_KEY, no api.wandb.ai in "
+            "~/.netrc): run `wandb login` first, or use logger.mode=offline and `wandb sync` the run later"
+        )
     return mode
