@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -75,6 +76,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_open`); returns the path."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike) -> object:
+    """The JSON value of a UTF-8 file.
+
+    Raises:
+        ValueError: why it cannot be had, in a few words without the path: unreadable, not
+            UTF-8, not JSON, or nested deeper than Python's recursion limit can parse.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"unreadable ({error.strerror or type(error).__name__})") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON ({error.msg}, line {error.lineno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def is_temporary(path: Path) -> bool:
