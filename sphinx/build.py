@@ -79,6 +79,7 @@ def build_job(cfg: DictConfig, *, edit: bool = False) -> Job:
     dataset = build_dataset(cfg, resolution=generator.resolution)
     degradation = build_degradation(cfg, resolution=generator.resolution)
     method = build_method(cfg, batch_size=cfg.batch_size)
+    method.check_generator(generator)
     spec = build_edit(cfg, generator, list(dataset.ids), method, degradation.name) if edit else None
     lpips = build_lpips(cfg)
     method = method if lpips is not None else method.without_lpips()
@@ -114,27 +115,24 @@ def build_training(cfg: DictConfig, out_dir: str | Path):
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{missing[0]} is not set; e.g. data=folder needs data.path=/folder/of/images")
-    if cfg.get("seed") is not None:
+    seed = cfg.get("seed")
+    if seed is not None:
+        _check_integer(seed, "seed", minimum=0)
+    apply_threads(cfg)
+    _check_accelerator(cfg.trainer, instead="use trainer=cpu")
+    settings = GANSettings(**OmegaConf.to_container(cfg.gan, resolve=True), seed=seed if seed is not None else 0)
+    if seed is not None:
         # the networks' initial weights; every later draw is seeded per step inside the module
-        pl.seed_everything(int(cfg.seed), workers=True)
-    if cfg.get("threads") is not None:
-        torch.set_num_threads(int(cfg.threads))
-    generator = instantiate(cfg.model.generator)
-    discriminator = instantiate(cfg.model.discriminator)
-    augment = instantiate(cfg.augment) if cfg.get("augment") is not None else None
+        pl.seed_everything(seed, workers=True)
+    generator = instantiate_leaf(cfg.model.generator, "the generator")
+    discriminator = instantiate_leaf(cfg.model.discriminator, "the discriminator")
+    augment = instantiate_leaf(cfg.augment, "the augmentation") if cfg.get("augment") is not None else None
     images = instantiate_leaf(cfg.data, "the training images")
     module = GANModule(
-        generator,
-        discriminator,
-        images,
-        settings=GANSettings(
-            **OmegaConf.to_container(cfg.gan, resolve=True), seed=int(cfg.seed) if cfg.get("seed") is not None else 0
-        ),
-        augment=augment,
-        out_dir=out_dir,
-        resume=cfg.get("resume"),
+        generator, discriminator, images, settings=settings, augment=augment, out_dir=out_dir, resume=cfg.get("resume")
     )
-    trainer = instantiate(cfg.trainer, logger=CSVLogger(save_dir=str(out_dir), name="", version=""))
+    logger = CSVLogger(save_dir=str(out_dir), name="", version="")
+    trainer = instantiate_leaf(cfg.trainer, "the trainer", logger=logger)
     return module, trainer
 
 
@@ -146,7 +144,8 @@ def instantiate_leaf(node: DictConfig, what: str, **kwargs):
         cause = failed.__cause__
         if isinstance(cause, SphinxError):
             raise cause from None
-        raise ConfigError(f"cannot build {what}: {cause or failed}") from None
+        reason = " ".join(str(cause or failed).split())  # Lightning's messages span lines
+        raise ConfigError(f"cannot build {what}: {reason}") from None
 
 
 # Options that must be set, with what to set them to.
@@ -176,13 +175,25 @@ def check_run_options(cfg: DictConfig) -> None:
             "and scores included; use execution.precision=bfloat16 (the generator and LPIPS in "
             "bfloat16, everything per image in float32)"
         )
-    accelerator = str(cfg.trainer.get("accelerator", "auto")).lower()
+    _check_accelerator(
+        cfg.trainer,
+        instead="use trainer=cpu, or trainer=cpu trainer.devices=2 trainer.strategy=ddp for several CPU processes",
+    )
+    if cfg.get("threads") is not None:
+        _check_integer(cfg.threads, "threads", minimum=1)
+
+
+def apply_threads(cfg: DictConfig) -> None:
+    """Give torch ``threads`` CPU threads, checked; null leaves PyTorch's default (one per core)."""
+    if cfg.get("threads") is not None:
+        _check_integer(cfg.threads, "threads", minimum=1)
+        torch.set_num_threads(cfg.threads)
+
+
+def _check_accelerator(trainer: DictConfig, *, instead: str) -> None:
+    accelerator = str(trainer.get("accelerator", "auto")).lower()
     if accelerator in _GPU_ACCELERATORS and not torch.cuda.is_available():
-        raise ConfigError(
-            f"trainer.accelerator={accelerator} needs a CUDA GPU and this machine has none; use "
-            "trainer=cpu, or trainer=cpu trainer.devices=2 trainer.strategy=ddp for several CPU "
-            "processes"
-        )
+        raise ConfigError(f"trainer.accelerator={accelerator} needs a CUDA GPU and this machine has none; {instead}")
 
 
 def build_execution(cfg: DictConfig) -> Execution:
@@ -190,11 +201,13 @@ def build_execution(cfg: DictConfig) -> Execution:
     return Execution(**OmegaConf.to_container(cfg.execution, resolve=True))
 
 
-def _check_integer(value, key: str, *, minimum: int | None = None) -> None:
+def _check_integer(value, key: str, *, minimum: int | None = None, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{key} must be at least {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key} must be at most {maximum}, got {value!r}")
 
 
 def build_generator(cfg: DictConfig) -> Generator:
@@ -240,12 +253,11 @@ def build_edit(
     kind = options.pop("kind")
     if kind not in KINDS:
         raise ConfigError(f"edit.kind must be one of {', '.join(KINDS)}, got '{kind}'")
+    _check_edit_options(options)
     if not method.implementation.latent_inputs:
         raise ConfigError(
             f"method={method.name} has no W+ input to edit; use sphinx, its variants, w, wplus or wplus_noise"
         )
-    if options["frame_ms"] < 20:
-        raise ConfigError(f"edit.frame_ms must be at least 20, got {options['frame_ms']}")
     spec = {"kind": kind, "options": options}
     if kind == "attribute":
         if degradation != "none":
@@ -266,10 +278,6 @@ def build_edit(
             margin=options["margin"],
             attribute_lr=options["attribute_lr"],
         )
-        if options["walk_density"] < 1 or options["walk_extend"] < 0:
-            raise ConfigError("edit.walk_density must be >= 1 and edit.walk_extend >= 0")
-    elif kind == "morph" and options["frames"] < 2:
-        raise ConfigError(f"edit.frames must be at least 2, got {options['frames']}")
     elif kind == "morph" and len(ids) < 2:
         raise ConfigError(f"a morph needs at least two images and the data has {len(ids)}; raise data.limit")
     elif kind == "direction":
@@ -293,6 +301,35 @@ def build_edit(
             )
         spec["initial_states"] = states
     return EditSpec(**spec)
+
+
+# The edit group's integers with their (least, most) values: the bounds keep a slip of the finger
+# (edit.frames=1000000000) from running for days, and hold every value a real edit needs.
+_EDIT_INTEGERS = {
+    "frame_ms": (20, 60_000),
+    "walk_density": (1, 100),
+    "walk_extend": (0, 100),
+    "frames": (2, 1000),
+    "component": (0, None),
+    "pca_samples": (2, 10_000_000),
+}
+_EDIT_NUMBER_LISTS = ("factors", "held_out", "strengths")
+_EDIT_PATHS = ("source", "states_from")  # a folder named 123 reaches here as an int
+
+
+def _check_edit_options(options: dict) -> None:
+    """Refuse an edit option of the wrong kind or out of range in one line; paths become strings."""
+    for key, value in options.items():
+        if key in _EDIT_INTEGERS:
+            _check_integer(value, f"edit.{key}", minimum=_EDIT_INTEGERS[key][0], maximum=_EDIT_INTEGERS[key][1])
+        elif key in _EDIT_NUMBER_LISTS and not (isinstance(value, list) and all(_finite_number(v) for v in value)):
+            raise ConfigError(f"edit.{key} must be a list of finite numbers, e.g. [0, 22.5, 45], got {value!r}")
+        elif key in _EDIT_PATHS and value is not None:
+            options[key] = str(value)
+
+
+def _finite_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _load_states(folder: Path, ids: list[str], generator: Generator) -> dict[str, InversionState]:

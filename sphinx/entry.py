@@ -108,6 +108,7 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
     own_job = "submitit" in str(HydraConfig.get().launcher.get("_target_", ""))
     if HydraConfig.get().mode == RunMode.MULTIRUN and not one_process and not own_job:
         raise ConfigError(MULTIRUN_DDP)
+    build.apply_threads(cfg)  # before anything computes
     job = build.build_job(cfg, edit=edit)
     # Lightning only now: it takes seconds to import, and a bad path or config fails above without it
     from pytorch_lightning.utilities import rank_zero_only
@@ -125,6 +126,7 @@ def _run_accepted(
     """:func:`run_job` with the run dir held: refuse another configuration, else remember this one
     (``run.json``, ``.hydra/``), invert or edit the pending images and write the run's tables."""
     import pytorch_lightning as pl
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
     from sphinx import build
     from sphinx.generators.loading import describe
@@ -160,9 +162,12 @@ def _run_accepted(
 
     label = f"edit-{job.edit.kind}" if edit else degradation.name
     logger = build.build_logger(cfg, run_dir=run_dir, method=method.name, degradation=label)
-    trainer = pl.Trainer(
-        **trainer_options, logger=logger, default_root_dir=str(run_dir), callbacks=[WriteImages(writer)]
-    )
+    try:
+        trainer = pl.Trainer(
+            **trainer_options, logger=logger, default_root_dir=str(run_dir), callbacks=[WriteImages(writer)]
+        )
+    except (MisconfigurationException, ValueError, TypeError) as refused:  # Lightning's word on trainer.*
+        raise ConfigError(f"cannot build the trainer: {' '.join(str(refused).split())}") from None
     checkpoints = lambda batch: BatchCheckpoint(
         writer.inflight_path(batch), every=int(cfg.checkpoint_every), stop_requested=stop.requested
     )

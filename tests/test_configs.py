@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from helpers import compose
-from sphinx.build import build_execution, build_method, check_run_options, trainer_options
+from sphinx.build import build_execution, build_job, build_method, check_run_options, trainer_options
 from sphinx.configs import config_dir
 from sphinx.errors import ConfigError
-from sphinx.inversion import METHODS, Execution
+from sphinx.inversion import METHODS, Execution, invert
 from sphinx.inversion.methods import method_config
 
 CONF = Path(config_dir("run"))
@@ -130,6 +131,8 @@ def test_trainer_options_pass_through_and_force_what_inversion_needs():
         (["generator=custom"], "generator.source is not set: generator=custom needs generator.source="),
         (["trainer=gpu"], "needs a CUDA GPU and this machine has none; use trainer=cpu"),
         (["trainer=ddp"], "trainer=cpu trainer.devices=2 trainer.strategy=ddp"),
+        (["+threads=abc"], "threads must be an integer, got 'abc'"),
+        (["+threads=0"], "threads must be at least 1, got 0"),
     ],
     ids=lambda v: v if isinstance(v, str) and "=" in v and " " not in v else None,
 )
@@ -144,6 +147,17 @@ def test_bad_run_options_are_refused_before_compute_in_one_line(monkeypatch, ove
         check_run_options(cfg)
         build_method(cfg, batch_size=cfg.batch_size)
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_bottleneck_wider_than_the_w_it_encodes_is_refused_before_any_compute(tiny_generator):
+    cfg = compose("run", "+experiment=ood_faces", "method.bottleneck=1000000000", "data.limit=1")
+    with pytest.raises(ConfigError) as refused:
+        build_job(cfg)
+    assert str(refused.value).startswith("method.bottleneck=1000000000 is wider than the W it encodes")
+    assert "use at most 256" in str(refused.value)
+    targets = torch.zeros(1, 3, 32, 32)
+    with pytest.raises(ConfigError, match=f"use at most {tiny_generator.style_dim} "):
+        invert(tiny_generator, targets, method="sphinx", bottleneck=tiny_generator.style_dim + 1, steps=1)
 
 
 def test_execution_options_build_and_lightnings_own_mixed_precision_is_refused():

@@ -299,6 +299,24 @@ def test_a_run_dir_that_cannot_be_written_is_one_line_before_hydra_writes_there(
     ]
 
 
+@pytest.mark.slow  # subprocesses of the entry points
+@pytest.mark.parametrize(
+    "module, overrides, said",
+    [
+        ("sphinx.run", ["+experiment=ood_faces", "method.bottleneck=1000000000"], "method.bottleneck=1000000000 is"),
+        ("sphinx.edit", ["+experiment=edit_rotate", "edit.frame_ms=abc"], "edit.frame_ms must be an integer"),
+        ("sphinx.train", ["seed=abc"], "seed must be an integer, got 'abc'"),
+        ("sphinx.train", ["gan.lr=inf"], "gan.lr must be a finite number > 0, got inf"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v.startswith("sphinx.") else None,
+)
+def test_a_bad_option_is_one_line_with_exit_status_2_and_no_traceback(module, overrides, said, tmp_path):
+    result = sphinx_run(*overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False, module=module)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {said}"), result.stderr[-3000:]
+
+
 def test_a_full_disk_mid_run_is_one_line_and_a_rerun_goes_on_from_the_images_kept(tiny, tmp_path):
     run_dir, job = tmp_path / "run", [*tiny, "data.limit=2", "batch_size=1", "steps_scale=0.0004"]
     with disk_full_past(100_000), pytest.raises(OutputError) as stopped:  # a state.pt has 670 kB
