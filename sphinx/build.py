@@ -33,7 +33,7 @@ from sphinx.editing import (
 from sphinx.editing.attribute import AttributeConfig
 from sphinx.editing.latents import layer_mask, state_inputs
 from sphinx.editing.spec import KINDS, EditSpec
-from sphinx.errors import ConfigError, DownloadError, SphinxError
+from sphinx.errors import ConfigError, MissingWeights, SphinxError
 from sphinx.generators.loading import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion import InversionState, load_state
@@ -111,6 +111,7 @@ def build_training(cfg: DictConfig, out_dir: str | Path):
     from pytorch_lightning.loggers import CSVLogger
 
     from sphinx.lit.gan import GANModule, GANSettings
+    from sphinx.lit.loggers import start_csv_logger
 
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -132,6 +133,7 @@ def build_training(cfg: DictConfig, out_dir: str | Path):
         generator, discriminator, images, settings=settings, augment=augment, out_dir=out_dir, resume=cfg.get("resume")
     )
     logger = CSVLogger(save_dir=str(out_dir), name="", version="")
+    start_csv_logger(logger)
     trainer = instantiate_leaf(cfg.trainer, "the trainer", logger=logger)
     return module, trainer
 
@@ -349,20 +351,35 @@ def _load_states(folder: Path, ids: list[str], generator: Generator) -> dict[str
 
 
 def build_lpips(cfg: DictConfig, *, device: torch.device | str = "cpu"):
-    """The LPIPS network for the loss and the metric, or None when its weights cannot be had.
+    """The LPIPS network for the loss and the metric, or None without it.
 
-    Without the ImageNet backbone (an offline machine that never cached it) the run goes on
-    with MSE only and an empty LPIPS column, unless ``lpips.required`` is set.
+    ``lpips.net=none`` goes without LPIPS. Without the ImageNet backbone (an offline machine that
+    never cached it) the run goes on with MSE only and an empty LPIPS column, said in one line,
+    unless ``lpips.required`` is set.
     """
     from sphinx.metrics.lpips import LPIPS
 
+    if cfg.lpips.net == "none":
+        if cfg.lpips.required:
+            raise ConfigError("lpips.net=none goes without LPIPS, which lpips.required=true forbids; drop one of them")
+        log.info("LPIPS off (lpips.net=none): the loss is MSE only and the lpips column stays empty")
+        return None
     try:
         return LPIPS(cfg.lpips.net, backbone_path=cfg.lpips.backbone_path, progress=True).to(device)
-    except DownloadError as missing:
+    except MissingWeights as missing:
         if cfg.lpips.required:
-            raise
-        log.warning("LPIPS off (MSE-only loss, empty LPIPS column): %s", " ".join(str(missing).split()))
+            raise MissingWeights(
+                missing.problem, f"{_LPIPS_ADVICE}, or lpips.required=false to go on without it"
+            ) from None
+        log.warning(
+            "LPIPS off (MSE-only loss, empty lpips column): %s; %s, lpips.net=none to go without it unwarned",
+            missing.problem,
+            _LPIPS_ADVICE,
+        )
         return None
+
+
+_LPIPS_ADVICE = "to use it put the file there or set lpips.backbone_path=<file>"
 
 
 def trainer_options(cfg: DictConfig) -> dict:
@@ -398,7 +415,9 @@ def build_logger(cfg: DictConfig, *, run_dir: Path, method: str, degradation: st
     """
     if "_target_" not in cfg.logger:
         return False
-    from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
+    from pytorch_lightning.loggers import CSVLogger, MLFlowLogger, WandbLogger
+
+    from sphinx.lit.loggers import start_csv_logger
 
     try:
         kind = get_class(cfg.logger._target_)
@@ -418,6 +437,8 @@ def build_logger(cfg: DictConfig, *, run_dir: Path, method: str, degradation: st
     if issubclass(kind, WandbLogger):
         run["mode"] = _wandb_mode(cfg.logger.get("mode"))
     logger = instantiate_leaf(cfg.logger, "the logger", _convert_="all", **run)  # plain lists and dicts
+    if isinstance(logger, CSVLogger):
+        start_csv_logger(logger)
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return logger
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +45,7 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
 
     @hydra.main(config_path=config_dir(entry_point), config_name=config_name, version_base="1.3")
     def main(cfg: DictConfig) -> None:
+        _quiet_third_parties()
         try:
             job(cfg)
         except SphinxError as error:
@@ -62,6 +64,25 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
             sys.exit(exit_status(stopped.signal_name))
 
     return main
+
+
+def _quiet_third_parties() -> None:
+    """Leave out what Lightning and torch print on every run that a sphinx user cannot act on:
+    Lightning's tip to install its cloud logger, torch's deprecation of a class that Lightning
+    still uses, and Lightning's remarks on how sphinx.train drives it."""
+    for message in _UNACTIONABLE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in str(record.msg)
+    )
+
+
+_UNACTIONABLE_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # sphinx.train: its step range has a length for the progress bar, and the frozen EMA copy stays in eval mode
+    r"Your `IterableDataset` has `__len__` defined",
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+)
 
 
 class RunDirCheck(Callback):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,9 @@ import torch
 from omegaconf import OmegaConf
 
 from helpers import compose
-from sphinx.build import build_execution, build_job, build_method, check_run_options, trainer_options
+from sphinx.build import build_execution, build_job, build_lpips, build_method, check_run_options, trainer_options
 from sphinx.configs import config_dir
-from sphinx.errors import ConfigError
+from sphinx.errors import ConfigError, DownloadError
 from sphinx.inversion import METHODS, Execution, invert
 from sphinx.inversion.methods import method_config
 
@@ -158,6 +159,26 @@ def test_a_bottleneck_wider_than_the_w_it_encodes_is_refused_before_any_compute(
     targets = torch.zeros(1, 3, 32, 32)
     with pytest.raises(ConfigError, match=f"use at most {tiny_generator.style_dim} "):
         invert(tiny_generator, targets, method="sphinx", bottleneck=tiny_generator.style_dim + 1, steps=1)
+
+
+def test_without_the_lpips_weights_the_advice_names_options_that_work_as_typed(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # nothing cached
+    monkeypatch.setenv("SPHINX_OFFLINE", "1")
+    assert build_lpips(compose("run")) is None
+    (warning,) = [r.getMessage() for r in caplog.records if "LPIPS" in r.getMessage()]
+    assert warning.startswith("LPIPS off (MSE-only loss, empty lpips column): LPIPS backbone vgg16-397923af.pth")
+    assert "lpips.backbone_path=<file>" in warning and "lpips.net=none" in warning and "lpips_weight=0" not in warning
+    with pytest.raises(DownloadError) as refused:
+        build_lpips(compose("run", "lpips.required=true"))
+    assert "lpips.required=false" in str(refused.value) and "lpips_weight=0" not in str(refused.value)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sphinx.build"):
+        assert build_lpips(compose("run", "lpips.net=none")) is None
+    assert [(r.levelname, r.getMessage()[:32]) for r in caplog.records] == [
+        ("INFO", "LPIPS off (lpips.net=none): the ")
+    ]
+    with pytest.raises(ConfigError, match="lpips.required=true forbids"):
+        build_lpips(compose("run", "lpips.net=none", "lpips.required=true"))
 
 
 def test_execution_options_build_and_lightnings_own_mixed_precision_is_refused():

@@ -49,6 +49,16 @@ def test_the_csv_logger_writes_into_the_run_dir_with_the_config(tmp_path):
     assert "steps_scale: 1.0" in (tmp_path / "csv" / "hparams.yaml").read_text()
 
 
+def test_a_resumed_run_keeps_the_earlier_csv_metrics_and_warns_of_no_deletion(tmp_path, recwarn):
+    for loss in (0.5, 0.25):  # the run, then its resume into the same run dir
+        logger = build_logger(compose("run", "logger=csv"), run_dir=tmp_path, method="w", degradation="none")
+        logger.log_metrics({"inversion/loss": loss}, step=0)
+        logger.finalize("success")
+    assert (tmp_path / "csv" / "metrics.1.csv").read_text().splitlines() == ["inversion/loss,step", "0.5,0"]
+    assert (tmp_path / "csv" / "metrics.csv").read_text().splitlines() == ["inversion/loss,step", "0.25,0"]
+    assert not [w for w in recwarn if "deleted" in str(w.message)]
+
+
 def test_an_online_wandb_run_without_a_login_is_refused_in_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc

@@ -317,6 +317,42 @@ def test_a_bad_option_is_one_line_with_exit_status_2_and_no_traceback(module, ov
     assert len(errors) == 1 and errors[0].startswith(f"error: {said}"), result.stderr[-3000:]
 
 
+# What Lightning and torch printed on every run, that a sphinx user cannot act on; what Lightning's
+# CSV logger printed on every resume, that suggested lost data; an empty download bar.
+NOISE = ("litlogger", "LeafSpec", "will be deleted", "Warning:", "vgg16-397923af.pth: ")
+
+
+@pytest.mark.slow  # subprocesses of the entry point: ~10 s of CPU to import each
+def test_a_run_and_its_resume_print_one_lpips_line_that_works_as_typed_and_no_third_party_noise(
+    fixtures_root, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no LPIPS weights, and none fetched
+    monkeypatch.setenv("SPHINX_OFFLINE", "1")
+    tiny = [
+        "generator=custom",
+        f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}",
+        "steps_scale=0.0004",
+    ]
+    run_dir = tmp_path / "run"
+    first = sphinx_run(*tiny, "data.limit=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    earlier_metrics = (run_dir / "csv" / "metrics.csv").read_text()
+    resumed = sphinx_run(*tiny, "data.limit=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    for result in (first, resumed):
+        output = result.stdout + result.stderr
+        assert not [noise for noise in NOISE if noise in output], output[-3000:]
+        (lpips,) = [line for line in output.splitlines() if "LPIPS" in line]
+        assert "lpips.backbone_path=<file>" in lpips and "lpips.net=none to go without it" in lpips
+    # the resumed run's CSV logger kept the first run's curves instead of deleting them
+    assert (run_dir / "csv" / "metrics.1.csv").read_text() == earlier_metrics
+    assert "test/psnr" in (run_dir / "csv" / "metrics.csv").read_text()
+
+    # the advice as typed: a run without LPIPS, said in one line that is no warning
+    quiet = sphinx_run(*tiny, "data.limit=1", "lpips.net=none", f"hydra.run.dir={tmp_path / 'quiet'}", cwd=tmp_path)
+    (lpips,) = [line for line in (quiet.stdout + quiet.stderr).splitlines() if "LPIPS" in line]
+    assert "[INFO] - LPIPS off (lpips.net=none)" in lpips
+    assert read_rows(tmp_path / "quiet")[0]["lpips"] == ""
+
+
 def test_a_full_disk_mid_run_is_one_line_and_a_rerun_goes_on_from_the_images_kept(tiny, tmp_path):
     run_dir, job = tmp_path / "run", [*tiny, "data.limit=2", "batch_size=1", "steps_scale=0.0004"]
     with disk_full_past(100_000), pytest.raises(OutputError) as stopped:  # a state.pt has 670 kB
