@@ -122,13 +122,13 @@ def build_training(cfg: DictConfig, out_dir: str | Path):
     apply_threads(cfg)
     _check_accelerator(cfg.trainer, instead="use trainer=cpu")
     settings = GANSettings(**OmegaConf.to_container(cfg.gan, resolve=True), seed=seed if seed is not None else 0)
+    images = instantiate_leaf(cfg.data, "the training images")
     if seed is not None:
         # the networks' initial weights; every later draw is seeded per step inside the module
         pl.seed_everything(seed, workers=True)
     generator = instantiate_leaf(cfg.model.generator, "the generator")
     discriminator = instantiate_leaf(cfg.model.discriminator, "the discriminator")
     augment = instantiate_leaf(cfg.augment, "the augmentation") if cfg.get("augment") is not None else None
-    images = instantiate_leaf(cfg.data, "the training images")
     module = GANModule(
         generator, discriminator, images, settings=settings, augment=augment, out_dir=out_dir, resume=cfg.get("resume")
     )

@@ -10,7 +10,15 @@ import torch
 from omegaconf import OmegaConf
 
 from helpers import compose
-from sphinx.build import build_execution, build_job, build_lpips, build_method, check_run_options, trainer_options
+from sphinx.build import (
+    apply_threads,
+    build_execution,
+    build_job,
+    build_lpips,
+    build_method,
+    check_run_options,
+    trainer_options,
+)
 from sphinx.configs import config_dir
 from sphinx.errors import ConfigError, DownloadError
 from sphinx.inversion import METHODS, Execution, invert
@@ -132,8 +140,8 @@ def test_trainer_options_pass_through_and_force_what_inversion_needs():
         (["generator=custom"], "generator.source is not set: generator=custom needs generator.source="),
         (["trainer=gpu"], "needs a CUDA GPU and this machine has none; use trainer=cpu"),
         (["trainer=ddp"], "trainer=cpu trainer.devices=2 trainer.strategy=ddp"),
-        (["+threads=abc"], "threads must be an integer, got 'abc'"),
-        (["+threads=0"], "threads must be at least 1, got 0"),
+        (["threads=abc"], "threads must be an integer, got 'abc'"),
+        (["threads=0"], "threads must be at least 1, got 0"),
     ],
     ids=lambda v: v if isinstance(v, str) and "=" in v and " " not in v else None,
 )
@@ -179,6 +187,19 @@ def test_without_the_lpips_weights_the_advice_names_options_that_work_as_typed(t
     ]
     with pytest.raises(ConfigError, match="lpips.required=true forbids"):
         build_lpips(compose("run", "lpips.net=none", "lpips.required=true"))
+
+
+def test_threads_sets_torchs_cpu_threads_and_every_demo_experiment_runs_on_one():
+    assert compose("run").threads is None  # PyTorch's default
+    for entry_point, experiments in (("run", options("experiment")), ("edit", [])):
+        for experiment in experiments or sorted(p.stem for p in Path(config_dir("edit"), "experiment").glob("*.yaml")):
+            assert compose(entry_point, f"+experiment={experiment}").threads == 1, experiment
+    before = torch.get_num_threads()
+    try:
+        apply_threads(compose("run", "threads=3"))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_execution_options_build_and_lightnings_own_mixed_precision_is_refused():

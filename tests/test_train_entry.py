@@ -232,3 +232,22 @@ def test_bad_training_options_are_refused_in_one_line(override: str, message: st
     finally:
         torch.set_num_threads(threads)
     assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+def test_the_help_says_what_sphinx_train_does_and_how_to_prepare_its_default_data() -> None:
+    help_node = compose("train", hydra=True).hydra.help
+    assert help_node.app_name == "sphinx.train"
+    assert help_node.header.startswith("sphinx.train: train a StyleGAN2 prior")
+    assert "python -m sphinx.data.emoji --out data/emoji64" in help_node.footer
+    assert "resume=<run dir>/checkpoints/last.pt" in help_node.footer
+
+
+@pytest.mark.slow  # a subprocess of the entry point
+def test_the_default_config_without_its_emoji_data_is_one_line_saying_how_to_prepare_them(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "sphinx.train", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert (result.stdout + result.stderr).splitlines() == [
+        "error: data/emoji64/index.csv not found; prepare the data with `python -m sphinx.data.emoji --out data/emoji64`"
+    ]
