@@ -106,7 +106,8 @@ def _refuse_unwritable(folder: str, key: str) -> None:
     except OSError as error:
         problem = error.strerror or type(error).__name__
     print(
-        f"error: {path}: cannot write there ({problem}); choose a writable folder with {key}=<folder>", file=sys.stderr
+        f"error: {one_line(str(path))}: cannot write there ({problem}); choose a writable folder with {key}=<folder>",
+        file=sys.stderr,
     )
     sys.exit(2)
 
