@@ -181,15 +181,20 @@ def check_run_options(cfg: DictConfig) -> None:
         cfg.trainer,
         instead="use trainer=cpu, or trainer=cpu trainer.devices=2 trainer.strategy=ddp for several CPU processes",
     )
-    if cfg.get("threads") is not None:
-        _check_integer(cfg.threads, "threads", minimum=1)
+    _threads(cfg)
 
 
 def apply_threads(cfg: DictConfig) -> None:
     """Give torch ``threads`` CPU threads, checked; null leaves PyTorch's default (one per core)."""
-    if cfg.get("threads") is not None:
-        _check_integer(cfg.threads, "threads", minimum=1)
-        torch.set_num_threads(cfg.threads)
+    if (threads := _threads(cfg)) is not None:
+        torch.set_num_threads(threads)
+
+
+def _threads(cfg: DictConfig) -> int | None:
+    threads = cfg.get("threads")
+    if threads is not None:
+        _check_integer(threads, "threads", minimum=1)
+    return threads
 
 
 def _check_accelerator(trainer: DictConfig, *, instead: str) -> None:

@@ -3,10 +3,10 @@
 A file appears under its name complete or not at all: it is written to a hidden temporary file
 in the same folder, flushed and fsynced, renamed into place, and the folder is fsynced so that
 the rename survives a power cut. A write that fails (a full disk) is reported as such even when
-the writer hides it: ``torch.save`` turns it into a RuntimeError about a zip position. The temporary file is created with mode 0666 minus the umask,
-like any other tool's output (``tempfile.mkstemp`` would make it 0600, unreadable to
-colleagues). A process killed mid-write leaves only a temporary file, which
-:func:`remove_temporaries` clears.
+the writer hides it (``torch.save`` turns it into a RuntimeError about a zip position). The
+temporary file is created with mode 0666 minus the umask, like any other tool's output
+(``tempfile.mkstemp`` would make it 0600, unreadable to colleagues). A process killed mid-write
+leaves only a temporary file, which :func:`remove_temporaries` clears.
 """
 
 from __future__ import annotations
