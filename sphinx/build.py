@@ -33,7 +33,7 @@ from sphinx.editing import (
 from sphinx.editing.attribute import AttributeConfig
 from sphinx.editing.latents import layer_mask, state_inputs
 from sphinx.editing.spec import KINDS, EditSpec
-from sphinx.errors import ConfigError, DownloadError, SphinxError
+from sphinx.errors import ConfigError, MissingWeights, SphinxError
 from sphinx.generators.loading import describe
 from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion import InversionState, load_state
@@ -79,6 +79,7 @@ def build_job(cfg: DictConfig, *, edit: bool = False) -> Job:
     dataset = build_dataset(cfg, resolution=generator.resolution)
     degradation = build_degradation(cfg, resolution=generator.resolution)
     method = build_method(cfg, batch_size=cfg.batch_size)
+    method.check_generator(generator)
     spec = build_edit(cfg, generator, list(dataset.ids), method, degradation.name) if edit else None
     lpips = build_lpips(cfg)
     method = method if lpips is not None else method.without_lpips()
@@ -110,31 +111,30 @@ def build_training(cfg: DictConfig, out_dir: str | Path):
     from pytorch_lightning.loggers import CSVLogger
 
     from sphinx.lit.gan import GANModule, GANSettings
+    from sphinx.lit.loggers import start_csv_logger
 
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{missing[0]} is not set; e.g. data=folder needs data.path=/folder/of/images")
-    if cfg.get("seed") is not None:
-        # the networks' initial weights; every later draw is seeded per step inside the module
-        pl.seed_everything(int(cfg.seed), workers=True)
-    if cfg.get("threads") is not None:
-        torch.set_num_threads(int(cfg.threads))
-    generator = instantiate(cfg.model.generator)
-    discriminator = instantiate(cfg.model.discriminator)
-    augment = instantiate(cfg.augment) if cfg.get("augment") is not None else None
+    seed = cfg.get("seed")
+    if seed is not None:
+        _check_integer(seed, "seed", minimum=0)
+    apply_threads(cfg)
+    _check_accelerator(cfg.trainer, instead="use trainer=cpu")
+    settings = GANSettings(**OmegaConf.to_container(cfg.gan, resolve=True), seed=seed if seed is not None else 0)
     images = instantiate_leaf(cfg.data, "the training images")
+    if seed is not None:
+        # the networks' initial weights; every later draw is seeded per step inside the module
+        pl.seed_everything(seed, workers=True)
+    generator = instantiate_leaf(cfg.model.generator, "the generator")
+    discriminator = instantiate_leaf(cfg.model.discriminator, "the discriminator")
+    augment = instantiate_leaf(cfg.augment, "the augmentation") if cfg.get("augment") is not None else None
     module = GANModule(
-        generator,
-        discriminator,
-        images,
-        settings=GANSettings(
-            **OmegaConf.to_container(cfg.gan, resolve=True), seed=int(cfg.seed) if cfg.get("seed") is not None else 0
-        ),
-        augment=augment,
-        out_dir=out_dir,
-        resume=cfg.get("resume"),
+        generator, discriminator, images, settings=settings, augment=augment, out_dir=out_dir, resume=cfg.get("resume")
     )
-    trainer = instantiate(cfg.trainer, logger=CSVLogger(save_dir=str(out_dir), name="", version=""))
+    logger = CSVLogger(save_dir=str(out_dir), name="", version="")
+    start_csv_logger(logger)
+    trainer = instantiate_leaf(cfg.trainer, "the trainer", logger=logger)
     return module, trainer
 
 
@@ -146,7 +146,8 @@ def instantiate_leaf(node: DictConfig, what: str, **kwargs):
         cause = failed.__cause__
         if isinstance(cause, SphinxError):
             raise cause from None
-        raise ConfigError(f"cannot build {what}: {cause or failed}") from None
+        reason = " ".join(str(cause or failed).split())  # Lightning's messages span lines
+        raise ConfigError(f"cannot build {what}: {reason}") from None
 
 
 # Options that must be set, with what to set them to.
@@ -176,13 +177,30 @@ def check_run_options(cfg: DictConfig) -> None:
             "and scores included; use execution.precision=bfloat16 (the generator and LPIPS in "
             "bfloat16, everything per image in float32)"
         )
-    accelerator = str(cfg.trainer.get("accelerator", "auto")).lower()
+    _check_accelerator(
+        cfg.trainer,
+        instead="use trainer=cpu, or trainer=cpu trainer.devices=2 trainer.strategy=ddp for several CPU processes",
+    )
+    _threads(cfg)
+
+
+def apply_threads(cfg: DictConfig) -> None:
+    """Give torch ``threads`` CPU threads, checked; null leaves PyTorch's default (one per core)."""
+    if (threads := _threads(cfg)) is not None:
+        torch.set_num_threads(threads)
+
+
+def _threads(cfg: DictConfig) -> int | None:
+    threads = cfg.get("threads")
+    if threads is not None:
+        _check_integer(threads, "threads", minimum=1)
+    return threads
+
+
+def _check_accelerator(trainer: DictConfig, *, instead: str) -> None:
+    accelerator = str(trainer.get("accelerator", "auto")).lower()
     if accelerator in _GPU_ACCELERATORS and not torch.cuda.is_available():
-        raise ConfigError(
-            f"trainer.accelerator={accelerator} needs a CUDA GPU and this machine has none; use "
-            "trainer=cpu, or trainer=cpu trainer.devices=2 trainer.strategy=ddp for several CPU "
-            "processes"
-        )
+        raise ConfigError(f"trainer.accelerator={accelerator} needs a CUDA GPU and this machine has none; {instead}")
 
 
 def build_execution(cfg: DictConfig) -> Execution:
@@ -190,11 +208,13 @@ def build_execution(cfg: DictConfig) -> Execution:
     return Execution(**OmegaConf.to_container(cfg.execution, resolve=True))
 
 
-def _check_integer(value, key: str, *, minimum: int | None = None) -> None:
+def _check_integer(value, key: str, *, minimum: int | None = None, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{key} must be at least {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key} must be at most {maximum}, got {value!r}")
 
 
 def build_generator(cfg: DictConfig) -> Generator:
@@ -240,12 +260,11 @@ def build_edit(
     kind = options.pop("kind")
     if kind not in KINDS:
         raise ConfigError(f"edit.kind must be one of {', '.join(KINDS)}, got '{kind}'")
+    _check_edit_options(options)
     if not method.implementation.latent_inputs:
         raise ConfigError(
             f"method={method.name} has no W+ input to edit; use sphinx, its variants, w, wplus or wplus_noise"
         )
-    if options["frame_ms"] < 20:
-        raise ConfigError(f"edit.frame_ms must be at least 20, got {options['frame_ms']}")
     spec = {"kind": kind, "options": options}
     if kind == "attribute":
         if degradation != "none":
@@ -266,10 +285,6 @@ def build_edit(
             margin=options["margin"],
             attribute_lr=options["attribute_lr"],
         )
-        if options["walk_density"] < 1 or options["walk_extend"] < 0:
-            raise ConfigError("edit.walk_density must be >= 1 and edit.walk_extend >= 0")
-    elif kind == "morph" and options["frames"] < 2:
-        raise ConfigError(f"edit.frames must be at least 2, got {options['frames']}")
     elif kind == "morph" and len(ids) < 2:
         raise ConfigError(f"a morph needs at least two images and the data has {len(ids)}; raise data.limit")
     elif kind == "direction":
@@ -295,6 +310,35 @@ def build_edit(
     return EditSpec(**spec)
 
 
+# The edit group's integers with their (least, most) values: the bounds keep a slip of the finger
+# (edit.frames=1000000000) from running for days, and hold every value a real edit needs.
+_EDIT_INTEGERS = {
+    "frame_ms": (20, 60_000),
+    "walk_density": (1, 100),
+    "walk_extend": (0, 100),
+    "frames": (2, 1000),
+    "component": (0, None),
+    "pca_samples": (2, 10_000_000),
+}
+_EDIT_NUMBER_LISTS = ("factors", "held_out", "strengths")
+_EDIT_PATHS = ("source", "states_from")  # a folder named 123 reaches here as an int
+
+
+def _check_edit_options(options: dict) -> None:
+    """Refuse an edit option of the wrong kind or out of range in one line; paths become strings."""
+    for key, value in options.items():
+        if key in _EDIT_INTEGERS:
+            _check_integer(value, f"edit.{key}", minimum=_EDIT_INTEGERS[key][0], maximum=_EDIT_INTEGERS[key][1])
+        elif key in _EDIT_NUMBER_LISTS and not (isinstance(value, list) and all(_finite_number(v) for v in value)):
+            raise ConfigError(f"edit.{key} must be a list of finite numbers, e.g. [0, 22.5, 45], got {value!r}")
+        elif key in _EDIT_PATHS and value is not None:
+            options[key] = str(value)
+
+
+def _finite_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _load_states(folder: Path, ids: list[str], generator: Generator) -> dict[str, InversionState]:
     if not folder.is_dir():
         raise ConfigError(f"{folder}: edit.states_from must be a sphinx.run dir (with images/<id>/state.pt)")
@@ -312,20 +356,35 @@ def _load_states(folder: Path, ids: list[str], generator: Generator) -> dict[str
 
 
 def build_lpips(cfg: DictConfig, *, device: torch.device | str = "cpu"):
-    """The LPIPS network for the loss and the metric, or None when its weights cannot be had.
+    """The LPIPS network for the loss and the metric, or None without it.
 
-    Without the ImageNet backbone (an offline machine that never cached it) the run goes on
-    with MSE only and an empty LPIPS column, unless ``lpips.required`` is set.
+    ``lpips.net=none`` goes without LPIPS. Without the ImageNet backbone (an offline machine that
+    never cached it) the run goes on with MSE only and an empty LPIPS column, said in one line,
+    unless ``lpips.required`` is set.
     """
     from sphinx.metrics.lpips import LPIPS
 
+    if cfg.lpips.net == "none":
+        if cfg.lpips.required:
+            raise ConfigError("lpips.net=none goes without LPIPS, which lpips.required=true forbids; drop one of them")
+        log.info("LPIPS off (lpips.net=none): the loss is MSE only and the lpips column stays empty")
+        return None
     try:
         return LPIPS(cfg.lpips.net, backbone_path=cfg.lpips.backbone_path, progress=True).to(device)
-    except DownloadError as missing:
+    except MissingWeights as missing:
         if cfg.lpips.required:
-            raise
-        log.warning("LPIPS off (MSE-only loss, empty LPIPS column): %s", " ".join(str(missing).split()))
+            raise MissingWeights(
+                missing.problem, f"{_LPIPS_ADVICE}, or lpips.required=false to go on without it"
+            ) from None
+        log.warning(
+            "LPIPS off (MSE-only loss, empty lpips column): %s; %s, lpips.net=none to go without it unwarned",
+            missing.problem,
+            _LPIPS_ADVICE,
+        )
         return None
+
+
+_LPIPS_ADVICE = "to use it put the file there or set lpips.backbone_path=<file>"
 
 
 def trainer_options(cfg: DictConfig) -> dict:
@@ -361,7 +420,9 @@ def build_logger(cfg: DictConfig, *, run_dir: Path, method: str, degradation: st
     """
     if "_target_" not in cfg.logger:
         return False
-    from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
+    from pytorch_lightning.loggers import CSVLogger, MLFlowLogger, WandbLogger
+
+    from sphinx.lit.loggers import start_csv_logger
 
     try:
         kind = get_class(cfg.logger._target_)
@@ -381,6 +442,8 @@ def build_logger(cfg: DictConfig, *, run_dir: Path, method: str, degradation: st
     if issubclass(kind, WandbLogger):
         run["mode"] = _wandb_mode(cfg.logger.get("mode"))
     logger = instantiate_leaf(cfg.logger, "the logger", _convert_="all", **run)  # plain lists and dicts
+    if isinstance(logger, CSVLogger):
+        start_csv_logger(logger)
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return logger
 
@@ -391,4 +454,9 @@ def _wandb_mode(mode: str | None) -> str:
         raise ConfigError(f"logger.mode must be auto, online or offline, got {mode}")
     if mode == "auto":
         return "online" if logged_in_to_wandb() else "offline"
+    if mode == "online" and not logged_in_to_wandb():
+        raise ConfigError(
+            "logger.mode=online needs a W&B login and there is none (no WANDB_API_KEY, no api.wandb.ai in "
+            "~/.netrc): run `wandb login` first, or use logger.mode=offline and `wandb sync` the run later"
+        )
     return mode

@@ -13,17 +13,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sphinx.configs import config_dir
-from sphinx.errors import ConfigError, RunInterrupted, SphinxError
+from sphinx.errors import ConfigError, OutputError, RunInterrupted, SphinxError
 from sphinx.rundir.signals import StopSignals, exit_status, hand_over
 from sphinx.utils.text import one_line
 
@@ -42,6 +45,7 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
 
     @hydra.main(config_path=config_dir(entry_point), config_name=config_name, version_base="1.3")
     def main(cfg: DictConfig) -> None:
+        _quiet_third_parties()
         try:
             job(cfg)
         except SphinxError as error:
@@ -62,6 +66,52 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
     return main
 
 
+def _quiet_third_parties() -> None:
+    """Leave out what Lightning and torch print on every run that a sphinx user cannot act on:
+    Lightning's tip to install its cloud logger, torch's deprecation of a class that Lightning
+    still uses, and Lightning's remarks on how sphinx.train drives it."""
+    for message in _UNACTIONABLE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in str(record.msg)
+    )
+
+
+_UNACTIONABLE_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # sphinx.train: its step range has a length for the progress bar, and the frozen EMA copy stays in eval mode
+    r"Your `IterableDataset` has `__len__` defined",
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+)
+
+
+class RunDirCheck(Callback):
+    """A Hydra callback (``hydra.callbacks`` of each entry point's config) that refuses a run dir,
+    or a sweep dir, that cannot be written: one line and exit status 2, before Hydra itself fails
+    there with a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _refuse_unwritable(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _refuse_unwritable(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def _refuse_unwritable(folder: str, key: str) -> None:
+    path = Path(folder).absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):  # a folder that exists may still be read-only
+            return
+    except OSError as error:
+        problem = error.strerror or type(error).__name__
+    print(
+        f"error: {one_line(str(path))}: cannot write there ({problem}); choose a writable folder with {key}=<folder>",
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+
 def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
     """Invert (or, with ``edit``, edit) the pending images of ``cfg``'s data and write the run's tables.
 
@@ -80,6 +130,7 @@ def run_job(cfg: DictConfig, *, edit: bool = False) -> dict | None:
     own_job = "submitit" in str(HydraConfig.get().launcher.get("_target_", ""))
     if HydraConfig.get().mode == RunMode.MULTIRUN and not one_process and not own_job:
         raise ConfigError(MULTIRUN_DDP)
+    build.apply_threads(cfg)  # before anything computes
     job = build.build_job(cfg, edit=edit)
     # Lightning only now: it takes seconds to import, and a bad path or config fails above without it
     from pytorch_lightning.utilities import rank_zero_only
@@ -97,6 +148,7 @@ def _run_accepted(
     """:func:`run_job` with the run dir held: refuse another configuration, else remember this one
     (``run.json``, ``.hydra/``), invert or edit the pending images and write the run's tables."""
     import pytorch_lightning as pl
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
     from sphinx import build
     from sphinx.generators.loading import describe
@@ -132,9 +184,12 @@ def _run_accepted(
 
     label = f"edit-{job.edit.kind}" if edit else degradation.name
     logger = build.build_logger(cfg, run_dir=run_dir, method=method.name, degradation=label)
-    trainer = pl.Trainer(
-        **trainer_options, logger=logger, default_root_dir=str(run_dir), callbacks=[WriteImages(writer)]
-    )
+    try:
+        trainer = pl.Trainer(
+            **trainer_options, logger=logger, default_root_dir=str(run_dir), callbacks=[WriteImages(writer)]
+        )
+    except (MisconfigurationException, ValueError, TypeError) as refused:  # Lightning's word on trainer.*
+        raise ConfigError(f"cannot build the trainer: {' '.join(str(refused).split())}") from None
     checkpoints = lambda batch: BatchCheckpoint(
         writer.inflight_path(batch), every=int(cfg.checkpoint_every), stop_requested=stop.requested
     )
@@ -152,7 +207,8 @@ def _run_accepted(
     )
     module = EditModule(job.generator, edit=job.edit, **common) if edit else InversionModule(job.generator, **common)
     data = InversionDataModule(job.dataset, batch_size=int(cfg.batch_size), done=done)
-    trainer.test(module, datamodule=data, verbose=False)
+    with _resumable_after_output_errors(run_dir):
+        trainer.test(module, datamodule=data, verbose=False)
     if stop.received:  # it came after the last step of the last batch: the records are complete
         raise RunInterrupted(stop.received)
     trainer.strategy.barrier()
@@ -161,9 +217,10 @@ def _run_accepted(
     rows = writer.morph_pairs(ids) if edit and job.edit.kind == "morph" else None
     data_name = str(cfg.data.path) if cfg.data.get("_target_", "").endswith("ImageFolder") else "bundled samples"
     config = OmegaConf.to_container(cfg, resolve=True)
-    summary = writer.finalize(
-        config=config, experiment=cfg.experiment_name, data=data_name, steps=method.step_counts(), rows=rows
-    )
+    with _resumable_after_output_errors(run_dir):
+        summary = writer.finalize(
+            config=config, experiment=cfg.experiment_name, data=data_name, steps=method.step_counts(), rows=rows
+        )
     log_results(logger, writer.run_dir / "results.csv", summary)
     _print_summary(summary, run_dir)
     return summary
@@ -194,6 +251,19 @@ def _hydra_files(cfg: DictConfig) -> dict[str, str]:
         "hydra.yaml": OmegaConf.to_yaml(hydra),
         "overrides.yaml": OmegaConf.to_yaml(hydra.hydra.overrides.task),
     }
+
+
+@contextlib.contextmanager
+def _resumable_after_output_errors(run_dir: Path) -> Iterator[None]:
+    """A file the run cannot write (a full disk) ends it in one line that says how to go on: the
+    images written before it are kept, and a rerun into the run dir skips them."""
+    try:
+        yield
+    except OutputError as error:
+        raise OutputError(
+            f"{error}; the images finished before it are kept: then rerun the same command with "
+            f"hydra.run.dir={run_dir} to go on"
+        ) from None
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:

@@ -20,6 +20,19 @@ class DownloadError(SphinxError, OSError):
     """A file that could not be fetched, or whose checksum does not match."""
 
 
+class MissingWeights(DownloadError):
+    """Weights that are neither given, cached nor downloadable (LPIPS's backbone on an offline machine).
+
+    Attributes:
+        problem: what is missing and where it was looked for, without the advice that follows it in
+            the message: an entry point says what to do in its own options.
+    """
+
+    def __init__(self, problem: str, advice: str) -> None:
+        super().__init__(f"{problem}; {advice}")
+        self.problem = problem
+
+
 class ConfigError(SphinxError, ValueError):
     """A combination of options that cannot work, rejected before any compute."""
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from helpers import compose
-from sphinx.build import build_execution, build_method, check_run_options, trainer_options
+from sphinx.build import (
+    apply_threads,
+    build_execution,
+    build_job,
+    build_lpips,
+    build_method,
+    check_run_options,
+    trainer_options,
+)
 from sphinx.configs import config_dir
-from sphinx.errors import ConfigError
-from sphinx.inversion import METHODS, Execution
+from sphinx.errors import ConfigError, DownloadError
+from sphinx.inversion import METHODS, Execution, invert
 from sphinx.inversion.methods import method_config
 
 CONF = Path(config_dir("run"))
@@ -131,6 +141,8 @@ def test_trainer_options_pass_through_and_force_what_inversion_needs():
         (["generator=custom"], "generator.source is not set: generator=custom needs generator.source="),
         (["trainer=gpu"], "needs a CUDA GPU and this machine has none; use trainer=cpu"),
         (["trainer=ddp"], "trainer=cpu trainer.devices=2 trainer.strategy=ddp"),
+        (["threads=abc"], "threads must be an integer, got 'abc'"),
+        (["threads=0"], "threads must be at least 1, got 0"),
     ],
     ids=lambda v: v if isinstance(v, str) and "=" in v and " " not in v else None,
 )
@@ -145,6 +157,50 @@ def test_bad_run_options_are_refused_before_compute_in_one_line(monkeypatch, ove
         check_run_options(cfg)
         build_method(cfg, batch_size=cfg.batch_size)
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_bottleneck_wider_than_the_w_it_encodes_is_refused_before_any_compute(tiny_generator):
+    cfg = compose("run", "+experiment=ood_faces", "method.bottleneck=1000000000", "data.limit=1")
+    with pytest.raises(ConfigError) as refused:
+        build_job(cfg)
+    assert str(refused.value).startswith("method.bottleneck=1000000000 is wider than the W it encodes")
+    assert "use at most 256" in str(refused.value)
+    targets = torch.zeros(1, 3, 32, 32)
+    with pytest.raises(ConfigError, match=f"use at most {tiny_generator.style_dim} "):
+        invert(tiny_generator, targets, method="sphinx", bottleneck=tiny_generator.style_dim + 1, steps=1)
+
+
+def test_without_the_lpips_weights_the_advice_names_options_that_work_as_typed(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # nothing cached
+    monkeypatch.setenv("SPHINX_OFFLINE", "1")
+    assert build_lpips(compose("run")) is None
+    (warning,) = [r.getMessage() for r in caplog.records if "LPIPS" in r.getMessage()]
+    assert warning.startswith("LPIPS off (MSE-only loss, empty lpips column): LPIPS backbone vgg16-397923af.pth")
+    assert "lpips.backbone_path=<file>" in warning and "lpips.net=none" in warning and "lpips_weight=0" not in warning
+    with pytest.raises(DownloadError) as refused:
+        build_lpips(compose("run", "lpips.required=true"))
+    assert "lpips.required=false" in str(refused.value) and "lpips_weight=0" not in str(refused.value)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sphinx.build"):
+        assert build_lpips(compose("run", "lpips.net=none")) is None
+    assert [(r.levelname, r.getMessage()[:32]) for r in caplog.records] == [
+        ("INFO", "LPIPS off (lpips.net=none): the ")
+    ]
+    with pytest.raises(ConfigError, match="lpips.required=true forbids"):
+        build_lpips(compose("run", "lpips.net=none", "lpips.required=true"))
+
+
+def test_threads_sets_torchs_cpu_threads_and_every_demo_experiment_runs_on_one():
+    assert compose("run").threads is None  # PyTorch's default
+    for entry_point, experiments in (("run", options("experiment")), ("edit", [])):
+        for experiment in experiments or sorted(p.stem for p in Path(config_dir("edit"), "experiment").glob("*.yaml")):
+            assert compose(entry_point, f"+experiment={experiment}").threads == 1, experiment
+    before = torch.get_num_threads()
+    try:
+        apply_threads(compose("run", "threads=3"))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_execution_options_build_and_lightnings_own_mixed_precision_is_refused():

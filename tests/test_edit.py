@@ -228,6 +228,16 @@ def test_a_state_of_another_generator_fails_before_any_compute_with_one_line(tin
         (["edit=direction", "edit.layers=[5,2]"], "layers must satisfy"),
         (["method=pti"], "no W+ input"),
         (["edit=direction", "edit.states_from={tmp}/nowhere"], "nowhere: edit.states_from must be a sphinx.run dir"),
+        (["edit.frame_ms=abc"], "edit.frame_ms must be an integer, got 'abc'"),
+        (["edit.walk_density=1.5"], "edit.walk_density must be an integer, got 1.5"),
+        (["edit.walk_extend=1000000000"], "edit.walk_extend must be at most 100, got 1000000000"),
+        (["edit.factors=abc"], "edit.factors must be a list of finite numbers, e.g. [0, 22.5, 45], got 'abc'"),
+        (["edit.held_out=[nan]"], "edit.held_out must be a list of finite numbers"),
+        (["edit=morph", "edit.frames=abc"], "edit.frames must be an integer, got 'abc'"),
+        (["edit=morph", "edit.frames=1000000000"], "edit.frames must be at most 1000"),
+        (["edit=direction", "edit.component=abc"], "edit.component must be an integer, got 'abc'"),
+        (["edit=direction", "edit.pca_samples=abc"], "edit.pca_samples must be an integer, got 'abc'"),
+        (["edit=direction", "edit.strengths=[inf]"], "edit.strengths must be a list of finite numbers"),
     ],
 )
 def test_bad_edit_options_are_refused_in_one_line(tiny, tmp_path, overrides, message):

@@ -11,6 +11,7 @@ from test_run import read_rows, sphinx_run
 from helpers import compose
 from sphinx.build import build_logger
 from sphinx.configs import config_dir
+from sphinx.errors import ConfigError
 from sphinx.rundir.columns import read_results
 
 CONF = Path(config_dir("run"))
@@ -46,6 +47,27 @@ def test_the_csv_logger_writes_into_the_run_dir_with_the_config(tmp_path):
     logger.finalize("success")
     assert (tmp_path / "csv" / "metrics.csv").read_text().splitlines() == ["inversion/loss,step", "0.5,0"]
     assert "steps_scale: 1.0" in (tmp_path / "csv" / "hparams.yaml").read_text()
+
+
+def test_a_resumed_run_keeps_the_earlier_csv_metrics_and_warns_of_no_deletion(tmp_path, recwarn):
+    for loss in (0.5, 0.25):  # the run, then its resume into the same run dir
+        logger = build_logger(compose("run", "logger=csv"), run_dir=tmp_path, method="w", degradation="none")
+        logger.log_metrics({"inversion/loss": loss}, step=0)
+        logger.finalize("success")
+    assert (tmp_path / "csv" / "metrics.1.csv").read_text().splitlines() == ["inversion/loss,step", "0.5,0"]
+    assert (tmp_path / "csv" / "metrics.csv").read_text().splitlines() == ["inversion/loss,step", "0.25,0"]
+    assert not [w for w in recwarn if "deleted" in str(w.message)]
+
+
+def test_an_online_wandb_run_without_a_login_is_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    cfg = compose("run", "logger=wandb", "logger.mode=online")
+    with pytest.raises(ConfigError) as refused:
+        build_logger(cfg, run_dir=tmp_path / "run", method="w", degradation="none")
+    message = str(refused.value)
+    assert message.startswith("logger.mode=online needs a W&B login") and "logger.mode=offline" in message
+    assert "\n" not in message and not (tmp_path / "run").exists()
 
 
 def test_a_value_set_in_the_config_wins_over_the_runs_default(tmp_path):

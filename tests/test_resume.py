@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import time
 
@@ -15,7 +16,7 @@ from pytorch_lightning.loggers import CSVLogger
 from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, start
 from sphinx.data.datasets import BundledSamples
 from sphinx.degradations import NoDegradation
-from sphinx.errors import SphinxError
+from sphinx.errors import ConfigError, SphinxError
 from sphinx.generators import load_generator
 from sphinx.inversion.methods import method_config
 from sphinx.lit import module as module_code
@@ -125,6 +126,47 @@ def test_rerunning_a_run_dir_with_another_method_is_refused_and_keeps_its_config
     rows = read_rows(run_dir)
     assert [r["image"] for r in rows] == ["astronaut", "chelsea"] and not stale.exists()
     assert json.loads((run_dir / "run.json").read_text())["fingerprint"]["method.name"] == "sphinx"
+
+
+DEEPLY_NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "file, tampered, problem",
+    [
+        ("images/astronaut/record.json", "{half", "not JSON"),
+        ("images/astronaut/record.json", DEEPLY_NESTED, "JSON nested too deeply"),
+        ("images/astronaut/record.json", '{"image": "astronaut"}', "method is None"),
+        ("run.json", DEEPLY_NESTED, "unreadable run fingerprint"),
+    ],
+    ids=["half", "nested", "fields", "fingerprint"],
+)
+def test_a_tampered_run_dir_file_is_refused_in_one_line_before_any_compute(tiny, tmp_path, file, tampered, problem):
+    run_dir, job = tmp_path / "run", [*tiny, "steps_scale=0.0004"]
+    run_in_process(*job, "data.limit=1", run_dir=run_dir)
+    kept = (run_dir / "images" / "astronaut" / "state.pt").read_bytes()
+    (run_dir / file).write_text(tampered)
+    with pytest.raises(ConfigError) as refused:
+        run_in_process(*job, "data.limit=2", run_dir=run_dir)
+    message = str(refused.value)
+    assert message.startswith(f"{run_dir / file}: ") and problem in message and "\n" not in message
+    assert "restore it" in message and not (run_dir / "images" / "chelsea").exists()
+    assert (run_dir / "images" / "astronaut" / "state.pt").read_bytes() == kept
+
+
+def test_an_edited_record_field_is_named_in_the_refusal(generator, tmp_path):
+    trainer_pass(generator, tmp_path, limit=1)
+    record_path = tmp_path / "images" / "astronaut" / "record.json"
+    record = json.loads(record_path.read_text())
+    for field, value, said in (
+        ("index", "first", "index is 'first'"),
+        ("psnr", "high", "psnr is 'high'"),
+        ("stem", "../..", "stem is '../..'"),
+        ("status", "great", "status is 'great'"),
+    ):
+        record_path.write_text(json.dumps({**record, field: value}))
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            OutputWriter(tmp_path, method="wplus", degradation="none", generator="tiny").done_ids()
 
 
 @pytest.mark.slow

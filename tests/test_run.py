@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import TIMEOUT, read_rows, run_in_process, sphinx_run, without_time
+from helpers import TIMEOUT, disk_full_past, read_rows, run_in_process, sphinx_run, without_time
 from sphinx.data import image_id_from_text
+from sphinx.errors import OutputError
 from sphinx.generators import load_generator
 from sphinx.inversion import load_state, render_state
 from sphinx.report import main as report_main
@@ -276,6 +277,91 @@ def test_an_unset_data_path_is_one_line_printed_once_without_a_traceback(tiny, t
     result = sphinx_run(*tiny, "data=folder", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("data.path is not set") == 1, result.stderr
+
+
+@pytest.mark.slow  # subprocesses of the entry points: seconds of CPU to import each
+@pytest.mark.parametrize(
+    "module, key",
+    [
+        ("sphinx.run", "hydra.run.dir"),
+        ("sphinx.edit", "hydra.run.dir"),
+        ("sphinx.train", "hydra.run.dir"),
+        ("sphinx.run", "hydra.sweep.dir"),
+    ],
+)
+def test_a_run_dir_that_cannot_be_written_is_one_line_before_hydra_writes_there(module, key, tmp_path):
+    (tmp_path / "taken").write_text("a file where the run dir's folder should be")
+    folder = tmp_path / "taken" / "run"
+    sweep = ["-m"] if key == "hydra.sweep.dir" else []
+    result = sphinx_run(*sweep, f"{key}={folder}", cwd=tmp_path, check=False, module=module)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: {folder}: cannot write there (Not a directory); choose a writable folder with {key}=<folder>"
+    ]
+
+
+@pytest.mark.slow  # subprocesses of the entry points
+@pytest.mark.parametrize(
+    "module, overrides, said",
+    [
+        ("sphinx.run", ["+experiment=ood_faces", "method.bottleneck=1000000000"], "method.bottleneck=1000000000 is"),
+        ("sphinx.edit", ["+experiment=edit_rotate", "edit.frame_ms=abc"], "edit.frame_ms must be an integer"),
+        ("sphinx.train", ["seed=abc"], "seed must be an integer, got 'abc'"),
+        ("sphinx.train", ["gan.lr=inf"], "gan.lr must be a finite number > 0, got inf"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v.startswith("sphinx.") else None,
+)
+def test_a_bad_option_is_one_line_with_exit_status_2_and_no_traceback(module, overrides, said, tmp_path):
+    result = sphinx_run(*overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False, module=module)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {said}"), result.stderr[-3000:]
+
+
+# What Lightning and torch printed on every run, that a sphinx user cannot act on; what Lightning's
+# CSV logger printed on every resume, that suggested lost data; an empty download bar.
+NOISE = ("litlogger", "LeafSpec", "will be deleted", "Warning:", "vgg16-397923af.pth: ")
+
+
+@pytest.mark.slow  # subprocesses of the entry point: ~10 s of CPU to import each
+def test_a_run_and_its_resume_print_one_lpips_line_that_works_as_typed_and_no_third_party_noise(
+    fixtures_root, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no LPIPS weights, and none fetched
+    monkeypatch.setenv("SPHINX_OFFLINE", "1")
+    tiny = [
+        "generator=custom",
+        f"generator.source={fixtures_root / 'rosinality' / 'tiny_g32.pt'}",
+        "steps_scale=0.0004",
+    ]
+    run_dir = tmp_path / "run"
+    first = sphinx_run(*tiny, "data.limit=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    earlier_metrics = (run_dir / "csv" / "metrics.csv").read_text()
+    resumed = sphinx_run(*tiny, "data.limit=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    for result in (first, resumed):
+        output = result.stdout + result.stderr
+        assert not [noise for noise in NOISE if noise in output], output[-3000:]
+        (lpips,) = [line for line in output.splitlines() if "LPIPS" in line]
+        assert "lpips.backbone_path=<file>" in lpips and "lpips.net=none to go without it" in lpips
+    # the resumed run's CSV logger kept the first run's curves instead of deleting them
+    assert (run_dir / "csv" / "metrics.1.csv").read_text() == earlier_metrics
+    assert "test/psnr" in (run_dir / "csv" / "metrics.csv").read_text()
+
+    # the advice as typed: a run without LPIPS, said in one line that is no warning
+    quiet = sphinx_run(*tiny, "data.limit=1", "lpips.net=none", f"hydra.run.dir={tmp_path / 'quiet'}", cwd=tmp_path)
+    (lpips,) = [line for line in (quiet.stdout + quiet.stderr).splitlines() if "LPIPS" in line]
+    assert "[INFO] - LPIPS off (lpips.net=none)" in lpips
+    assert read_rows(tmp_path / "quiet")[0]["lpips"] == ""
+
+
+def test_a_full_disk_mid_run_is_one_line_and_a_rerun_goes_on_from_the_images_kept(tiny, tmp_path):
+    run_dir, job = tmp_path / "run", [*tiny, "data.limit=2", "batch_size=1", "steps_scale=0.0004"]
+    with disk_full_past(100_000), pytest.raises(OutputError) as stopped:  # a state.pt has 670 kB
+        run_in_process(*job, run_dir=run_dir)
+    message = str(stopped.value)
+    assert message.startswith(f"{run_dir / 'images' / 'astronaut' / 'state.pt'}: cannot write (File too large)")
+    assert message.endswith(f"rerun the same command with hydra.run.dir={run_dir} to go on") and "\n" not in message
+    run_in_process(*job, run_dir=run_dir)
+    assert [(r["image"], r["status"]) for r in read_rows(run_dir)] == [("astronaut", "ok"), ("chelsea", "ok")]
 
 
 @pytest.mark.slow  # a subprocess of the entry point: ~10 s of CPU to import alone

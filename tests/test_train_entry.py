@@ -199,3 +199,55 @@ def test_a_corrupt_resume_checkpoint_is_one_line_naming_it(tmp_path: Path, conte
     with pytest.raises(CheckpointError, match=expected) as refused:
         module.setup("fit")
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("seed=abc", "seed must be an integer, got 'abc'"),
+        ("threads=abc", "threads must be an integer, got 'abc'"),
+        ("threads=0", "threads must be at least 1, got 0"),
+        ("gan.batch_size=abc", "gan.batch_size must be an integer >= 1, got 'abc'"),
+        ("gan.steps=0", "gan.steps must be an integer >= 1, got 0"),
+        ("gan.sample_every=0", "gan.sample_every must be an integer >= 1, got 0"),
+        ("gan.lr=inf", "gan.lr must be a finite number > 0, got inf"),
+        ("gan.r1_gamma=-1", "gan.r1_gamma must be a finite number >= 0, got -1"),
+        ("gan.mixing_prob=2", "gan.mixing_prob must be a finite number in [0, 1], got 2"),
+        ("gan.ema_rampup=nan", "gan.ema_rampup must be a finite number >= 0, got nan"),
+        ("gan.betas=[0.9]", "gan.betas must be two numbers in [0, 1), e.g. [0.0, 0.99], got [0.9]"),
+        ("trainer=gpu", "trainer.accelerator=gpu needs a CUDA GPU and this machine has none; use trainer=cpu"),
+        ("trainer.devices=abc", "cannot build the trainer: `devices` selected with `CPUAccelerator` should be an int"),
+    ],
+)
+def test_bad_training_options_are_refused_in_one_line(override: str, message: str, tmp_path: Path, monkeypatch) -> None:
+    from sphinx.build import build_training as build
+    from sphinx.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    threads = torch.get_num_threads()
+    folder = image_folder(tmp_path / "data")
+    try:
+        with pytest.raises(ConfigError) as refused:
+            build(compose("train", "model=tiny16", f"data.folder={folder}", override), tmp_path / "run")
+    finally:
+        torch.set_num_threads(threads)
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+def test_the_help_says_what_sphinx_train_does_and_how_to_prepare_its_default_data() -> None:
+    help_node = compose("train", hydra=True).hydra.help
+    assert help_node.app_name == "sphinx.train"
+    assert help_node.header.startswith("sphinx.train: train a StyleGAN2 prior")
+    assert "python -m sphinx.data.emoji --out data/emoji64" in help_node.footer
+    assert "resume=<run dir>/checkpoints/last.pt" in help_node.footer
+
+
+@pytest.mark.slow  # a subprocess of the entry point
+def test_the_default_config_without_its_emoji_data_is_one_line_saying_how_to_prepare_them(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "sphinx.train", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert (result.stdout + result.stderr).splitlines() == [
+        "error: data/emoji64/index.csv not found; prepare the data with `python -m sphinx.data.emoji --out data/emoji64`"
+    ]

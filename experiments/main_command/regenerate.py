@@ -2,17 +2,17 @@
 
     python experiments/main_command/regenerate.py
 
-It runs, each on one CPU thread (OMP_NUM_THREADS=1), the main job
-``python -m sphinx.run +experiment=ood_faces``, the edit ``python -m sphinx.edit
-+experiment=edit_rotate`` and ``python -m sphinx.report`` over the main job's run dir; copies the
-main job's comparison pictures next to this script; and replaces the text between the
-``main-command`` markers in README.md with the end of each command's output and the CPU time of
-the two jobs. Nothing in that block is written by hand.
+It runs the main job ``python -m sphinx.run +experiment=ood_faces``, the edit ``python -m
+sphinx.edit +experiment=edit_rotate`` and ``python -m sphinx.report`` over the main job's run dir,
+exactly as a user types them (both experiments run on one CPU thread through their ``threads: 1``,
+so the numbers are a fresh clone's, whatever its core count); copies the main job's comparison
+pictures next to this script; and replaces the text between the ``main-command`` markers in
+README.md with the end of each command's output and the CPU time of the two jobs. Nothing in that
+block is written by hand.
 """
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import subprocess
@@ -25,13 +25,11 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 from readme_block import replace_block  # noqa: E402
 
-ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
 
 def run(*args: str) -> tuple[list[str], float]:
-    """A command's non-empty output lines and its CPU seconds (one thread: what it costs on a free core)."""
+    """A command's non-empty output lines and its CPU seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    finished = subprocess.run([sys.executable, *args], cwd=ROOT, env=ENVIRONMENT, capture_output=True, text=True)
+    finished = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if finished.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{finished.stderr[-3000:]}")
@@ -53,8 +51,8 @@ def main() -> None:
     ]
     block = "\n".join(
         [
-            "What they print at the end (on one thread of the 2-core CI machine; other CPUs and thread counts",
-            "move the last digits):",
+            "What they print at the end, on one CPU thread (`threads: 1`, set by the demo experiments; other",
+            "CPUs, or other thread counts through `threads=N`, move the last digits):",
             "",
             "```",
             "$ make demo",
@@ -65,7 +63,8 @@ def main() -> None:
             *psnr_table,
             "```",
             "",
-            f"The main job took {main_cpu:.0f} s of CPU time, the edit {edit_cpu:.0f} s. The picture above is the main",
+            f"The main job took {main_cpu:.0f} s of CPU time, the edit {edit_cpu:.0f} s, on this project's 2-core x86_64",
+            "machine. The picture above is the main",
             "job's `comparison_small.png` (full size: [`experiments/main_command/comparison.png`]"
             "(experiments/main_command/comparison.png)). Regenerate this block with",
             "`python experiments/main_command/regenerate.py`.",

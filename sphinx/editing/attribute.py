@@ -237,6 +237,9 @@ class AttributeConfig(MethodConfig):
     def check_batch_size(self, batch_size: int) -> None:
         self.latent.check_batch_size(batch_size)
 
+    def check_generator(self, generator: Generator) -> None:
+        self.latent.check_generator(generator)
+
     def options(self) -> dict[str, object]:
         return {
             "latent": {"name": self.latent.name, **self.latent.options()},

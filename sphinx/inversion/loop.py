@@ -162,6 +162,7 @@ def invert(
     ids = [str(i) for i in (ids if ids is not None else range(targets.shape[0]))]
     config = resolve_method(method, overrides)
     config.check_batch_size(len(ids))
+    config.check_generator(generator)
     if degradation is None:
         degradation = NoDegradation()
     elif isinstance(degradation, str):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from sphinx.errors import CheckpointError
+from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators.stylegan2 import Generator
 from sphinx.training.augment import DiffAugment
 from sphinx.training.discriminator import Discriminator
@@ -103,12 +104,30 @@ class GANSettings:
 
     def __post_init__(self) -> None:
         # Hydra gives an int for `gan.lr=1` and a list for betas: hold the declared types, which
-        # the checkpoints store
+        # the checkpoints store; a value of another kind, or out of its range, is refused in one line
         for field in dataclasses.fields(self):
-            cast = {"int": int, "float": float}.get(field.type)
-            if cast is not None:
-                object.__setattr__(self, field.name, cast(getattr(self, field.name)))
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+            value = getattr(self, field.name)
+            if field.type == "int":
+                least = 0 if field.name == "seed" else 1  # the *_every intervals divide the step
+                if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                    raise ConfigError(f"gan.{field.name} must be an integer >= {least}, got {value!r}")
+            elif field.type == "float" or (field.type == "float | None" and value is not None):
+                rule = _FLOAT_RULES.get(field.name, ">= 0")
+                if not (_number(value) and _RULES[rule](value)):
+                    raise ConfigError(f"gan.{field.name} must be a finite number {rule}, got {value!r}")
+                object.__setattr__(self, field.name, float(value))
+        betas = self.betas
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(_number(b) and 0 <= b < 1 for b in betas)):
+            raise ConfigError(f"gan.betas must be two numbers in [0, 1), e.g. [0.0, 0.99], got {betas!r}")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+
+
+_RULES = {"> 0": lambda v: v > 0, ">= 0": lambda v: v >= 0, "in [0, 1]": lambda v: 0 <= v <= 1}
+_FLOAT_RULES = {"lr": "> 0", "ema_half_life_images": "> 0", "mixing_prob": "in [0, 1]"}
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 class GANModule(pl.LightningModule):

@@ -6,13 +6,36 @@ each logger keeps in its own way, and the CSV logger keeps none (the run dir has
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from sphinx.rundir.columns import read_results
+
+
+def start_csv_logger(logger: CSVLogger) -> None:
+    """Open ``logger``'s files without deleting those of an earlier run in the same folder.
+
+    Lightning's CSV logger deletes a ``metrics.csv`` it finds (a resumed run's folder holds its
+    earlier runs' one) and warns that it will, on every run into a folder that holds anything. The
+    earlier file is kept instead, as ``metrics.1.csv`` (``.2``, ... for later ones), so the warning
+    no longer holds and is left out.
+    """
+    if rank_zero_only.rank != 0:
+        return  # the other DDP ranks write no files
+    folder = Path(logger.log_dir)
+    if (earlier := folder / "metrics.csv").is_file():
+        number = 1
+        while (folder / f"metrics.{number}.csv").exists():
+            number += 1
+        earlier.rename(folder / f"metrics.{number}.csv")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+        logger.experiment  # noqa: B018 (its writer is created here)
 
 
 def keeps_pictures(logger: Logger | None) -> bool:

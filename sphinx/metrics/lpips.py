@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sphinx.errors import CheckpointError, ConfigError, DownloadError
+from sphinx.errors import CheckpointError, ConfigError, DownloadError, MissingWeights
 from sphinx.utils.batch_invariance import runs_per_sample, samplewise
 from sphinx.utils.untrusted_files import load_torch_file
 
@@ -292,7 +292,7 @@ def _locate_backbone(trunk: _Trunk, backbone_path: str | os.PathLike[str] | None
     if backbone_path is not None:
         path = Path(backbone_path).expanduser()
         if not path.is_file():
-            raise DownloadError(f"LPIPS backbone_path {path} is not a file; {advice}")
+            raise MissingWeights(f"LPIPS backbone_path {path} is not a file", advice)
         return path
     configured = os.environ.get(_ENV_BACKBONE)
     if configured:
@@ -300,7 +300,7 @@ def _locate_backbone(trunk: _Trunk, backbone_path: str | os.PathLike[str] | None
         if path.is_dir():
             path = path / trunk.file_name
         if not path.is_file():
-            raise DownloadError(f"LPIPS backbone {path} (from {_ENV_BACKBONE}) is not a file; {advice}")
+            raise MissingWeights(f"LPIPS backbone {path} (from {_ENV_BACKBONE}) is not a file", advice)
         return path
     cached = folder / trunk.file_name
     if cached.is_file():
@@ -312,15 +312,15 @@ def _locate_backbone(trunk: _Trunk, backbone_path: str | os.PathLike[str] | None
         path = download(trunk.url, cache_dir=folder, filename=trunk.file_name, progress=progress)
     except DownloadError as err:
         # The download's own message (in the chain) repeats where to put the file; said once here.
-        raise DownloadError(
-            f"LPIPS backbone {trunk.file_name} is not cached and could not be downloaded; {advice}"
+        raise MissingWeights(
+            f"LPIPS backbone {trunk.file_name} is not in {folder} and could not be downloaded from {trunk.url}", advice
         ) from err
     digest = file_sha256(path)
     if not digest.startswith(trunk.sha256_prefix):
         # Removed so that the next run does not pick the bad file up from the cache.
         path.unlink(missing_ok=True)
-        raise DownloadError(
-            f"downloaded {path} has sha256 {digest[:16]}..., expected {trunk.sha256_prefix}...; removed it; {advice}"
+        raise MissingWeights(
+            f"downloaded {path} has sha256 {digest[:16]}..., expected {trunk.sha256_prefix}...; removed it", advice
         )
     return path
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 from collections import deque
@@ -35,7 +34,7 @@ from sphinx.rundir.columns import (
     mean_std,
     read_text_table,
 )
-from sphinx.utils.files import atomic_write_bytes
+from sphinx.utils.files import atomic_write_bytes, read_json
 
 RESULTS_COLUMNS = RESULT_COLUMNS
 REPORT_CSV_COLUMNS = ("generator", "data", "method", "degradation", "metric", "mean", "std", "n")
@@ -187,10 +186,10 @@ def _read_summary(path: Path, notes: list[str]) -> tuple[str | None, str | None]
     if not path.is_file():
         return None, None  # an interrupted run: its rows still count
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = read_json(path)
         problem = None if isinstance(summary, dict) else "is not a JSON object"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        problem = f"is unreadable ({error})"
+    except ValueError as error:
+        problem = f"is {error}"
     if problem is not None:
         notes.append(f"{path} {problem}; its run is read from results.csv alone")
         return None, None

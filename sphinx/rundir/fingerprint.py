@@ -21,7 +21,7 @@ from pathlib import Path
 from sphinx.errors import ConfigError
 from sphinx.inversion.execution import Execution
 from sphinx.inversion.methods import MethodConfig
-from sphinx.utils.files import atomic_write_text
+from sphinx.utils.files import atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ def _read(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
+        saved = read_json(path)
+    except ValueError:
         saved = None
     if (
         not isinstance(saved, dict)

@@ -39,6 +39,7 @@ from sphinx.editing import (
 )
 from sphinx.editing.media import gif_bytes, labelled_strip
 from sphinx.editing.spec import EditSpec
+from sphinx.errors import ConfigError
 from sphinx.inversion import InversionState, load_state, render_state, save_state
 from sphinx.metrics.image_quality import psnr
 from sphinx.rundir.columns import (
@@ -51,13 +52,14 @@ from sphinx.rundir.columns import (
     RECORD_ONLY,
     RESULT_COLUMNS,
     RESULTS_FILE,
+    STATUSES,
     SUMMARY_FILE,
     cell,
     mean_std,
 )
 from sphinx.rundir.control import compare_with_control
 from sphinx.rundir.panels import comparison_grid, score_label
-from sphinx.utils.files import atomic_write_bytes, atomic_write_text
+from sphinx.utils.files import atomic_write_bytes, atomic_write_text, read_json
 from sphinx.utils.text import image_id_to_text
 
 log = logging.getLogger(__name__)
@@ -152,13 +154,13 @@ class OutputWriter:
         return {record["image"] for record in self.records() if not record.get("retry")}
 
     def records(self) -> list[dict]:
-        """Every image record, in dataset order."""
-        records = []
-        for path in sorted(self.images_dir.glob("*/record.json")):
-            try:
-                records.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue  # never half-written (atomic), but a user may have edited one
+        """Every image record, in dataset order.
+
+        Raises:
+            ConfigError: a record that sphinx did not write as it is (edited or damaged; a write
+                never leaves half a record), naming it and what to do.
+        """
+        records = [_read_record(path) for path in sorted(self.images_dir.glob("*/record.json"))]
         return sorted(records, key=lambda r: (r["index"], r["image"]))
 
     def write_record(self, image_id: str, position: int, fields: dict) -> None:
@@ -540,6 +542,59 @@ class EditWriter(OutputWriter):
             width = max(s.shape[1] for s in strips)
             padded = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips]
             atomic_write_bytes(self.run_dir / "overview.png", png_bytes(np.concatenate(padded, axis=0)))
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = read_json(path)
+        problem = _record_problem(record)
+    except ValueError as unreadable:
+        problem = str(unreadable)
+    if problem is not None:
+        raise ConfigError(
+            f"{path}: not an image record as sphinx writes it ({problem}); restore it, or delete its folder "
+            f"{path.parent} to run that image again"
+        )
+    return record
+
+
+_NUMBER = (int, float)
+# What every record holds (sphinx.run's and sphinx.edit's), as the writer and the tables read it.
+_RECORD_FIELDS = {
+    "image": str,
+    "method": str,
+    "generator": str,
+    "index": int,
+    "stem": str,
+    "status": str,
+    "steps": int,
+    "seconds": _NUMBER,
+}
+
+
+def _record_problem(record) -> str | None:
+    """What in a record.json the writer would trip over, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for key, kind in _RECORD_FIELDS.items():
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return f"{key} is {value!r}"
+    if record["status"] not in STATUSES:
+        return f"status is {record['status']!r}"
+    if record["index"] < 0:
+        return f"index is {record['index']!r}"
+    if Path(record["stem"]).name != record["stem"] or record["stem"] in ("", ".", ".."):
+        return f"stem is {record['stem']!r}, not a folder name"
+    if not isinstance(record.get("retry", False), bool):
+        return f"retry is {record['retry']!r}"
+    for key, value in record.items():
+        if key in METRICS and value is not None and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
+            return f"{key} is {value!r}"
+    curve = record.get("curve")
+    if curve is not None and not (isinstance(curve, dict) and all(isinstance(v, list) for v in curve.values())):
+        return "curve is not a table of lists"
+    return None
 
 
 def _numbers(values: Sequence[float]) -> str:

@@ -22,6 +22,8 @@ from sphinx.utils.files import atomic_open
 
 _OFFLINE_VARIABLE = "SPHINX_OFFLINE"
 _TIMEOUT_S = 30.0  # per socket operation (connect, each read), not for the whole transfer
+# A bar is drawn once bytes have flowed this long: a download that cannot connect (offline) draws none.
+_BAR_DELAY_S = 0.5
 _CHUNK_BYTES = 1 << 20
 
 
@@ -91,6 +93,7 @@ def download(
                 unit_divisor=1024,
                 file=sys.stderr,
                 disable=not progress,
+                delay=_BAR_DELAY_S,
             ) as bar:
                 if source is None:
                     pooch.HTTPDownloader(

@@ -2,16 +2,19 @@
 
 A file appears under its name complete or not at all: it is written to a hidden temporary file
 in the same folder, flushed and fsynced, renamed into place, and the folder is fsynced so that
-the rename survives a power cut. The temporary file is created with mode 0666 minus the umask,
-like any other tool's output (``tempfile.mkstemp`` would make it 0600, unreadable to
-colleagues). A process killed mid-write leaves only a temporary file, which
-:func:`remove_temporaries` clears.
+the rename survives a power cut. A write that fails (a full disk) is reported as such even when
+the writer hides it (``torch.save`` turns it into a RuntimeError about a zip position). The
+temporary file is created with mode 0666 minus the umask, like any other tool's output
+(``tempfile.mkstemp`` would make it 0600, unreadable to colleagues). A process killed mid-write
+leaves only a temporary file, which :func:`remove_temporaries` clears.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -58,6 +61,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
             os.unlink(temporary)
         if isinstance(error, OSError) and not isinstance(error, SphinxError):
             raise output_error(path, error) from None
+        if isinstance(error, Exception) and stream.raw.failed_write is not None:
+            raise output_error(path, stream.raw.failed_write) from None
         raise
 
 
@@ -71,6 +76,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_open`); returns the path."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike) -> object:
+    """The JSON value of a UTF-8 file.
+
+    Raises:
+        ValueError: why it cannot be had, in a few words without the path: unreadable, not
+            UTF-8, not JSON, or nested deeper than Python's recursion limit can parse.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"unreadable ({error.strerror or type(error).__name__})") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON ({error.msg}, line {error.lineno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def is_temporary(path: Path) -> bool:
@@ -92,14 +116,28 @@ def remove_temporaries(folder: str | os.PathLike) -> int:
     return removed
 
 
-def _create_temporary(path: Path) -> BinaryIO:
-    # open()'s exclusive mode on a random name instead of mkstemp: it creates the file with 0666 minus
-    # the umask (mkstemp: 0600) and a descriptor that child processes do not inherit.
+class _File(io.FileIO):
+    """A file that remembers the first of its writes to fail, for writers that swallow the error."""
+
+    failed_write: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return super().write(data)
+        except OSError as error:
+            self.failed_write = self.failed_write or error
+            raise
+
+
+def _create_temporary(path: Path) -> io.BufferedWriter:
+    # exclusive mode on a random name instead of mkstemp: it creates the file with 0666 minus the
+    # umask (mkstemp: 0600) and a descriptor that child processes do not inherit.
     while True:
         try:
-            return open(path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"), "xb")  # noqa: SIM115
+            raw = _File(path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"), "xb")
         except FileExistsError:
             continue
+        return io.BufferedWriter(raw)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -119,7 +157,4 @@ def _fsync_folder(folder: Path) -> None:
 def output_error(path: Path, error: OSError) -> OutputError:
     """The one-line error of a file that cannot be written, naming it and saying what to do."""
     reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
-    return OutputError(
-        f"{path}: cannot write ({reason}); free disk space, or choose a writable folder "
-        "(for a run: hydra.run.dir=<folder>)"
-    )
+    return OutputError(f"{path}: cannot write ({reason}); free disk space, or make the folder writable")

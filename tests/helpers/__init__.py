@@ -6,11 +6,12 @@ Imported as ``helpers`` (``tests/`` is on the path of every test through its con
 
 from helpers.configs import compose
 from helpers.data import fast_tier, images_of
-from helpers.jobs import TIMEOUT, read_rows, run_in_process, sphinx_run, start, without_time
+from helpers.jobs import TIMEOUT, disk_full_past, read_rows, run_in_process, sphinx_run, start, without_time
 
 __all__ = [
     "TIMEOUT",
     "compose",
+    "disk_full_past",
     "fast_tier",
     "images_of",
     "read_rows",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -76,3 +79,15 @@ def read_rows(run_dir: Path, name: str = "results.csv") -> list[dict]:
 def without_time(rows: list[dict]) -> list[dict]:
     """Rows as a rerun must reproduce them: all but the seconds."""
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+@contextlib.contextmanager
+def disk_full_past(size: int) -> Iterator[None]:
+    """Writes in this process past ``size`` bytes of a file fail, as on a full disk (the kernel
+    refuses them with EFBIG, "File too large", instead of ENOSPC; Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))

@@ -137,7 +137,10 @@ def test_file_url_is_copied_and_then_served_from_cache(tmp_path: Path, source: P
     assert _cache_is_clean(cache, expected=frozenset({"weights.pkl"}))
 
 
-def test_http_download_with_progress_bar(tmp_path: Path, server: _Server, capsys: pytest.CaptureFixture[str]) -> None:
+def test_http_download_with_progress_bar(
+    tmp_path: Path, server: _Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sphinx.utils.download, "_BAR_DELAY_S", 0)  # a local download is over in less
     path = download(f"{server.base_url}/weights.pkl", cache_dir=tmp_path, sha256=PAYLOAD_SHA256)
     assert path.read_bytes() == PAYLOAD
     bar = capsys.readouterr().err
@@ -184,6 +187,17 @@ def test_stalled_server_times_out(tmp_path: Path, server: _Server, monkeypatch: 
         download(url, cache_dir=tmp_path, progress=False)
     assert url in str(caught.value)
     assert _cache_is_clean(tmp_path)
+
+
+def test_a_download_that_cannot_connect_draws_no_empty_progress_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago has no listener
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DownloadError):
+        download(f"http://127.0.0.1:{port}/vgg16.pth", cache_dir=tmp_path)
+    assert capsys.readouterr().err == ""
 
 
 def test_unreachable_host_names_url(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import disk_full_past
 from sphinx.errors import OutputError
 from sphinx.inversion.state import InversionState, save_state
 from sphinx.rundir.writer import OutputWriter
@@ -64,6 +65,16 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch):
         atomic_write_text(tmp_path / "results.csv", "a,b\n")
     message = str(refused.value)
     assert message.startswith(f"{tmp_path / 'results.csv'}: cannot write (No space left on device)")
+    assert "\n" not in message and os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_under_torch_save_is_one_line_naming_the_file(tmp_path):
+    """torch.save swallows the failed write and raises a RuntimeError about a zip position."""
+    state = InversionState("w", "img", 0, {}, "g", {"w": torch.zeros(100_000)})
+    with disk_full_past(50_000), pytest.raises(OutputError) as refused:
+        save_state(state, tmp_path / "state.pt")
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'state.pt'}: cannot write (File too large); free disk space")
     assert "\n" not in message and os.listdir(tmp_path) == []
 
 

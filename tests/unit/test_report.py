@@ -271,6 +271,15 @@ def test_an_interrupted_run_alone_is_reported_with_an_unknown_data_set(tmp_path)
     assert report.cell("sphinx", "none").data == "unknown"
 
 
+def test_a_summary_nested_too_deeply_to_parse_is_noted_and_its_run_read_from_results_csv(tmp_path):
+    write_run(tmp_path / "run", [result_row("a.png", "sphinx", "none", psnr=18.0)])
+    (tmp_path / "run" / "summary.json").write_text("[" * 100_000 + "]" * 100_000)
+    report = build_report([tmp_path / "run"])
+
+    assert report.cell("sphinx", "none").psnr.mean == 18.0
+    assert any("summary.json is JSON nested too deeply" in w for w in report.warnings), report.warnings
+
+
 def test_two_generators_get_a_section_each_and_are_named_in_the_title(multirun, tmp_path):
     write_run(
         tmp_path / "ffhq", [result_row("img0.png", "sphinx", "none", psnr=40.0, generator="ffhq256")], data="faces"

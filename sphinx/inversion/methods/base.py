@@ -84,6 +84,9 @@ class MethodConfig:
     def check_batch_size(self, batch_size: int) -> None:
         """Raise :class:`sphinx.errors.ConfigError` if the method cannot run batches of this size."""
 
+    def check_generator(self, generator: Generator) -> None:
+        """Raise :class:`sphinx.errors.ConfigError` for options that do not fit the generator."""
+
     def options(self) -> dict[str, object]:
         """Every hyperparameter but the name: what states, checkpoints and run fingerprints record."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "name"}

@@ -96,6 +96,14 @@ class SphinxConfig(MethodConfig):
             # the spread is a standard deviation over draws: it needs 2 of them, or 0 to skip it
             raise ConfigError(f"method.spread_draws must be 0 (skip) or at least 2, got {self.spread_draws}")
 
+    def check_generator(self, generator: Generator) -> None:
+        # the style head's encoder narrows W (style_dim wide) down to the bottleneck
+        if self.bottleneck > generator.style_dim:
+            raise ConfigError(
+                f"method.bottleneck={self.bottleneck} is wider than the W it encodes (the generator's style_dim "
+                f"{generator.style_dim}); use at most {generator.style_dim} (the authors use 32)"
+            )
+
     @property
     def implementation(self) -> type[Sphinx]:
         return Sphinx
