@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from sphinx.configs import config_dir
+from sphinx.configs import check_group_choices, config_dir
 from sphinx.errors import ConfigError, OutputError, RunInterrupted, SphinxError
 from sphinx.rundir.signals import StopSignals, exit_status, hand_over
 from sphinx.utils.text import one_line
@@ -63,7 +63,15 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
             hand_over(stopped.signal_name)  # a scheduler's requeue (submitit), which exits, if one waits
             sys.exit(exit_status(stopped.signal_name))
 
-    return main
+    def checked_main() -> None:
+        try:
+            check_group_choices(entry_point, sys.argv[1:])
+        except ConfigError as error:
+            print(f"error: {one_line(str(error))}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        main()
+
+    return checked_main
 
 
 def _quiet_third_parties() -> None:

@@ -242,3 +242,18 @@ def test_real_options_keys_and_sweep_functions_pass_the_group_check():
     check_group_choices("run", ["method=sphinx,wplus", "+experiment=ood_faces", "method.steps=3", "seed=abc"])
     check_group_choices("run", ["method=choice(sphinx,w)", "hydra/launcher=basic", "--multirun", "generator=null"])
     check_group_choices("edit", ["method=sphinx_warm", "+experiment=edit_rotate", "edit=morph", "edit.kind=x"])
+
+
+@pytest.mark.parametrize("module", ["sphinx.run", "sphinx.edit", "sphinx.train"])
+def test_each_entry_point_answers_an_option_of_no_group_in_one_line_with_status_2(tmp_path, module):
+    from helpers import sphinx_run
+
+    group = "model" if module == "sphinx.train" else "generator"
+    done = sphinx_run(f"{group}=no_such", cwd=tmp_path, check=False, module=module)
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == f"error: {group}=no_such: no such {group} option; choose one of "
+        + done.stderr.split("choose one of ")[1].strip()
+    )
+    assert done.stdout == "" and not any(tmp_path.iterdir())  # refused before Hydra made a run dir
