@@ -251,9 +251,6 @@ def test_each_entry_point_answers_an_option_of_no_group_in_one_line_with_status_
     group = "model" if module == "sphinx.train" else "generator"
     done = sphinx_run(f"{group}=no_such", cwd=tmp_path, check=False, module=module)
     assert done.returncode == 2
-    assert (
-        done.stderr.strip()
-        == f"error: {group}=no_such: no such {group} option; choose one of "
-        + done.stderr.split("choose one of ")[1].strip()
-    )
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {group}=no_such: no such {group} option; choose one of ")
     assert done.stdout == "" and not any(tmp_path.iterdir())  # refused before Hydra made a run dir
