@@ -4,7 +4,6 @@ become per-image failures, bad options a ConfigError before any compute."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import struct
@@ -18,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.probe import run_probe
 from sphinx.data import (
     FITS,
     SAMPLE_NAMES,
@@ -662,16 +662,14 @@ def test_a_fifo_named_like_an_image_fails_as_that_image_without_blocking_the_oth
 def _peak_loading(path: Path, resolution: int) -> dict:
     """Load ``path`` in a fresh process; its outcome and peak resident memory in MB."""
     probe = (
-        "import json, resource\n"
+        "import json\n"
         "from sphinx.data import load_image\n"
         "from sphinx.errors import ImageError\n"
         f"try:\n    outcome = list(load_image({str(path)!r}, resolution={resolution}).shape)\n"
         "except ImageError as error:\n    outcome = str(error)\n"
-        "print(json.dumps({'outcome': outcome, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+        "print(json.dumps({'outcome': outcome, 'peak_mb': peak_mb()}))"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_probe(probe, cwd=Path.cwd(), timeout=300)
 
 
 @pytest.mark.slow

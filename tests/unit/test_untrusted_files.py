@@ -10,13 +10,11 @@ file, is set aside instead and its batch restarted: test_batch_checkpoint.py.)
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickle
 import struct
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import pytest
 import torch
 
 from helpers.crafted import hash_bomb, memo_get, memo_put, torch_archive
+from helpers.probe import run_probe
 from sphinx.editing.directions import load_direction
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators import load_generator
@@ -123,9 +122,9 @@ def test_tensors_that_are_views_of_one_stored_value_are_refused_before_they_are_
 
 def test_the_view_refusal_keeps_the_peak_memory_of_the_process_small(tmp_path):
     path = _view_bomb_generator(tmp_path / "views.pt", channels=8192)  # 2.4 GB per conv once copied
-    probe = textwrap.dedent(
+    report = run_probe(
         f"""
-        import json, resource, sys
+        import json, sys
         from sphinx.errors import CheckpointError
         from sphinx.generators import load_generator
         try:
@@ -133,12 +132,10 @@ def test_the_view_refusal_keeps_the_peak_memory_of_the_process_small(tmp_path):
             outcome = "loaded"
         except CheckpointError as error:
             outcome = str(error)
-        print(json.dumps({{"outcome": outcome, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-        """
+        print(json.dumps({{"outcome": outcome, "peak_mb": peak_mb()}}))
+        """,
+        cwd=ROOT,
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
     assert "views of shared values" in report["outcome"]
     assert report["peak_mb"] < 1024, report
 
@@ -180,9 +177,9 @@ def test_a_direction_npy_declaring_gigabytes_over_a_sparse_file_is_refused_befor
     path = tmp_path / "d.npy"
     np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(2**28,))  # 2 GiB declared, sparse
     assert path.stat().st_blocks * 512 < 2**20
-    probe = textwrap.dedent(
+    report = run_probe(
         f"""
-        import json, resource
+        import json
         from sphinx.editing.directions import load_direction
         from sphinx.errors import ConfigError
         from sphinx.generators import load_generator
@@ -192,11 +189,9 @@ def test_a_direction_npy_declaring_gigabytes_over_a_sparse_file_is_refused_befor
             outcome = "loaded"
         except ConfigError as error:
             outcome = str(error)
-        print(json.dumps({{"outcome": outcome, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-        """
+        print(json.dumps({{"outcome": outcome, "peak_mb": peak_mb()}}))
+        """,
+        cwd=ROOT,
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
     assert "a direction must have shape" in report["outcome"] and "[268435456]" in report["outcome"]
     assert report["peak_mb"] < 1024, report  # a copy would take 2 GiB
