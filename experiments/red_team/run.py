@@ -42,6 +42,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.crafted import hash_bomb, memo_get, memo_put, torch_archive, view_bomb_generator  # noqa: E402
+
 RESULTS = Path(__file__).resolve().with_name("results.md")
 PYTHON = sys.executable
 
@@ -125,14 +128,6 @@ def integer(value: int) -> bytes:
 def global_(module: str, name: str) -> bytes:
     """GLOBAL."""
     return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
-
-
-def memo_put(index: int) -> bytes:
-    return b"r" + struct.pack("<I", index)  # LONG_BINPUT
-
-
-def memo_get(index: int) -> bytes:
-    return b"j" + struct.pack("<I", index)  # LONG_BINGET
 
 
 def seq(*parts: bytes) -> bytes:
@@ -263,30 +258,6 @@ def nvidia_tensor(storage: bytes) -> bytes:
     return seq(EMPTY_DICT, text("G_ema"), rebuilt_tensor(storage, (1,), (1,)), SETITEM)
 
 
-def hash_bomb(levels: int = 100, *, dicts: int = 1) -> bytes:
-    """``{t: 1}`` where ``t = (t', t')`` nested ``levels`` deep through the memo (2**levels to hash).
-
-    With ``dicts > 1``, that many such dicts are built and all but the last dropped (POP).
-    """
-    out = bytearray(PROTO2 + EMPTY_DICT + EMPTY_TUPLE + memo_put(0))
-    for level in range(1, levels + 1):
-        out += memo_get(level - 1) + TUPLE2 + memo_put(level)
-    for _ in range(dicts - 1):
-        out += EMPTY_DICT + memo_get(levels) + b"K\x01" + SETITEM + b"0"
-    return bytes(out + b"K\x01" + SETITEM + STOP)  # the last level, still on the stack -> 1
-
-
-def torch_archive(data_pkl: bytes, path: Path, *, records: dict[str, bytes] | None = None) -> Path:
-    """A torch.save-layout zip (stored records) whose data.pkl is ``data_pkl``."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("archive/data.pkl", data_pkl)
-        for name, data in (records or {}).items():
-            archive.writestr(f"archive/data/{name}", data)
-        archive.writestr("archive/byteorder", "little")
-        archive.writestr("archive/version", "3\n")
-    return path
-
-
 def zip_bomb(path: Path, *, gib: float) -> Path:
     """A torch archive whose storage record is ``gib`` GiB of zeros, deflated to a few MB."""
     numel = int(gib * 2**30) // 4
@@ -370,24 +341,6 @@ def legacy_declaring_4_tib() -> bytes:
     honest = legacy_bytes(torch.zeros(12345))
     count = b"M" + struct.pack("<H", 12345)  # BININT2 of the element count: storage id, then size
     return honest.replace(count, b"\x8a\x06" + (2**40).to_bytes(6, "little"), 1)
-
-
-def view_bomb_generator(path: Path, *, channels: int) -> Path:
-    """A port-format generator whose every weight is a stride-0 view of one stored zero."""
-    import torch
-
-    from sphinx.generators.ops import fir_kernel
-    from sphinx.generators.stylegan2 import Generator
-
-    with torch.device("meta"):
-        shape = Generator(resolution=8, style_dim=64, n_mlp=2, channels={4: channels, 8: channels})
-    kernel, zero = fir_kernel(shape.blur_taps, gain=4), torch.zeros(())
-    tensors = {
-        key: kernel.clone() if key.endswith(".kernel") else zero.expand(value.shape)
-        for key, value in shape.state_dict().items()
-    }
-    torch.save({"g_ema": tensors}, path)
-    return path
 
 
 def view_bomb_pickle(*, tensors: int, channels: int) -> bytes:

@@ -34,10 +34,31 @@ def hash_bomb(levels: int = BOMB_LEVELS, *, dicts: int = 1) -> bytes:
     return bytes(out + b"K\x01s.")  # the bomb -> 1, into the result
 
 
-def torch_archive(pickle_bytes: bytes, path: Path) -> Path:
-    """A torch.save-layout zip whose data.pkl is ``pickle_bytes``."""
+def torch_archive(pickle_bytes: bytes, path: Path, *, records: dict[str, bytes] | None = None) -> Path:
+    """A torch.save-layout zip (stored records) whose data.pkl is ``pickle_bytes``."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("archive/data.pkl", pickle_bytes)
+        for name, data in (records or {}).items():
+            archive.writestr(f"archive/data/{name}", data)
         archive.writestr("archive/byteorder", "little")
         archive.writestr("archive/version", "3\n")
+    return path
+
+
+def view_bomb_generator(path: Path, *, channels: int) -> Path:
+    """A port-format checkpoint whose every weight is a stride-0 view of one stored zero (its FIR
+    kernels real, so that nothing but the size gives it away)."""
+    import torch
+
+    from sphinx.generators.ops import fir_kernel
+    from sphinx.generators.stylegan2 import Generator
+
+    with torch.device("meta"):
+        reference = Generator(resolution=8, style_dim=64, n_mlp=2, channels={4: channels, 8: channels})
+    kernel, zero = fir_kernel(reference.blur_taps, gain=4), torch.zeros(())
+    tensors = {
+        key: kernel.clone() if key.endswith(".kernel") else zero.expand(value.shape)
+        for key, value in reference.state_dict().items()
+    }
+    torch.save({"g_ema": tensors}, path)
     return path

@@ -21,13 +21,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.crafted import hash_bomb, memo_get, memo_put, torch_archive
+from helpers.crafted import hash_bomb, memo_get, memo_put, torch_archive, view_bomb_generator
 from helpers.probe import run_probe
 from sphinx.editing.directions import load_direction
 from sphinx.errors import CheckpointError, ConfigError
 from sphinx.generators import load_generator
-from sphinx.generators.ops import fir_kernel
-from sphinx.generators.stylegan2 import Generator
 from sphinx.inversion.state import load_state
 from sphinx.training.export import export_generator
 from sphinx.utils import untrusted_files
@@ -99,29 +97,15 @@ def test_every_loader_refuses_a_hash_bomb_at_once_in_one_line(tmp_path, kind):
     assert str(path) in message and "hash bomb" in message and "\n" not in message
 
 
-def _view_bomb_generator(path: Path, *, channels: int) -> Path:
-    """A port-format checkpoint whose every weight is a stride-0 view of one stored zero (its FIR
-    kernels real, so that nothing but the size gives it away)."""
-    with torch.device("meta"):
-        reference = Generator(resolution=8, style_dim=64, n_mlp=2, channels={4: channels, 8: channels})
-    kernel, zero = fir_kernel(reference.blur_taps, gain=4), torch.zeros(())
-    tensors = {
-        key: kernel.clone() if key.endswith(".kernel") else zero.expand(value.shape)
-        for key, value in reference.state_dict().items()
-    }
-    torch.save({"g_ema": tensors}, path)
-    return path
-
-
 def test_tensors_that_are_views_of_one_stored_value_are_refused_before_they_are_copied(tmp_path):
-    path = _view_bomb_generator(tmp_path / "views.pt", channels=4096)  # 4096**2 * 9 floats per conv: 600 MB each
+    path = view_bomb_generator(tmp_path / "views.pt", channels=4096)  # 4096**2 * 9 floats per conv: 600 MB each
     assert path.stat().st_size < 64_000
     with pytest.raises(CheckpointError, match=r"views\.pt: refused: .*views of shared values"):
         load_generator(path)
 
 
 def test_the_view_refusal_keeps_the_peak_memory_of_the_process_small(tmp_path):
-    path = _view_bomb_generator(tmp_path / "views.pt", channels=8192)  # 2.4 GB per conv once copied
+    path = view_bomb_generator(tmp_path / "views.pt", channels=8192)  # 2.4 GB per conv once copied
     report = run_probe(
         f"""
         import json, sys
