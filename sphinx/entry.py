@@ -17,7 +17,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -50,8 +50,7 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
             job(cfg)
         except SphinxError as error:
             # once, on stderr: logging it too would print it a second time through Hydra's console handler
-            print(f"error: {one_line(str(error))}", file=sys.stderr, flush=True)
-            sys.exit(2)
+            _refuse(str(error))
         except RunInterrupted as stopped:
             saved = "; the batch in flight was saved" if stopped.saved is not None else ""
             print(
@@ -67,8 +66,7 @@ def hydra_entry(entry_point: str, config_name: str, job: Callable[[DictConfig], 
         try:
             check_group_choices(entry_point, sys.argv[1:])
         except ConfigError as error:
-            print(f"error: {one_line(str(error))}", file=sys.stderr, flush=True)
-            sys.exit(2)
+            _refuse(str(error))
         main()
 
     return checked_main
@@ -113,10 +111,12 @@ def _refuse_unwritable(folder: str, key: str) -> None:
             return
     except OSError as error:
         problem = error.strerror or type(error).__name__
-    print(
-        f"error: {one_line(str(path))}: cannot write there ({problem}); choose a writable folder with {key}=<folder>",
-        file=sys.stderr,
-    )
+    _refuse(f"{path}: cannot write there ({problem}); choose a writable folder with {key}=<folder>")
+
+
+def _refuse(message: str) -> NoReturn:
+    """End the command as every refusal does: one line on stderr, exit status 2."""
+    print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
     sys.exit(2)
 
 
