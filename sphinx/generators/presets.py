@@ -52,75 +52,47 @@ _NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/
 SPHINX_AUTHORS_DRIVE_ID = "1JCBiKY_yUixTa6F1eflABL88T4cii2GR"
 _DRIVE = "https://drive.usercontent.google.com/download"
 
+# StyleGAN2-ADA's published pickles: (preset name, file stem, resolution, what it generates).
+_ADA_PICKLES = (
+    ("ffhq1024", "ffhq", 1024, "FFHQ faces"),
+    ("metfaces", "metfaces", 1024, "MetFaces portraits in art"),
+    ("afhqcat", "afhqcat", 512, "AFHQ cats"),
+    ("afhqdog", "afhqdog", 512, "AFHQ dogs"),
+    ("afhqwild", "afhqwild", 512, "AFHQ wild animals"),
+    ("brecahad", "brecahad", 512, "BreCaHAD breast cancer histology"),
+)
+
 # NVIDIA publishes no checksums for these files, so none is recorded here.
 # `demo` is the small prior shipped inside the package (experiments/demo_prior/README.md).
 PRESETS: Mapping[str, Preset] = MappingProxyType(
     {
         preset.name: preset
         for preset in (
-            Preset(
-                name="ffhq1024",
-                url=f"{_ADA}/ffhq.pkl",
-                sha256=None,
-                resolution=1024,
-                description=f"FFHQ faces, {_ADA_SOURCE}",
+            *(
+                Preset(name, f"{_ADA}/{stem}.pkl", None, resolution, f"{what}, {_ADA_SOURCE}")
+                for name, stem, resolution, what in _ADA_PICKLES
             ),
             Preset(
-                name="ffhq256",
-                url=f"{_NGC}/stylegan2-ffhq-256x256.pkl",
-                sha256=None,
-                resolution=256,
-                description="FFHQ faces, StyleGAN2 (NVIDIA NGC, released with StyleGAN3)",
+                "ffhq256",
+                f"{_NGC}/stylegan2-ffhq-256x256.pkl",
+                None,
+                256,
+                "FFHQ faces, StyleGAN2 (NVIDIA NGC, released with StyleGAN3)",
             ),
             Preset(
-                name="metfaces",
-                url=f"{_ADA}/metfaces.pkl",
-                sha256=None,
-                resolution=1024,
-                description=f"MetFaces portraits in art, {_ADA_SOURCE}",
-            ),
-            Preset(
-                name="afhqcat",
-                url=f"{_ADA}/afhqcat.pkl",
-                sha256=None,
-                resolution=512,
-                description=f"AFHQ cats, {_ADA_SOURCE}",
-            ),
-            Preset(
-                name="afhqdog",
-                url=f"{_ADA}/afhqdog.pkl",
-                sha256=None,
-                resolution=512,
-                description=f"AFHQ dogs, {_ADA_SOURCE}",
-            ),
-            Preset(
-                name="afhqwild",
-                url=f"{_ADA}/afhqwild.pkl",
-                sha256=None,
-                resolution=512,
-                description=f"AFHQ wild animals, {_ADA_SOURCE}",
-            ),
-            Preset(
-                name="brecahad",
-                url=f"{_ADA}/brecahad.pkl",
-                sha256=None,
-                resolution=512,
-                description=f"BreCaHAD breast cancer histology, {_ADA_SOURCE}",
-            ),
-            Preset(
-                name="stylegan2-ffhq-config-f",
-                url=f"{_DRIVE}?id={SPHINX_AUTHORS_DRIVE_ID}&export=download&confirm=t",
-                sha256=None,
-                resolution=1024,
-                description="FFHQ faces, StyleGAN2 config-f converted by the PyTorch port (the SPHInX authors' file)",
+                "stylegan2-ffhq-config-f",
+                f"{_DRIVE}?id={SPHINX_AUTHORS_DRIVE_ID}&export=download&confirm=t",
+                None,
+                1024,
+                "FFHQ faces, StyleGAN2 config-f converted by the PyTorch port (the SPHInX authors' file)",
                 filename="stylegan2-ffhq-config-f.pt",
             ),
             Preset(
-                name="demo",
-                url="package://sphinx/assets/demo_prior.pt",
-                sha256="91fb4e810ea30920c32b00fdf5ed7a63952f6c15f8b9b48cc1ea01f00710509f",
-                resolution=64,
-                description="Noto Color Emoji faces, 64 px, trained here (experiments/demo_prior)",
+                "demo",
+                "package://sphinx/assets/demo_prior.pt",
+                "91fb4e810ea30920c32b00fdf5ed7a63952f6c15f8b9b48cc1ea01f00710509f",
+                64,
+                "Noto Color Emoji faces, 64 px, trained here (experiments/demo_prior)",
             ),
         )
     }
